@@ -55,7 +55,10 @@ impl Username {
         }
         let len = name.chars().count();
         if len > max_chars {
-            return Err(ValidationError::TooLong { len, max: max_chars });
+            return Err(ValidationError::TooLong {
+                len,
+                max: max_chars,
+            });
         }
         Ok(Self(name.to_owned()))
     }
@@ -88,12 +91,14 @@ impl RoomId {
         }
         let len = room.chars().count();
         if len > Self::MAX_CHARS {
-            return Err(ValidationError::TooLong { len, max: Self::MAX_CHARS });
+            return Err(ValidationError::TooLong {
+                len,
+                max: Self::MAX_CHARS,
+            });
         }
-        if !room
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        if !room.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        }) {
             return Err(ValidationError::BadRoomChar);
         }
         Ok(Self(room))
@@ -138,7 +143,10 @@ impl MessageText {
         }
         let len = text.chars().count();
         if len > max_chars {
-            return Err(ValidationError::TooLong { len, max: max_chars });
+            return Err(ValidationError::TooLong {
+                len,
+                max: max_chars,
+            });
         }
         Ok(Self(text.to_owned()))
     }
@@ -165,9 +173,18 @@ mod tests {
 
     #[test]
     fn username_refuses_invisible_and_bidi_characters() {
-        for bad in ["ad\u{202E}a", "a\u{200B}da", "ada\u{0007}", "\u{2066}ada", "a\u{FEFF}"] {
+        for bad in [
+            "ad\u{202E}a",
+            "a\u{200B}da",
+            "ada\u{0007}",
+            "\u{2066}ada",
+            "a\u{FEFF}",
+        ] {
             assert!(
-                matches!(Username::parse(bad, 32), Err(ValidationError::ForbiddenChar(_))),
+                matches!(
+                    Username::parse(bad, 32),
+                    Err(ValidationError::ForbiddenChar(_))
+                ),
                 "{bad:?} accepted"
             );
         }

@@ -94,7 +94,10 @@ pub enum ServerMsg {
 
 impl ServerMsg {
     pub fn error(code: ErrorCode, reason: impl Into<String>) -> Self {
-        Self::Error { code, reason: reason.into() }
+        Self::Error {
+            code,
+            reason: reason.into(),
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -186,7 +189,10 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Whether the server closes the session after this error.
     pub fn is_fatal(self) -> bool {
-        matches!(self, Self::NameInvalid | Self::NameTaken | Self::RoomInvalid)
+        matches!(
+            self,
+            Self::NameInvalid | Self::NameTaken | Self::RoomInvalid
+        )
     }
 }
 
@@ -199,6 +205,8 @@ pub mod close_code {
     pub const NAME_TAKEN: u16 = 4409;
     /// The client did not read fast enough and its outbound queue overflowed. Reconnect.
     pub const SLOW_CONSUMER: u16 = 4429;
+    /// The client stopped answering pings. Reconnect.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4408;
 
     /// Whether a client should reconnect automatically after this close code.
     pub fn should_reconnect(code: u16) -> bool {
@@ -212,11 +220,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn member() -> Member {
-        Member { name: "ada".into(), session: 7 }
+        Member {
+            name: "ada".into(),
+            session: 7,
+        }
     }
 
     fn stats() -> Stats {
-        Stats { connections: 3, rooms: 1, messages_per_sec: 12, uptime_secs: 60, server_time_ms: 1 }
+        Stats {
+            connections: 3,
+            rooms: 1,
+            messages_per_sec: 12,
+            uptime_secs: 60,
+            server_time_ms: 1,
+        }
     }
 
     fn every_server_msg() -> Vec<ServerMsg> {
@@ -245,11 +262,19 @@ mod tests {
                 session: 1,
                 ts: 2,
             }),
-            ServerMsg::Joined { room: "lobby".into(), member: member() },
-            ServerMsg::Left { room: "lobby".into(), member: member() },
+            ServerMsg::Joined {
+                room: "lobby".into(),
+                member: member(),
+            },
+            ServerMsg::Left {
+                room: "lobby".into(),
+                member: member(),
+            },
             ServerMsg::Stats(stats()),
             ServerMsg::error(ErrorCode::NameTaken, "taken"),
-            ServerMsg::Shutdown { retry_after_ms: 500 },
+            ServerMsg::Shutdown {
+                retry_after_ms: 500,
+            },
         ]
     }
 
@@ -257,13 +282,20 @@ mod tests {
     fn every_server_message_round_trips() {
         for msg in every_server_msg() {
             let json = msg.to_json();
-            assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), msg, "{json}");
+            assert_eq!(
+                serde_json::from_str::<ServerMsg>(&json).unwrap(),
+                msg,
+                "{json}"
+            );
         }
     }
 
     #[test]
     fn every_client_message_round_trips() {
-        for msg in [ClientMsg::Chat { msg: "hi".into() }, ClientMsg::Feed { enabled: false }] {
+        for msg in [
+            ClientMsg::Chat { msg: "hi".into() },
+            ClientMsg::Feed { enabled: false },
+        ] {
             let json = serde_json::to_string(&msg).unwrap();
             assert_eq!(Inbound::decode(&json), Ok(Inbound::Typed(msg)));
         }
@@ -282,19 +314,34 @@ mod tests {
     fn the_tutorial_frame_decodes_as_legacy_chat() {
         assert_eq!(
             Inbound::decode(r#"{"name":"bob","msg":"hello"}"#),
-            Ok(Inbound::Legacy(LegacyChat { name: "bob".into(), msg: "hello".into() }))
+            Ok(Inbound::Legacy(LegacyChat {
+                name: "bob".into(),
+                msg: "hello".into()
+            }))
         );
     }
 
     #[test]
     fn bad_frames_get_typed_errors() {
-        assert!(matches!(Inbound::decode("{"), Err(DecodeError::Malformed(_))));
-        assert!(matches!(Inbound::decode("not json"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            Inbound::decode("{"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Inbound::decode("not json"),
+            Err(DecodeError::Malformed(_))
+        ));
         let unknown = Inbound::decode(r#"{"type":"launch","msg":"x"}"#).unwrap_err();
         assert_eq!(unknown.code(), ErrorCode::InvalidMessage);
         assert!(unknown.to_string().contains("launch"), "{unknown}");
-        assert!(matches!(Inbound::decode(r#"{"type":"chat"}"#), Err(DecodeError::Invalid(_))));
-        assert!(matches!(Inbound::decode("[1,2]"), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            Inbound::decode(r#"{"type":"chat"}"#),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            Inbound::decode("[1,2]"),
+            Err(DecodeError::Invalid(_))
+        ));
         assert!(matches!(
             Inbound::decode(r#"{"name":"a","msg":"b","x":1}"#),
             Err(DecodeError::Invalid(_))

@@ -1,1 +1,224 @@
+//! Test harness: [`spawn_app`] starts the real server on `127.0.0.1:0` and returns a [`TestApp`];
+//! [`WsClient`] is a typed WebSocket client with timeouts.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use server::{Application, Settings};
+use shared::{ClientMsg, ServerMsg, Welcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for a frame before failing.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+    /// Keeps the static directory alive for the server's life.
+    _static_dir: tempfile::TempDir,
+}
+
+/// Starts a server with default settings on an ephemeral port.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server with settings adjusted by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let static_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::with_bind("127.0.0.1:0".parse().unwrap());
+    settings.static_dir = static_dir.path().to_owned();
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("server starts");
+    let addr = app.local_addr();
+    let shutdown = app.shutdown_token();
+    let handle = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        addr,
+        shutdown,
+        handle,
+        _static_dir: static_dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    /// Joins `room` as `name` with the live feed off; returns the client and its welcome.
+    pub async fn join(&self, name: &str, room: &str) -> (WsClient, Welcome) {
+        let mut client = self
+            .connect(&format!("/ws?name={name}&room={room}&feed=0"))
+            .await
+            .expect("connects");
+        let welcome = client.welcome().await;
+        (client, welcome)
+    }
+
+    /// Opens a WebSocket to `path_and_query` with no Origin header.
+    pub async fn connect(&self, path_and_query: &str) -> Result<WsClient, tungstenite::Error> {
+        self.connect_with_origin(path_and_query, None).await
+    }
+
+    pub async fn connect_with_origin(
+        &self,
+        path_and_query: &str,
+        origin: Option<&str>,
+    ) -> Result<WsClient, tungstenite::Error> {
+        let mut request = self.url(path_and_query).into_client_request()?;
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", HeaderValue::from_str(origin).unwrap());
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(WsClient { stream })
+    }
+
+    /// Sends a raw HTTP/1.1 GET and returns (status, body).
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String, String)> {
+        let mut tcp = TcpStream::connect(self.addr).await?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        tcp.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(RECV_TIMEOUT, tcp.read_to_end(&mut raw)).await??;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+        let status = head.split(' ').nth(1).context("no status")?.parse()?;
+        Ok((status, head.to_owned(), body.to_owned()))
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to finish.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("server stops within its grace period")
+            .expect("server task")
+            .expect("server result");
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// A typed WebSocket client.
+pub struct WsClient {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a client saw next.
+#[derive(Debug)]
+pub enum Event {
+    Msg(ServerMsg),
+    Close(Option<CloseFrame>),
+    /// A frame that is not a JSON text (the echo endpoint).
+    Other(Message),
+}
+
+impl WsClient {
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        let text = serde_json::to_string(msg).unwrap();
+        self.send_text(&text).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn chat(&mut self, text: &str) {
+        self.send(&ClientMsg::Chat {
+            msg: text.to_owned(),
+        })
+        .await;
+    }
+
+    /// The next event, skipping pings/pongs. Fails the test after [`RECV_TIMEOUT`].
+    pub async fn next_event(&mut self) -> anyhow::Result<Event> {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.stream.next())
+                .await
+                .context("timed out waiting for a frame")?;
+            return Ok(match frame {
+                None => Event::Close(None),
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                )) => Event::Close(None),
+                Some(Err(e)) => bail!("websocket error: {e}"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(frame))) => Event::Close(frame),
+                Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                    Ok(msg) => Event::Msg(msg),
+                    Err(_) => Event::Other(Message::Text(text)),
+                },
+                Some(Ok(other)) => Event::Other(other),
+            });
+        }
+    }
+
+    /// The next text frame, raw.
+    pub async fn next_text(&mut self) -> String {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.stream.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match frame {
+                Some(Ok(Message::Text(text))) => return text.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next server message; panics on close or timeout.
+    pub async fn recv(&mut self) -> ServerMsg {
+        match self.next_event().await.expect("event") {
+            Event::Msg(msg) => msg,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Skips messages until one matches `pick`.
+    pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
+        loop {
+            if let Some(found) = pick(self.recv().await) {
+                return found;
+            }
+        }
+    }
+
+    pub async fn welcome(&mut self) -> Welcome {
+        match self.recv().await {
+            ServerMsg::Welcome(w) => w,
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    /// Reads until the close frame and returns its code (1006 if the connection just ended).
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            match self.next_event().await {
+                Ok(Event::Close(frame)) => return frame.map_or(1006, |f| f.code.into()),
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("timed out") => panic!("no close: {e}"),
+                Err(_) => return 1006,
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Start-up: bind, build the router, run until a shutdown signal, then close every session
+//! with 1001 and wait for the writers (with a deadline).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::compression::CompressionLayer;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::config::Settings;
+use crate::hub::Hub;
+use crate::limits::{ConnectionLimiter, OriginPolicy};
+use crate::routes;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub settings: Arc<Settings>,
+    pub origins: Arc<OriginPolicy>,
+    pub limiter: Arc<ConnectionLimiter>,
+    /// Cancelled on SIGINT/SIGTERM: sessions send close 1001 and end.
+    pub shutdown: CancellationToken,
+    /// Every session and writer task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl AppState {
+    /// Applies the WebSocket limits and small buffers to an upgrade.
+    pub fn configure(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+        let s = &self.settings;
+        upgrade
+            .read_buffer_size(s.read_buffer_bytes)
+            .write_buffer_size(s.write_buffer_bytes)
+            // Writers flush after every burst, so the buffer only grows while a write is
+            // pending; bound it so a stuck peer cannot hold unbounded memory.
+            .max_write_buffer_size(s.write_buffer_bytes + 2 * s.max_message_bytes.max(64 * 1024))
+            .max_message_size(s.max_message_bytes)
+            .max_frame_size(s.max_message_bytes)
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and builds the router.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let local = listener.local_addr()?;
+        let state = AppState {
+            hub: Hub::new(settings.stats_history),
+            origins: Arc::new(OriginPolicy::new(&settings.allowed_origins, local)),
+            limiter: ConnectionLimiter::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+            ),
+            settings: Arc::new(settings),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Cancelling this token stops the server as a signal would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until `stop` resolves or the shutdown token is cancelled.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    () = stop => shutdown.cancel(),
+                    () = shutdown.cancelled() => {}
+                }
+            }
+        });
+        let feed = tokio::spawn(crate::feed::run(state.hub.clone(), shutdown.clone()));
+
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        // axum's graceful shutdown stops accepting and waits for HTTP requests, but not for
+        // upgraded WebSockets: those watch `shutdown` themselves and are tracked below.
+        axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("serving")?;
+
+        state.tracker.close();
+        let grace = state.settings.shutdown_grace();
+        if tokio::time::timeout(grace, state.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = state.tracker.len(),
+                "shutdown deadline passed; dropping sessions"
+            );
+        }
+        feed.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let static_dir = state.settings.static_dir.clone();
+    let index = static_dir.join("index.html");
+    if !index.exists() {
+        tracing::warn!(
+            dir = %static_dir.display(),
+            "no client bundle (index.html) found; serving the API only. Build it with `trunk build --release`"
+        );
+    }
+    let spa = ServeDir::new(&static_dir).fallback(ServeFile::new(index));
+    Router::new()
+        .route("/ws", get(routes::ws::handler))
+        .route("/echo", get(routes::echo::handler))
+        .route("/healthz", get(routes::health::handler))
+        .fallback_service(spa)
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// How long the feed waits between samples.
+pub const FEED_PERIOD: Duration = Duration::from_secs(1);

@@ -1,0 +1,130 @@
+//! Operator settings. Every option has a flag, an environment variable and a documented default;
+//! `server --help` prints them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Switchboard: real-time chat and live data over WebSockets.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "server", version, about)]
+pub struct Settings {
+    /// Address to listen on. Use port 0 to let the OS pick one (the chosen address is logged
+    /// and printed as `listening on http://ADDR`).
+    #[arg(long, env = "SWITCHBOARD_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: SocketAddr,
+
+    /// Directory holding the built client bundle (`trunk build --release` writes `dist/`).
+    /// Served at `/` with a fallback to `index.html`. Missing directory: only the API is served.
+    #[arg(long, env = "SWITCHBOARD_STATIC_DIR", default_value = "dist")]
+    pub static_dir: PathBuf,
+
+    /// Origins allowed to open WebSockets, comma-separated (`*` allows any). Requests without
+    /// an Origin header (non-browser clients) are always allowed. Default: the server's own
+    /// origin (`http://<bind>`, plus `localhost` for a loopback bind) and the trunk dev server
+    /// origins `http://127.0.0.1:8080` and `http://localhost:8080`.
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest WebSocket message (and frame) accepted, in bytes. Bigger: close 1009.
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Longest chat message, in characters. Longer: a `text_invalid` error.
+    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
+    pub max_text_chars: usize,
+
+    /// Longest name, in characters, after trimming.
+    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
+    pub max_name_chars: usize,
+
+    /// Sustained messages per second per connection (token bucket refill rate).
+    #[arg(long, env = "SWITCHBOARD_RATE_PER_SEC", default_value_t = 10)]
+    pub rate_per_sec: u32,
+
+    /// Messages a connection may send in a burst on top of the sustained rate (bucket size).
+    #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+
+    /// Consecutive rate-limited messages after which the connection is closed with 1008.
+    #[arg(long, env = "SWITCHBOARD_RATE_ABUSE_LIMIT", default_value_t = 50)]
+    pub rate_abuse_limit: u32,
+
+    /// Seconds between server pings.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HEARTBEAT_INTERVAL_SECS",
+        default_value_t = 15
+    )]
+    pub heartbeat_interval_secs: u64,
+
+    /// Seconds of silence, beyond one heartbeat interval, after which a peer is closed.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECS", default_value_t = 10)]
+    pub heartbeat_timeout_secs: u64,
+
+    /// Frames queued for one connection before it counts as a slow consumer and is closed
+    /// with 4429 (the room never waits for it).
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+
+    /// WebSocket read buffer per connection, in bytes (axum's default is 128 KiB).
+    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", default_value_t = 4 * 1024)]
+    pub read_buffer_bytes: usize,
+
+    /// Bytes buffered before a write reaches the socket (writers flush after each burst anyway).
+    #[arg(long, env = "SWITCHBOARD_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
+    pub write_buffer_bytes: usize,
+
+    /// Most WebSocket connections open at once; more get 503.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Most WebSocket connections open at once from one IP address; more get 429.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Points of live-feed history sent in the welcome (one per second).
+    #[arg(long, env = "SWITCHBOARD_STATS_HISTORY", default_value_t = 60)]
+    pub stats_history: usize,
+
+    /// On SIGINT/SIGTERM, how long to wait for sessions to send close 1001 and finish.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Settings {
+    /// Defaults for everything, listening on `bind`. Used by tests (`127.0.0.1:0`).
+    pub fn with_bind(bind: SocketAddr) -> Self {
+        let mut settings = Self::parse_from(["server"]);
+        settings.bind = bind;
+        settings
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval_secs)
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn limits(&self) -> shared::Limits {
+        shared::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_text_chars: self.max_text_chars,
+            max_name_chars: self.max_name_chars,
+            rate_per_sec: self.rate_per_sec,
+            rate_burst: self.rate_burst,
+        }
+    }
+}

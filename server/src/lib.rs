@@ -1,0 +1,25 @@
+//! # Switchboard server
+//!
+//! # Layout
+//! - [`config`]: `Settings`, every operator option with its default.
+//! - [`app`]: `Application` (bind, router, run until stopped, graceful shutdown).
+//! - [`routes`]: `/ws` (chat), `/echo`, `/healthz`; the client bundle is served at `/`.
+//! - [`session`]: one chat WebSocket: validation, reader loop, writer task, heartbeat.
+//! - [`hub`]: rooms, members, fan-out through bounded per-session queues.
+//! - [`feed`]: the once-a-second live stats feed.
+//! - [`limits`]: Origin allowlist, connection caps, token bucket.
+//! - [`kick`]: closing a session with a code from anywhere.
+//! - [`telemetry`]: logging.
+
+pub mod app;
+pub mod config;
+pub mod feed;
+pub mod hub;
+pub mod kick;
+pub mod limits;
+pub mod routes;
+pub mod session;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;

@@ -1,0 +1,62 @@
+//! HTTP endpoints: `/ws` (chat), `/echo`, `/healthz`.
+
+pub mod echo;
+pub mod health;
+pub mod ws;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::limits::{AdmissionError, ConnectionPermit};
+
+/// The answer to a plain HTTP request on a WebSocket endpoint: 400 with a body saying what to do.
+pub fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!(
+            "This is a WebSocket endpoint: it needs a WebSocket upgrade request \
+             (GET with `Connection: Upgrade` and `Upgrade: websocket`), for example \
+             `new WebSocket(\"ws://host/ws?name=ada\")` in a browser.\n({rejection})\n"
+        ),
+    )
+        .into_response()
+}
+
+/// Checks run before any upgrade: the Origin allowlist, then the connection caps.
+pub fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<ConnectionPermit, Response> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("invalid"));
+    if !state.origins.allows(origin) {
+        tracing::info!(origin = origin.unwrap_or(""), "origin refused");
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "Origin {} is not allowed to open a WebSocket here (see --allowed-origins).\n",
+                origin.unwrap_or("")
+            ),
+        )
+            .into_response());
+    }
+    state.limiter.try_acquire(ip).map_err(|e| match e {
+        AdmissionError::ServerFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "The server is at its connection limit (--max-connections); retry later.\n",
+        )
+            .into_response(),
+        AdmissionError::TooManyFromIp => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "5")],
+            "Too many connections from your address (--max-connections-per-ip).\n",
+        )
+            .into_response(),
+    })
+}

@@ -1,0 +1,56 @@
+//! `GET /ws?name=&room=&feed=`: the chat WebSocket.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::session::{self, SessionParams};
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    /// Display name; absent for a legacy client that names itself in its first frame.
+    name: Option<String>,
+    /// Room to join; default `lobby`.
+    room: Option<String>,
+    /// `feed=0` (or `false`) opts out of the live stats feed.
+    feed: Option<String>,
+}
+
+pub async fn handler(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return super::upgrade_required(rejection),
+    };
+    let permit = match super::admit(&state, &headers, peer.ip()) {
+        Ok(permit) => permit,
+        Err(response) => return response,
+    };
+    let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
+    let params = SessionParams {
+        hub: state.hub.clone(),
+        settings: state.settings.clone(),
+        peer,
+        room: query.room,
+        name: query.name,
+        feed,
+        shutdown: state.shutdown.clone(),
+        tracker: state.tracker.clone(),
+        permit,
+    };
+    let tracker = state.tracker.clone();
+    state
+        .configure(upgrade)
+        .on_upgrade(move |socket| tracker.track_future(session::run(socket, params)))
+}

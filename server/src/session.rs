@@ -1,0 +1,387 @@
+//! One chat WebSocket's lifetime: validate, register, then a reader loop in this task and a
+//! writer task that alone owns the sink, fed by a bounded queue.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use shared::{
+    ClientMsg, ErrorCode, Inbound, LegacyChat, MessageText, PROTOCOL_VERSION, RoomId, ServerMsg,
+    SessionId, Username, Welcome, close_code,
+};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info};
+
+use crate::config::Settings;
+use crate::hub::{Hub, NameTaken, Outbound, Registration, encode};
+use crate::kick::Kick;
+use crate::limits::{ConnectionPermit, TokenBucket};
+
+/// Frames a writer feeds before one flush.
+const MAX_BATCH: usize = 64;
+/// How long a writer may take to deliver its last frames and the close frame.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Everything a session needs, gathered by the upgrade handler.
+pub struct SessionParams {
+    pub hub: Arc<Hub>,
+    pub settings: Arc<Settings>,
+    pub peer: SocketAddr,
+    /// The query's room and name, not yet validated (validation errors are sent as typed
+    /// errors over the socket, where a browser can read them).
+    pub room: Option<String>,
+    pub name: Option<String>,
+    pub feed: bool,
+    pub shutdown: CancellationToken,
+    pub tracker: tokio_util::task::TaskTracker,
+    /// Held for the connection's life; frees the connection slot when dropped.
+    pub permit: ConnectionPermit,
+}
+
+pub async fn run(socket: WebSocket, p: SessionParams) {
+    let session = p.hub.next_session_id();
+    let span = tracing::info_span!("session", session, peer = %p.peer);
+    run_session(socket, session, p).instrument(span).await;
+}
+
+async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::channel(p.settings.outbound_queue.max(2));
+    let kick = Kick::default();
+    let writer = p.tracker.spawn(
+        write_loop(sink, rx, kick.clone(), p.shutdown.clone()).instrument(tracing::Span::current()),
+    );
+
+    let send_error = |code: ErrorCode, reason: String| {
+        let _ = tx.try_send(Outbound::Frame(encode(&ServerMsg::error(code, reason))));
+    };
+    let admitted = admit(&p, session, tx.clone(), kick.clone());
+    match admitted {
+        Ok(room) => {
+            info!(room = %room, "joined");
+            let mut reader = Reader {
+                hub: &p.hub,
+                settings: &p.settings,
+                session,
+                kick: &kick,
+                send_error: &send_error,
+                bucket: TokenBucket::new(p.settings.rate_per_sec, p.settings.rate_burst),
+                strikes: 0,
+                named: p.name.is_some(),
+            };
+            reader.read_loop(stream, &tx, &p.shutdown).await;
+            p.hub.unregister(session);
+            info!(room = %room, "left");
+        }
+        Err((code, close, reason)) => {
+            send_error(code, reason);
+            kick.kick(close, code_reason(code), true);
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    drop(p.permit);
+}
+
+/// Validates the request and registers the session; the welcome is its first frame.
+fn admit(
+    p: &SessionParams,
+    session: SessionId,
+    tx: mpsc::Sender<Outbound>,
+    kick: Kick,
+) -> Result<RoomId, (ErrorCode, u16, String)> {
+    let room = match p.room.as_deref() {
+        None => RoomId::lobby(),
+        Some(raw) => RoomId::parse(raw).map_err(|e| {
+            (
+                ErrorCode::RoomInvalid,
+                close_code::REJECTED,
+                format!("room {e}"),
+            )
+        })?,
+    };
+    let name = match p.name.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            Username::parse(raw, p.settings.max_name_chars).map_err(|e| {
+                (
+                    ErrorCode::NameInvalid,
+                    close_code::REJECTED,
+                    format!("name {e}"),
+                )
+            })?,
+        ),
+    };
+    let reg = Registration {
+        room: room.clone(),
+        name: name.clone(),
+        tx,
+        kick,
+        feed: p.feed,
+    };
+    let limits = p.settings.limits();
+    p.hub
+        .register(session, reg, |snapshot| {
+            ServerMsg::Welcome(Welcome {
+                protocol: PROTOCOL_VERSION,
+                server_version: env!("CARGO_PKG_VERSION").to_owned(),
+                session,
+                name: name.as_ref().map(ToString::to_string),
+                room: room.to_string(),
+                peer_addr: p.peer.to_string(),
+                members: snapshot.members,
+                limits,
+                recent_stats: snapshot.recent_stats,
+            })
+        })
+        .map_err(|NameTaken| {
+            let name = name.as_ref().map(ToString::to_string).unwrap_or_default();
+            (
+                ErrorCode::NameTaken,
+                close_code::NAME_TAKEN,
+                format!("the name \"{name}\" is already in use in room \"{room}\""),
+            )
+        })?;
+    Ok(room)
+}
+
+fn code_reason(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NameTaken => "name taken",
+        ErrorCode::NameInvalid => "invalid name",
+        ErrorCode::RoomInvalid => "invalid room",
+        _ => "rejected",
+    }
+}
+
+struct Reader<'a, F: Fn(ErrorCode, String)> {
+    hub: &'a Hub,
+    settings: &'a Settings,
+    session: SessionId,
+    kick: &'a Kick,
+    send_error: &'a F,
+    bucket: TokenBucket,
+    /// Consecutive rate-limited messages.
+    strikes: u32,
+    named: bool,
+}
+
+impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
+    async fn read_loop(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        tx: &mpsc::Sender<Outbound>,
+        shutdown: &CancellationToken,
+    ) {
+        let interval = self.settings.heartbeat_interval();
+        let dead_after = interval + self.settings.heartbeat_timeout();
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                frame = stream.next() => {
+                    last_seen = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                        Some(Ok(Message::Binary(_))) => self.reject(
+                            ErrorCode::BinaryNotSupported,
+                            "the chat socket speaks JSON text frames; /echo takes binary".into(),
+                        ),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Err(e)) => {
+                            if is_capacity_error(e) {
+                                self.kick.kick(1009, "message too big", false);
+                            }
+                            return;
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_seen.elapsed() >= dead_after {
+                        info!("heartbeat timeout");
+                        self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
+                        return;
+                    }
+                    let _ = tx.try_send(Outbound::Ping);
+                }
+                () = self.kick.kicked() => return,
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str) {
+        if !self.bucket.try_take() {
+            self.strikes += 1;
+            if self.strikes >= self.settings.rate_abuse_limit {
+                self.kick.kick(1008, "rate limit exceeded", true);
+            } else {
+                (self.send_error)(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} messages per second (burst {}); message dropped",
+                        self.settings.rate_per_sec, self.settings.rate_burst
+                    ),
+                );
+            }
+            return;
+        }
+        self.strikes = 0;
+        match Inbound::decode(text) {
+            Ok(Inbound::Typed(ClientMsg::Chat { msg })) => self.chat(&msg),
+            Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
+                self.hub.set_feed(self.session, enabled)
+            }
+            Ok(Inbound::Legacy(LegacyChat { name, msg })) => {
+                if !self.named && !self.take_name(&name) {
+                    return;
+                }
+                self.chat(&msg);
+            }
+            Err(e) => self.reject(e.code(), e.to_string()),
+        }
+    }
+
+    /// A nameless session takes the name of its first legacy frame.
+    fn take_name(&mut self, raw: &str) -> bool {
+        let name = match Username::parse(raw, self.settings.max_name_chars) {
+            Ok(name) => name,
+            Err(e) => {
+                self.reject(ErrorCode::NameInvalid, format!("name {e}"));
+                return false;
+            }
+        };
+        if self.hub.claim_name(self.session, name.clone()).is_err() {
+            self.reject(
+                ErrorCode::NameTaken,
+                format!("the name \"{name}\" is already in use"),
+            );
+            return false;
+        }
+        self.named = true;
+        true
+    }
+
+    fn chat(&mut self, raw: &str) {
+        if !self.named {
+            return self.reject(
+                ErrorCode::NameRequired,
+                "connect with ?name= (or send {\"name\",\"msg\"}) before chatting".into(),
+            );
+        }
+        match MessageText::parse(raw, self.settings.max_text_chars) {
+            Ok(text) => {
+                self.hub.chat(self.session, text);
+            }
+            Err(e) => self.reject(ErrorCode::TextInvalid, format!("message {e}")),
+        }
+    }
+
+    fn reject(&self, code: ErrorCode, reason: String) {
+        debug!(?code, %reason, "rejected frame");
+        (self.send_error)(code, reason);
+    }
+}
+
+/// tungstenite reports an over-limit message or frame as a capacity error.
+fn is_capacity_error(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+/// The only owner of the sink. Feeds every queued frame, then flushes once.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    kick: Kick,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = kick.kicked() => break,
+            () = shutdown.cancelled() => break,
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => {
+                    // The session ended (the peer closed or went away): finish the closing
+                    // handshake if the socket still works.
+                    let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
+                    return;
+                }
+            },
+        };
+        let batch = async {
+            sink.feed(to_message(first)).await?;
+            for _ in 1..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(item) => sink.feed(to_message(item)).await?,
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await
+        };
+        // A write that blocks (peer not reading) must not outlive a kick or a shutdown.
+        let written = tokio::select! {
+            r = batch => r.is_ok(),
+            () = kick.kicked() => false,
+            () = shutdown.cancelled() => false,
+        };
+        if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
+            return; // the connection is gone
+        }
+        if !written {
+            break;
+        }
+    }
+    let (close, farewell) = match kick.reason() {
+        Some(k) => {
+            if !k.drain {
+                while rx.try_recv().is_ok() {}
+            }
+            (
+                CloseFrame {
+                    code: k.code,
+                    reason: Utf8Bytes::from_static(k.reason),
+                },
+                None,
+            )
+        }
+        None => {
+            let retry_after_ms = rand::rng().random_range(500..3000);
+            (
+                CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("server shutting down"),
+                },
+                Some(ServerMsg::Shutdown { retry_after_ms }),
+            )
+        }
+    };
+    let goodbye = async {
+        while let Ok(item) = rx.try_recv() {
+            sink.feed(to_message(item)).await?;
+        }
+        if let Some(msg) = farewell {
+            sink.feed(Message::Text(encode(&msg))).await?;
+        }
+        sink.send(Message::Close(Some(close))).await
+    };
+    let _ = tokio::time::timeout(CLOSE_DEADLINE, goodbye).await;
+}
+
+fn to_message(item: Outbound) -> Message {
+    match item {
+        Outbound::Frame(text) => Message::Text(text),
+        Outbound::Ping => Message::Ping(Default::default()),
+    }
+}

@@ -1,0 +1,106 @@
+use std::time::Duration;
+
+use shared::{ServerMsg, close_code};
+use switchboard_tests::{Event, spawn_app, spawn_app_with};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn a_stalled_reader_is_dropped_and_does_not_delay_the_others() {
+    const MESSAGES: usize = 3000;
+    const BATCH: usize = 10;
+    let app = spawn_app_with(|s| {
+        s.outbound_queue = 32;
+        s.rate_per_sec = 1_000_000;
+        s.rate_burst = 1_000_000;
+    })
+    .await;
+    let (mut stalled, _) = app.join("stalled", "lobby").await; // never reads until the end
+    let (mut reader, _) = app.join("reader", "lobby").await;
+    let (mut sender, _) = app.join("sender", "lobby").await;
+    let payload = "x".repeat(3000);
+
+    // Closed loop in batches, so `reader` keeps up and only `stalled` falls behind.
+    for batch in 0..MESSAGES / BATCH {
+        use futures_util::SinkExt;
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            let frame = format!(r#"{{"type":"chat","msg":"{i} {payload}"}}"#);
+            sender.stream.feed(Message::text(frame)).await.unwrap();
+        }
+        sender.stream.flush().await.unwrap();
+        for client in [&mut reader, &mut sender] {
+            let mut n = batch * BATCH;
+            while n < (batch + 1) * BATCH {
+                if let ServerMsg::Chat(c) = client.recv().await {
+                    assert!(c.msg.starts_with(&format!("{n} ")), "out of order at {n}");
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    // The stalled client finds its backlog cut short and the connection closed.
+    let mut got = 0;
+    let code = loop {
+        match stalled.next_event().await {
+            Ok(Event::Msg(ServerMsg::Chat(_))) => got += 1,
+            Ok(Event::Close(frame)) => break frame.map_or(1006, |f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => break 1006,
+        }
+    };
+    assert!(got < MESSAGES, "stalled client got everything ({got})");
+    assert!(
+        code == close_code::SLOW_CONSUMER || code == 1006,
+        "close code {code}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed() {
+    let app = spawn_app_with(|s| {
+        s.heartbeat_interval_secs = 1;
+        s.heartbeat_timeout_secs = 1;
+    })
+    .await;
+    let (mut silent, _) = app.join("silent", "lobby").await;
+    let (mut alive, _) = app.join("alive", "lobby").await;
+    // `alive` keeps reading (tungstenite answers pings while reading); `silent` does not read.
+    let watch = async {
+        loop {
+            if let ServerMsg::Left { member, .. } = alive.recv().await {
+                break member.name;
+            }
+        }
+    };
+    let left = tokio::time::timeout(Duration::from_secs(8), watch)
+        .await
+        .expect("silent peer closed");
+    assert_eq!(left, "silent");
+    assert_eq!(silent.close_code().await, close_code::HEARTBEAT_TIMEOUT);
+}
+
+#[tokio::test]
+async fn shutdown_tells_every_session_to_reconnect_and_closes_with_1001() {
+    let app = spawn_app().await;
+    let (mut ada, _) = app.join("ada", "lobby").await;
+    let (mut bob, _) = app.join("bob", "games").await;
+    let mut echo = app.connect("/echo").await.unwrap();
+    let stop = tokio::spawn(app.shutdown());
+    for client in [&mut ada, &mut bob] {
+        let mut hinted = false;
+        let code = loop {
+            match client.next_event().await.unwrap() {
+                Event::Msg(ServerMsg::Shutdown { retry_after_ms }) => {
+                    assert!((500..3000).contains(&retry_after_ms));
+                    hinted = true;
+                }
+                Event::Close(frame) => break frame.map(|f| u16::from(f.code)),
+                _ => {}
+            }
+        };
+        assert!(hinted, "no reconnect hint");
+        assert_eq!(code, Some(1001));
+    }
+    assert_eq!(echo.close_code().await, 1001);
+    stop.await.unwrap();
+}

@@ -1,0 +1,9 @@
+//! Server integration tests: each starts its own server on an ephemeral port.
+
+mod chat;
+mod echo_and_feed;
+mod handshake;
+mod legacy;
+mod lifecycle;
+mod limits;
+mod static_files;
