@@ -1,0 +1,10 @@
+//! UI components, one per file.
+
+pub mod chat_room;
+pub mod composer;
+pub mod connection_badge;
+pub mod diagnostics;
+pub mod join_form;
+pub mod live_panel;
+pub mod member_list;
+pub mod message_list;

@@ -1,0 +1,67 @@
+//! Where the server is. By default the page's own host; for a static deployment elsewhere,
+//! `?server=https://chat.example.com` in the page URL or
+//! `<meta name="switchboard-server" content="https://chat.example.com">` in `index.html`.
+
+/// The server's base URL for WebSockets, e.g. `ws://127.0.0.1:3000` (no trailing slash).
+pub fn ws_base() -> String {
+    let configured = query_param("server").or_else(meta_server);
+    let base = configured.unwrap_or_else(page_origin);
+    to_ws(&base)
+}
+
+/// Turns `http(s)://host` into `ws(s)://host`; `ws(s)://` and bare hosts are accepted too.
+pub fn to_ws(base: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_owned()
+    } else {
+        format!("ws://{base}")
+    }
+}
+
+/// A parameter of the page's query string.
+pub fn query_param(key: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    params.get(key).filter(|v| !v.trim().is_empty())
+}
+
+fn meta_server() -> Option<String> {
+    let doc = web_sys::window()?.document()?;
+    let meta = doc.query_selector("meta[name=switchboard-server]").ok()??;
+    meta.get_attribute("content")
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn page_origin() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_else(|| "http://127.0.0.1:3000".into())
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    String::from(js_sys::encode_uri_component(value))
+}
+
+/// The chat socket URL for `name` in `room`.
+pub fn chat_url(base: &str, name: &str, room: &str) -> String {
+    format!("{base}/ws?name={}&room={}", encode(name), encode(room))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_ws;
+
+    #[test]
+    fn http_bases_become_websocket_urls() {
+        assert_eq!(to_ws("https://chat.example.com/"), "wss://chat.example.com");
+        assert_eq!(to_ws("http://127.0.0.1:3000"), "ws://127.0.0.1:3000");
+        assert_eq!(to_ws("wss://x"), "wss://x");
+        assert_eq!(to_ws("localhost:3000"), "ws://localhost:3000");
+    }
+}
