@@ -169,8 +169,13 @@ impl Connection {
             inner.socket.take()
         };
         if let Some(socket) = socket {
-            let _ = socket.close_with_code_and_reason(1000, "bye");
+            detach(&socket);
+            let _ = socket.close_with_code_and_reason(1000, "left");
         }
+        self.emit(ConnEvent::State(ConnState::Closed {
+            code: 1000,
+            reason: "left".into(),
+        }));
     }
 
     fn emit(&self, event: ConnEvent) {
@@ -355,6 +360,14 @@ impl Connection {
     }
 }
 
+/// Removes the socket's handlers, so no event reaches a dropped closure.
+pub(crate) fn detach(socket: &WebSocket) {
+    socket.set_onopen(None);
+    socket.set_onmessage(None);
+    socket.set_onerror(None);
+    socket.set_onclose(None);
+}
+
 /// Drops `value` on a zero-delay timer. Closures must outlive the event that is running them,
 /// so a callback that ends its socket's life hands the closures here instead of dropping them.
 pub(crate) fn drop_later<T: 'static>(value: T) {
@@ -395,7 +408,7 @@ impl Drop for Inner {
                 window.remove_event_listener_with_callback("online", cb.as_ref().unchecked_ref());
         }
         if let Some(socket) = self.socket.take() {
-            socket.set_onclose(None);
+            detach(&socket);
             let _ = socket.close();
         }
     }

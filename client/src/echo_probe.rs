@@ -34,7 +34,7 @@ impl Probe {
 
     fn finish(&mut self, result: Result<Vec<f64>, String>) {
         if let Some(done) = self.done.take() {
-            self.socket.set_onclose(None);
+            crate::connection::detach(&self.socket);
             let _ = self.socket.close();
             crate::connection::drop_later(std::mem::take(&mut self.callbacks));
             done(result);

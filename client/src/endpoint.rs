@@ -52,16 +52,3 @@ pub fn encode(value: &str) -> String {
 pub fn chat_url(base: &str, name: &str, room: &str) -> String {
     format!("{base}/ws?name={}&room={}", encode(name), encode(room))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::to_ws;
-
-    #[test]
-    fn http_bases_become_websocket_urls() {
-        assert_eq!(to_ws("https://chat.example.com/"), "wss://chat.example.com");
-        assert_eq!(to_ws("http://127.0.0.1:3000"), "ws://127.0.0.1:3000");
-        assert_eq!(to_ws("wss://x"), "wss://x");
-        assert_eq!(to_ws("localhost:3000"), "ws://localhost:3000");
-    }
-}

@@ -111,10 +111,10 @@ impl Hub {
         welcome: impl FnOnce(Snapshot) -> ServerMsg,
     ) -> Result<(), NameTaken> {
         let mut state = self.lock();
-        if let Some(name) = &reg.name {
-            if state.name_holder(&reg.room, name).is_some() {
-                return Err(NameTaken);
-            }
+        if let Some(name) = &reg.name
+            && state.name_holder(&reg.room, name).is_some()
+        {
+            return Err(NameTaken);
         }
         let mut members = state.members(&reg.room);
         if let Some(name) = &reg.name {
@@ -331,17 +331,19 @@ impl State {
         let Some(sub) = self.sessions.get(&id) else {
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            sub.tx.try_send(Outbound::Frame(frame.clone()))
-        {
-            if sub.kick.kick(
+        let full = matches!(
+            sub.tx.try_send(Outbound::Frame(frame.clone())),
+            Err(mpsc::error::TrySendError::Full(_))
+        );
+        if full
+            && sub.kick.kick(
                 close_code::SLOW_CONSUMER,
                 "slow consumer: outbound queue full",
                 false,
-            ) {
-                slow.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(session = id, "slow consumer dropped");
-            }
+            )
+        {
+            slow.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(session = id, "slow consumer dropped");
         }
     }
 }

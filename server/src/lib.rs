@@ -1,15 +1,15 @@
 //! # Switchboard server
 //!
 //! # Layout
-//! - [`config`]: `Settings`, every operator option with its default.
-//! - [`app`]: `Application` (bind, router, run until stopped, graceful shutdown).
-//! - [`routes`]: `/ws` (chat), `/echo`, `/healthz`; the client bundle is served at `/`.
-//! - [`session`]: one chat WebSocket: validation, reader loop, writer task, heartbeat.
-//! - [`hub`]: rooms, members, fan-out through bounded per-session queues.
-//! - [`feed`]: the once-a-second live stats feed.
-//! - [`limits`]: Origin allowlist, connection caps, token bucket.
-//! - [`kick`]: closing a session with a code from anywhere.
-//! - [`telemetry`]: logging.
+//! - [`config`] — `Settings`, every operator option with its default.
+//! - [`app`] — `Application` (bind, router, run until stopped, graceful shutdown).
+//! - [`routes`] — `/ws` (chat), `/echo`, `/healthz`; the client bundle is served at `/`.
+//! - [`session`] — one chat WebSocket: validation, reader loop, writer task, heartbeat.
+//! - [`hub`] — rooms, members, fan-out through bounded per-session queues.
+//! - [`feed`] — the once-a-second live stats feed.
+//! - [`limits`] — Origin allowlist, connection caps, token bucket.
+//! - [`kick`] — closing a session with a code from anywhere.
+//! - [`telemetry`] — logging.
 
 pub mod app;
 pub mod config;

@@ -43,7 +43,7 @@ impl OriginPolicy {
             Some(_) if self.any => true,
             Some(o) => {
                 let o = o.trim_end_matches('/').to_ascii_lowercase();
-                self.allowed.iter().any(|a| *a == o)
+                self.allowed.contains(&o)
             }
         }
     }

@@ -25,8 +25,11 @@ use crate::limits::{ConnectionPermit, TokenBucket};
 
 /// Frames a writer feeds before one flush.
 const MAX_BATCH: usize = 64;
-/// How long a writer may take to deliver its last frames and the close frame.
+/// How long a writer may take to deliver its last frames and the close frame, and how long a
+/// closing session waits for the peer's close frame.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a session whose stream failed keeps the connection after its close frame.
+const BROKEN_LINGER: Duration = Duration::from_millis(500);
 
 /// Everything a session needs, gathered by the upgrade handler.
 pub struct SessionParams {
@@ -51,7 +54,7 @@ pub async fn run(socket: WebSocket, p: SessionParams) {
 }
 
 async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(p.settings.outbound_queue.max(2));
     let kick = Kick::default();
     let writer = p.tracker.spawn(
@@ -61,8 +64,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let send_error = |code: ErrorCode, reason: String| {
         let _ = tx.try_send(Outbound::Frame(encode(&ServerMsg::error(code, reason))));
     };
-    let admitted = admit(&p, session, tx.clone(), kick.clone());
-    match admitted {
+    let end = match admit(&p, session, tx.clone(), kick.clone()) {
         Ok(room) => {
             info!(room = %room, "joined");
             let mut reader = Reader {
@@ -75,18 +77,54 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
                 strikes: 0,
                 named: p.name.is_some(),
             };
-            reader.read_loop(stream, &tx, &p.shutdown).await;
+            let end = reader.read_loop(&mut stream, &tx, &p.shutdown).await;
             p.hub.unregister(session);
-            info!(room = %room, "left");
+            info!(room = %room, ?end, "left");
+            end
         }
         Err((code, close, reason)) => {
             send_error(code, reason);
             kick.kick(close, code_reason(code), true);
+            End::Closing
         }
-    }
+    };
     drop(tx);
     let _ = writer.await;
+    linger(stream, end).await;
     drop(p.permit);
+}
+
+/// How a reader loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The peer sent a close frame or the connection ended.
+    PeerGone,
+    /// The server is closing (kick or shutdown): the writer sends the close frame.
+    Closing,
+    /// The stream failed (e.g. an oversize frame) and can no longer be read.
+    Broken,
+}
+
+/// Lets the peer see the close frame before the TCP connection goes. Closing a socket that
+/// still has unread input makes the kernel send RST, and a peer that gets RST may drop the close
+/// frame still in its receive buffer (the browser then reports 1006 instead of our code).
+async fn linger(mut stream: SplitStream<WebSocket>, end: End) {
+    match end {
+        End::PeerGone => {}
+        // RFC 6455 §7.1.1: wait for the peer's close frame, then close the connection.
+        End::Closing => {
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        // The stream cannot be read any more: give the close frame a moment to arrive.
+        End::Broken => tokio::time::sleep(BROKEN_LINGER).await,
+    }
 }
 
 /// Validates the request and registers the session; the welcome is its first frame.
@@ -175,10 +213,10 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
 impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
     async fn read_loop(
         &mut self,
-        mut stream: SplitStream<WebSocket>,
+        stream: &mut SplitStream<WebSocket>,
         tx: &mpsc::Sender<Outbound>,
         shutdown: &CancellationToken,
-    ) {
+    ) -> End {
         let interval = self.settings.heartbeat_interval();
         let dead_after = interval + self.settings.heartbeat_timeout();
         let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -195,12 +233,12 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                             "the chat socket speaks JSON text frames; /echo takes binary".into(),
                         ),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(Message::Close(_))) | None => return End::PeerGone,
                         Some(Err(e)) => {
                             if is_capacity_error(e) {
                                 self.kick.kick(1009, "message too big", false);
                             }
-                            return;
+                            return End::Broken;
                         }
                     }
                 }
@@ -208,12 +246,12 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                     if last_seen.elapsed() >= dead_after {
                         info!("heartbeat timeout");
                         self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
-                        return;
+                        return End::Closing;
                     }
                     let _ = tx.try_send(Outbound::Ping);
                 }
-                () = self.kick.kicked() => return,
-                () = shutdown.cancelled() => return,
+                () = self.kick.kicked() => return End::Closing,
+                () = shutdown.cancelled() => return End::Closing,
             }
         }
     }

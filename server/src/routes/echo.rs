@@ -7,7 +7,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
@@ -25,7 +25,7 @@ pub async fn handler(
     };
     let permit = match super::admit(&state, &headers, peer.ip()) {
         Ok(permit) => permit,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let shutdown = state.shutdown.clone();
     let tracker = state.tracker.clone();
@@ -41,6 +41,15 @@ async fn echo(mut socket: WebSocket, shutdown: CancellationToken, _permit: Conne
             () = shutdown.cancelled() => {
                 let close = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("server shutting down") };
                 let _ = socket.send(Message::Close(Some(close))).await;
+                // Wait for the peer's close frame so the connection ends cleanly.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                    while let Some(Ok(frame)) = socket.recv().await {
+                        if matches!(frame, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 return;
             }
         };

@@ -25,38 +25,51 @@ pub fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
         .into_response()
 }
 
+/// Why a WebSocket request was refused before the upgrade.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The Origin is not in `--allowed-origins` (403).
+    Origin(String),
+    /// A connection cap was reached (503 or 429).
+    Admission(AdmissionError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Origin(origin) => (
+                StatusCode::FORBIDDEN,
+                format!("Origin {origin} is not allowed to open a WebSocket here (see --allowed-origins).\n"),
+            )
+                .into_response(),
+            Self::Admission(AdmissionError::ServerFull) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "The server is at its connection limit (--max-connections); retry later.\n",
+            )
+                .into_response(),
+            Self::Admission(AdmissionError::TooManyFromIp) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "5")],
+                "Too many connections from your address (--max-connections-per-ip).\n",
+            )
+                .into_response(),
+        }
+    }
+}
+
 /// Checks run before any upgrade: the Origin allowlist, then the connection caps.
 pub fn admit(
     state: &AppState,
     headers: &HeaderMap,
     ip: std::net::IpAddr,
-) -> Result<ConnectionPermit, Response> {
+) -> Result<ConnectionPermit, Refusal> {
     let origin = headers
         .get(header::ORIGIN)
-        .map(|o| o.to_str().unwrap_or("invalid"));
+        .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
     if !state.origins.allows(origin) {
         tracing::info!(origin = origin.unwrap_or(""), "origin refused");
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!(
-                "Origin {} is not allowed to open a WebSocket here (see --allowed-origins).\n",
-                origin.unwrap_or("")
-            ),
-        )
-            .into_response());
+        return Err(Refusal::Origin(origin.unwrap_or("").to_owned()));
     }
-    state.limiter.try_acquire(ip).map_err(|e| match e {
-        AdmissionError::ServerFull => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            "The server is at its connection limit (--max-connections); retry later.\n",
-        )
-            .into_response(),
-        AdmissionError::TooManyFromIp => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "5")],
-            "Too many connections from your address (--max-connections-per-ip).\n",
-        )
-            .into_response(),
-    })
+    state.limiter.try_acquire(ip).map_err(Refusal::Admission)
 }

@@ -6,7 +6,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::app::AppState;
@@ -35,7 +35,7 @@ pub async fn handler(
     };
     let permit = match super::admit(&state, &headers, peer.ip()) {
         Ok(permit) => permit,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
     let params = SessionParams {

@@ -1,0 +1,220 @@
+//! The connection module against the real server, in headless Chromium.
+//!
+//! The test script starts a server (`--allowed-origins '*' --max-message-bytes 4096`) on an
+//! OS-picked port and passes its `ws://` base URL at build time in `SWITCHBOARD_TEST_SERVER`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use client::connection::{BACKOFF_CAP_MS, ConnEvent, ConnState, Connection, SendError, backoff_ms};
+use client::endpoint::{chat_url, to_ws};
+use shared::{ClientMsg, ErrorCode, ServerMsg, close_code};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// A run-time failure, not `env!`: the host build (`cargo clippy --workspace`) compiles this file
+// without a server.
+#[allow(clippy::option_env_unwrap)]
+fn server() -> String {
+    option_env!("SWITCHBOARD_TEST_SERVER")
+        .expect("SWITCHBOARD_TEST_SERVER must name a running server (scripts/test.sh sets it)")
+        .to_owned()
+}
+
+/// A connection with every event recorded.
+struct Recorded {
+    conn: Connection,
+    events: Rc<RefCell<Vec<ConnEvent>>>,
+}
+
+fn open(url: String) -> Recorded {
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let sink = events.clone();
+    let conn = Connection::open(url, move |e| sink.borrow_mut().push(e));
+    Recorded { conn, events }
+}
+
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(resolve.unchecked_ref(), ms)
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+impl Recorded {
+    /// Waits (up to 10 s) until `count` events match `pred`.
+    async fn wait_for(&self, what: &str, count: usize, pred: impl Fn(&ConnEvent) -> bool) {
+        for _ in 0..500 {
+            if self.events.borrow().iter().filter(|e| pred(e)).count() >= count {
+                return;
+            }
+            sleep(20).await;
+        }
+        panic!(
+            "timed out waiting for {what}; events: {:#?}",
+            self.events.borrow()
+        );
+    }
+
+    fn position(&self, pred: impl Fn(&ConnEvent) -> bool) -> usize {
+        self.events
+            .borrow()
+            .iter()
+            .position(pred)
+            .expect("event present")
+    }
+}
+
+fn is_welcome(e: &ConnEvent) -> bool {
+    matches!(e, ConnEvent::Message(ServerMsg::Welcome(_)))
+}
+
+#[wasm_bindgen_test]
+async fn open_and_message_events_arrive_and_send_is_refused_until_open() {
+    let a = open(chat_url(&server(), "wasm-ada", "wasm-open"));
+    // Still connecting: the message is refused, not queued or lost silently.
+    assert_eq!(
+        a.conn.send(&ClientMsg::Chat {
+            msg: "too early".into()
+        }),
+        Err(SendError::NotOpen)
+    );
+    a.wait_for("open", 1, |e| matches!(e, ConnEvent::Opened))
+        .await;
+    a.wait_for("welcome", 1, is_welcome).await;
+    assert!(a.conn.is_open());
+    a.conn
+        .send(&ClientMsg::Chat {
+            msg: "hello from wasm".into(),
+        })
+        .unwrap();
+    a.wait_for(
+        "own chat",
+        1,
+        |e| matches!(e, ConnEvent::Message(ServerMsg::Chat(c)) if c.msg == "hello from wasm"),
+    )
+    .await;
+    assert!(a.position(|e| matches!(e, ConnEvent::Opened)) < a.position(is_welcome));
+    a.conn.close();
+    a.wait_for("closed state", 1, |e| {
+        matches!(e, ConnEvent::State(ConnState::Closed { .. }))
+    })
+    .await;
+    assert_eq!(
+        a.conn.send(&ClientMsg::Chat {
+            msg: "after close".into()
+        }),
+        Err(SendError::NotOpen)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn close_event_is_followed_by_an_automatic_reconnect() {
+    let a = open(chat_url(&server(), "wasm-bob", "wasm-reconnect"));
+    a.wait_for("welcome", 1, is_welcome).await;
+    // Bigger than the server's --max-message-bytes: it closes the socket with 1009.
+    a.conn
+        .send(&ClientMsg::Chat {
+            msg: "x".repeat(5000),
+        })
+        .unwrap();
+    a.wait_for("close 1009", 1, |e| {
+        matches!(e, ConnEvent::Closed { code: 1009, .. })
+    })
+    .await;
+    a.wait_for("reconnecting", 1, |e| {
+        matches!(
+            e,
+            ConnEvent::State(ConnState::Reconnecting { attempt: 1, .. })
+        )
+    })
+    .await;
+    a.wait_for("second open", 2, |e| matches!(e, ConnEvent::Opened))
+        .await;
+    a.wait_for("second welcome", 2, is_welcome).await;
+    a.conn
+        .send(&ClientMsg::Chat { msg: "back".into() })
+        .unwrap();
+    a.wait_for(
+        "chat after reconnect",
+        1,
+        |e| matches!(e, ConnEvent::Message(ServerMsg::Chat(c)) if c.msg == "back"),
+    )
+    .await;
+    a.conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn error_event_fires_when_the_server_is_unreachable_and_retries_are_scheduled() {
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    let a = open("ws://127.0.0.1:1/ws?name=nobody".into());
+    a.wait_for("error", 1, |e| matches!(e, ConnEvent::Error))
+        .await;
+    a.wait_for("close", 1, |e| {
+        matches!(e, ConnEvent::Closed { code: 1006, .. })
+    })
+    .await;
+    a.wait_for("reconnecting", 1, |e| {
+        matches!(e, ConnEvent::State(ConnState::Reconnecting { .. }))
+    })
+    .await;
+    a.conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_taken_name_ends_the_session_without_retrying() {
+    let first = open(chat_url(&server(), "wasm-dup", "wasm-dup"));
+    first.wait_for("welcome", 1, is_welcome).await;
+    let second = open(chat_url(&server(), "wasm-dup", "wasm-dup"));
+    second
+        .wait_for("name_taken", 1, |e| {
+            matches!(
+                e,
+                ConnEvent::Message(ServerMsg::Error {
+                    code: ErrorCode::NameTaken,
+                    ..
+                })
+            )
+        })
+        .await;
+    second
+        .wait_for("final close", 1, |e| {
+            matches!(e, ConnEvent::State(ConnState::Closed { code, .. }) if *code == close_code::NAME_TAKEN)
+        })
+        .await;
+    sleep(700).await;
+    assert!(
+        !second
+            .events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, ConnEvent::State(ConnState::Reconnecting { .. }))),
+        "retried a refused name"
+    );
+    first.conn.close();
+}
+
+#[wasm_bindgen_test]
+fn backoff_grows_exponentially_with_full_jitter_and_a_cap() {
+    assert!(backoff_ms(0, 0.999) <= 500.0);
+    assert!(backoff_ms(3, 0.999) <= 4000.0 && backoff_ms(3, 0.999) > 3900.0);
+    assert_eq!(backoff_ms(30, 1.0), BACKOFF_CAP_MS);
+    assert!(backoff_ms(5, 0.0) >= 100.0, "floor");
+}
+
+#[wasm_bindgen_test]
+fn server_urls_become_websocket_urls() {
+    assert_eq!(to_ws("https://chat.example.com/"), "wss://chat.example.com");
+    assert_eq!(to_ws("http://127.0.0.1:3000"), "ws://127.0.0.1:3000");
+    assert_eq!(to_ws("wss://x"), "wss://x");
+    assert_eq!(to_ws("localhost:3000"), "ws://localhost:3000");
+    assert_eq!(
+        chat_url("ws://h", "Zoë & co", "lobby"),
+        "ws://h/ws?name=Zo%C3%AB%20%26%20co&room=lobby"
+    );
+}

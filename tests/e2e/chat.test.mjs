@@ -1,0 +1,132 @@
+// Two real browser pages on the real server serving the trunk-built bundle.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, newPage, screenshot } from './harness.mjs';
+
+async function join(page, url, name, room) {
+  await page.goto(url);
+  await page.fill('#join-name', name);
+  await page.fill('#join-room', room);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.badge[data-state=open]');
+}
+
+async function send(page, text) {
+  await page.fill('#composer-text', text);
+  await page.press('#composer-text', 'Enter');
+}
+
+const messageTexts = (page) => page.$$eval('.msg', (els) => els.map((e) => ({
+  name: e.querySelector('.msg-name').textContent,
+  text: e.querySelector('.msg-text').textContent,
+  mine: e.classList.contains('mine'),
+})));
+
+const memberNames = (page) => page.$$eval('.member-name', (els) => els.map((e) => e.textContent).sort());
+
+test('two pages chat in one room and see each other online', async () => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  const errors = [];
+  try {
+    const ada = await newPage(browser, errors);
+    const bob = await newPage(browser, errors);
+    await join(ada, server.url, 'Ada', 'e2e');
+    await join(bob, server.url, 'Bob', 'e2e');
+    await ada.waitForFunction(() => document.querySelectorAll('.member-name').length === 2);
+    assert.deepEqual(await memberNames(ada), ['Ada', 'Bob']);
+    assert.deepEqual(await memberNames(bob), ['Ada', 'Bob']);
+
+    await send(ada, 'Hello Bob');
+    await send(bob, 'Hi Ada <img src=x onerror="window.__pwned=1">');
+    for (const page of [ada, bob]) {
+      await page.waitForFunction(() => document.querySelectorAll('.msg').length === 2);
+    }
+    const seenByAda = await messageTexts(ada);
+    assert.deepEqual(seenByAda, [
+      { name: 'me', text: 'Hello Bob', mine: true },
+      { name: 'Bob', text: 'Hi Ada <img src=x onerror="window.__pwned=1">', mine: false },
+    ]);
+    const seenByBob = await messageTexts(bob);
+    assert.deepEqual(seenByBob.map((m) => [m.name, m.mine]), [['Ada', false], ['me', true]]);
+    // User text is text: no element was created from it and no script ran.
+    assert.equal(await ada.$$eval('.msg-text img', (els) => els.length), 0);
+    assert.equal(await ada.evaluate(() => window.__pwned), undefined);
+
+    // The live feed reaches the page once a second.
+    await ada.waitForFunction(() => document.querySelector('.fig-conns')?.textContent === '2', null, { timeout: 5000 });
+    await ada.click('text=Measure echo round trip');
+    await ada.waitForFunction(() => /median/.test(document.querySelector('.rtt-result').textContent));
+    await screenshot(ada, 'two-pages-ada');
+    await screenshot(bob, 'two-pages-bob');
+
+    await bob.click('button.leave');
+    await ada.waitForFunction(() => document.querySelectorAll('.member-name').length === 1);
+    assert.ok((await ada.textContent('.messages')).includes('Bob left'));
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test('pages show reconnecting while the server restarts, then reconnect by themselves', async () => {
+  let server = await startServer();
+  const port = server.port;
+  const browser = await launchBrowser();
+  const errors = [];
+  try {
+    const ada = await newPage(browser, errors);
+    const bob = await newPage(browser, errors);
+    await join(ada, server.url, 'Ada', 'restart');
+    await join(bob, server.url, 'Bob', 'restart');
+
+    await server.stop();
+    for (const page of [ada, bob]) {
+      await page.waitForSelector('.badge[data-state=reconnecting]', { timeout: 10000 });
+      assert.match(await page.textContent('.badge'), /Reconnecting in \d+ s/);
+      // Input is disabled while the socket is not open.
+      assert.equal(await page.isDisabled('#composer-text'), true);
+      assert.equal(await page.isDisabled('.composer button[type=submit]'), true);
+    }
+    await screenshot(ada, 'restart-reconnecting');
+
+    server = await startServer({ bind: `127.0.0.1:${port}` });
+    for (const page of [ada, bob]) {
+      await page.waitForSelector('.badge[data-state=open]', { timeout: 40000 });
+      await page.waitForFunction(() => /Reconnected to #restart/.test(document.querySelector('.messages').textContent));
+    }
+    await ada.waitForFunction(() => document.querySelectorAll('.member-name').length === 2);
+    await send(bob, 'back online');
+    await ada.waitForFunction(() => [...document.querySelectorAll('.msg-text')].some((e) => e.textContent === 'back online'));
+    await screenshot(ada, 'restart-reconnected');
+    const log = await ada.$$eval('.ev-kind', (els) => els.map((e) => e.textContent));
+    for (const kind of ['open', 'message', 'close']) assert.ok(log.includes(kind), `event log lacks ${kind}: ${log}`);
+    assert.deepEqual(errors.filter((e) => !/WebSocket connection to .* failed/.test(e)), []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test('a taken name is shown to the user and the session ends', async () => {
+  const server = await startServer();
+  const browser = await launchBrowser();
+  const errors = [];
+  try {
+    const first = await newPage(browser, errors);
+    const second = await newPage(browser, errors, { width: 390, height: 844 });
+    await join(first, server.url, 'Sam', 'names');
+    await second.goto(`${server.url}/?name=Sam&room=names`);
+    await second.waitForSelector('.problem');
+    assert.match(await second.textContent('.problem'), /That name is taken/);
+    await second.waitForSelector('.badge[data-state=closed]');
+    assert.equal(await second.isVisible('.closed-bar'), true);
+    await screenshot(second, 'name-taken-phone');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
