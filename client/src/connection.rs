@@ -85,7 +85,8 @@ pub struct Connection {
 }
 
 struct Inner {
-    url: String,
+    /// Builds the URL for each attempt, so a reconnect carries the latest history position.
+    url: Rc<dyn Fn() -> String>,
     socket: Option<WebSocket>,
     /// Keeps the socket's callbacks alive while it lives.
     callbacks: Vec<Closure<dyn FnMut(JsValueEvent)>>,
@@ -105,11 +106,15 @@ struct Inner {
 type JsValueEvent = wasm_bindgen::JsValue;
 
 impl Connection {
-    /// Opens `url` (a `ws://` or `wss://` URL) and keeps it open until [`close`](Self::close).
-    pub fn open(url: String, listener: impl Fn(ConnEvent) + 'static) -> Self {
+    /// Opens the `ws://` or `wss://` URL that `url` returns (asked again before every
+    /// reconnect) and keeps it open until [`close`](Self::close).
+    pub fn open(
+        url: impl Fn() -> String + 'static,
+        listener: impl Fn(ConnEvent) + 'static,
+    ) -> Self {
         let conn = Self {
             inner: Rc::new(RefCell::new(Inner {
-                url,
+                url: Rc::new(url),
                 socket: None,
                 callbacks: Vec::new(),
                 attempt: 0,
@@ -196,7 +201,7 @@ impl Connection {
     }
 
     fn connect(&self) {
-        let url = self.inner.borrow().url.clone();
+        let url = (self.inner.borrow().url.clone())();
         self.emit(ConnEvent::State(ConnState::Connecting));
         let socket = match WebSocket::new(&url) {
             Ok(socket) => socket,

@@ -48,7 +48,34 @@ pub fn encode(value: &str) -> String {
     String::from(js_sys::encode_uri_component(value))
 }
 
-/// The chat socket URL for `name` in `room`.
-pub fn chat_url(base: &str, name: &str, room: &str) -> String {
-    format!("{base}/ws?name={}&room={}", encode(name), encode(room))
+/// The chat socket URL for `name` in `room`, held by `token`, resuming after `position`
+/// (`(epoch, last seq seen)`) if given.
+pub fn chat_url(
+    base: &str,
+    name: &str,
+    room: &str,
+    token: &str,
+    position: Option<(&str, u64)>,
+) -> String {
+    let mut url = format!(
+        "{base}/ws?name={}&room={}&token={}",
+        encode(name),
+        encode(room),
+        encode(token)
+    );
+    if let Some((epoch, seq)) = position {
+        url.push_str(&format!("&epoch={}&seq={seq}", encode(epoch)));
+    }
+    url
+}
+
+/// The HTTP base matching a WebSocket base (`ws://h` → `http://h`).
+pub fn http_base(ws_base: &str) -> String {
+    if let Some(rest) = ws_base.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = ws_base.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        ws_base.to_owned()
+    }
 }

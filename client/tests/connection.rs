@@ -32,7 +32,7 @@ struct Recorded {
 fn open(url: String) -> Recorded {
     let events = Rc::new(RefCell::new(Vec::new()));
     let sink = events.clone();
-    let conn = Connection::open(url, move |e| sink.borrow_mut().push(e));
+    let conn = Connection::open(move || url.clone(), move |e| sink.borrow_mut().push(e));
     Recorded { conn, events }
 }
 
@@ -70,17 +70,29 @@ impl Recorded {
     }
 }
 
+/// A distinct token per test name (each test is a different person).
+fn token(who: &str) -> String {
+    format!("{who:-<16}-test-token")
+}
+
 fn is_welcome(e: &ConnEvent) -> bool {
     matches!(e, ConnEvent::Message(ServerMsg::Welcome(_)))
 }
 
 #[wasm_bindgen_test]
 async fn open_and_message_events_arrive_and_send_is_refused_until_open() {
-    let a = open(chat_url(&server(), "wasm-ada", "wasm-open"));
+    let a = open(chat_url(
+        &server(),
+        "wasm-ada",
+        "wasm-open",
+        &token("wasm-ada"),
+        None,
+    ));
     // Still connecting: the message is refused, not queued or lost silently.
     assert_eq!(
         a.conn.send(&ClientMsg::Chat {
-            msg: "too early".into()
+            msg: "too early".into(),
+            id: None,
         }),
         Err(SendError::NotOpen)
     );
@@ -91,6 +103,7 @@ async fn open_and_message_events_arrive_and_send_is_refused_until_open() {
     a.conn
         .send(&ClientMsg::Chat {
             msg: "hello from wasm".into(),
+            id: None,
         })
         .unwrap();
     a.wait_for(
@@ -107,7 +120,8 @@ async fn open_and_message_events_arrive_and_send_is_refused_until_open() {
     .await;
     assert_eq!(
         a.conn.send(&ClientMsg::Chat {
-            msg: "after close".into()
+            msg: "after close".into(),
+            id: None,
         }),
         Err(SendError::NotOpen)
     );
@@ -115,12 +129,19 @@ async fn open_and_message_events_arrive_and_send_is_refused_until_open() {
 
 #[wasm_bindgen_test]
 async fn close_event_is_followed_by_an_automatic_reconnect() {
-    let a = open(chat_url(&server(), "wasm-bob", "wasm-reconnect"));
+    let a = open(chat_url(
+        &server(),
+        "wasm-bob",
+        "wasm-reconnect",
+        &token("wasm-bob"),
+        None,
+    ));
     a.wait_for("welcome", 1, is_welcome).await;
     // Bigger than the server's --max-message-bytes: it closes the socket with 1009.
     a.conn
         .send(&ClientMsg::Chat {
             msg: "x".repeat(5000),
+            id: None,
         })
         .unwrap();
     a.wait_for("close 1009", 1, |e| {
@@ -138,7 +159,10 @@ async fn close_event_is_followed_by_an_automatic_reconnect() {
         .await;
     a.wait_for("second welcome", 2, is_welcome).await;
     a.conn
-        .send(&ClientMsg::Chat { msg: "back".into() })
+        .send(&ClientMsg::Chat {
+            msg: "back".into(),
+            id: None,
+        })
         .unwrap();
     a.wait_for(
         "chat after reconnect",
@@ -168,9 +192,22 @@ async fn error_event_fires_when_the_server_is_unreachable_and_retries_are_schedu
 
 #[wasm_bindgen_test]
 async fn a_taken_name_ends_the_session_without_retrying() {
-    let first = open(chat_url(&server(), "wasm-dup", "wasm-dup"));
+    let first = open(chat_url(
+        &server(),
+        "wasm-dup",
+        "wasm-dup",
+        &token("wasm-dup"),
+        None,
+    ));
     first.wait_for("welcome", 1, is_welcome).await;
-    let second = open(chat_url(&server(), "wasm-dup", "wasm-dup"));
+    // Another person (another token) asks for the same name.
+    let second = open(chat_url(
+        &server(),
+        "wasm-dup",
+        "wasm-dup",
+        &token("wasm-dup-other"),
+        None,
+    ));
     second
         .wait_for("name_taken", 1, |e| {
             matches!(
@@ -214,7 +251,12 @@ fn server_urls_become_websocket_urls() {
     assert_eq!(to_ws("wss://x"), "wss://x");
     assert_eq!(to_ws("localhost:3000"), "ws://localhost:3000");
     assert_eq!(
-        chat_url("ws://h", "Zoë & co", "lobby"),
-        "ws://h/ws?name=Zo%C3%AB%20%26%20co&room=lobby"
+        chat_url("ws://h", "Zoë & co", "lobby", "t0123456789abcdef", None),
+        "ws://h/ws?name=Zo%C3%AB%20%26%20co&room=lobby&token=t0123456789abcdef"
     );
+    assert_eq!(
+        chat_url("ws://h", "a", "r", "t0123456789abcdef", Some(("e1", 42))),
+        "ws://h/ws?name=a&room=r&token=t0123456789abcdef&epoch=e1&seq=42"
+    );
+    assert_eq!(client::endpoint::http_base("wss://h:1"), "https://h:1");
 }

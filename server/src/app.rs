@@ -8,22 +8,27 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::http::Method;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, OriginPolicy};
 use crate::routes;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{CommitListener, Store};
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
     pub origins: Arc<OriginPolicy>,
     pub limiter: Arc<ConnectionLimiter>,
@@ -61,8 +66,21 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
         let local = listener.local_addr()?;
+        let hub = Hub::new(
+            settings.stats_history,
+            settings.name_grace(),
+            settings.outbound_queue.max(64) * 4,
+        );
+        let on_commit: CommitListener = {
+            let hub = hub.clone();
+            Arc::new(move |messages| hub.publish_committed(messages))
+        };
+        let store = SqliteStore::open(&settings.db, settings.retention(), on_commit)
+            .with_context(|| format!("opening the history database {}", settings.db.display()))?;
+        tracing::info!(db = %settings.db.display(), epoch = store.epoch(), "history store ready");
         let state = AppState {
-            hub: Hub::new(settings.stats_history),
+            hub,
+            store: Arc::new(store),
             origins: Arc::new(OriginPolicy::new(&settings.allowed_origins, local)),
             limiter: ConnectionLimiter::new(
                 settings.max_connections,
@@ -148,10 +166,22 @@ fn router(state: AppState) -> Router {
         );
     }
     let spa = ServeDir::new(&static_dir).fallback(ServeFile::new(index));
+    // A client bundle served from another host calls the API cross-origin: allow the same
+    // origins that may open WebSockets.
+    let origins = state.origins.clone();
+    let cors = CorsLayer::new()
+        .allow_methods([Method::GET])
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origins.allows(origin.to_str().ok())
+        }));
+    let api = Router::new()
+        .route("/api/rooms/{room}/messages", get(routes::history::handler))
+        .layer(cors);
     Router::new()
         .route("/ws", get(routes::ws::handler))
         .route("/echo", get(routes::echo::handler))
         .route("/healthz", get(routes::health::handler))
+        .merge(api)
         .fallback_service(spa)
         .layer(CompressionLayer::new())
         .with_state(state)

@@ -93,6 +93,35 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_STATS_HISTORY", default_value_t = 60)]
     pub stats_history: usize,
 
+    /// The SQLite history database (created with its directory if missing).
+    #[arg(long, env = "SWITCHBOARD_DB", default_value = "switchboard.db")]
+    pub db: PathBuf,
+
+    /// Messages sent to a client joining a room for the first time (no position given).
+    #[arg(long, env = "SWITCHBOARD_HISTORY_ON_JOIN", default_value_t = 50)]
+    pub history_on_join: u64,
+
+    /// Messages kept per room; older ones are deleted as new ones arrive (0: no limit).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_RETENTION_MAX_MESSAGES",
+        default_value_t = 100_000
+    )]
+    pub retention_max_messages: u64,
+
+    /// Messages older than this many seconds are deleted (0: no limit; default 30 days).
+    #[arg(long, env = "SWITCHBOARD_RETENTION_MAX_AGE_SECS", default_value_t = 30 * 24 * 3600)]
+    pub retention_max_age_secs: u64,
+
+    /// Seconds a name stays held after its holder's last connection goes, so a reconnect keeps
+    /// it and presence does not flicker.
+    #[arg(long, env = "SWITCHBOARD_NAME_GRACE_SECS", default_value_t = 30)]
+    pub name_grace_secs: u64,
+
+    /// Largest page of `GET /api/rooms/{room}/messages`.
+    #[arg(long, env = "SWITCHBOARD_MAX_HISTORY_PAGE", default_value_t = 200)]
+    pub max_history_page: usize,
+
     /// On SIGINT/SIGTERM, how long to wait for sessions to send close 1001 and finish.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
@@ -112,6 +141,18 @@ impl Settings {
 
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    pub fn name_grace(&self) -> Duration {
+        Duration::from_secs(self.name_grace_secs)
+    }
+
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_messages: self.retention_max_messages,
+            max_age_ms: self.retention_max_age_secs.saturating_mul(1000),
+            prune_every: Duration::from_secs(10),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

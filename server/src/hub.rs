@@ -1,24 +1,34 @@
-//! The hub: rooms, their members, and fan-out.
+//! The hub: rooms, who holds which name, presence, and fan-out.
 //!
 //! Every session owns a bounded outbound queue drained by its writer task; the hub only ever
 //! `try_send`s into it, so a client that stops reading never delays a room. When a queue is full
 //! the policy is to drop that client: it is kicked with close code
 //! [`SLOW_CONSUMER`](shared::close_code::SLOW_CONSUMER), its backlog is discarded, and it
-//! reconnects on its own. Each broadcast is serialized once and shared by reference count.
+//! reconnects and resumes from its last `seq`. Each broadcast is serialized once and shared by
+//! reference count.
+//!
+//! Chat messages reach the hub from the store, after their commit, in `seq` order
+//! ([`Hub::publish_committed`]). A session that is replaying history holds live frames back
+//! until its replay is queued ([`Hub::go_live`]), so it sees no gap and no duplicate.
+//!
+//! A name is held by a token (one person, any number of tabs). When its last connection goes,
+//! the name stays held, and the member shown with 0 connections, for the grace period; a
+//! reconnect within it takes the name back without a leave/join flicker.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use shared::{
-    ChatMsg, Member, MessageText, RoomId, ServerMsg, SessionId, Stats, Username, close_code,
-};
+use shared::{ChatMsg, Member, RoomId, ServerMsg, SessionId, Stats, Username, close_code};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::kick::Kick;
+
+/// Typing notices from one session are relayed at most this often.
+const TYPING_THROTTLE: Duration = Duration::from_millis(1000);
 
 /// What a writer task sends.
 #[derive(Debug, Clone)]
@@ -29,22 +39,48 @@ pub enum Outbound {
     Ping,
 }
 
+/// Who holds a name in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A client's secret token: its reconnects and other tabs share the name.
+    Token(String),
+    /// A client without a token: the name belongs to this session alone.
+    Session(SessionId),
+}
+
 /// The hub's handle on one session.
 #[derive(Debug)]
 struct Subscriber {
     room: RoomId,
+    identity: Identity,
     name: Option<Username>,
     tx: mpsc::Sender<Outbound>,
     kick: Kick,
     /// Receives the once-a-second live feed.
     feed: bool,
+    /// While the session replays history, live frames wait here (with the `seq` of chat frames).
+    held: Option<Vec<(Option<u64>, Utf8Bytes)>>,
+    last_typing: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Holder {
+    identity: Identity,
+    connections: u32,
+    /// Bumped on every claim, so a pending release of an earlier disconnect does nothing.
+    generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    subscribers: BTreeSet<SessionId>,
+    names: BTreeMap<Username, Holder>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     sessions: HashMap<SessionId, Subscriber>,
-    /// Members of each room, in join order (session ids grow).
-    rooms: HashMap<RoomId, BTreeMap<SessionId, ()>>,
+    rooms: HashMap<RoomId, Room>,
     recent_stats: VecDeque<Stats>,
 }
 
@@ -52,15 +88,19 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     next_session: AtomicU64,
-    /// Chat messages accepted since start.
+    /// Chat messages published since start.
     messages_total: AtomicU64,
     /// Clients dropped because their outbound queue overflowed.
     slow_consumers: AtomicU64,
     started: Instant,
     stats_history: usize,
+    /// How long a name stays held after its last connection goes.
+    grace: Duration,
+    /// Most frames held back for one replaying session before it counts as a slow consumer.
+    held_limit: usize,
 }
 
-/// Another session in the room holds the name.
+/// Another person holds the name in this room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameTaken;
 
@@ -69,6 +109,7 @@ pub struct NameTaken;
 pub struct Registration {
     pub room: RoomId,
     pub name: Option<Username>,
+    pub identity: Identity,
     pub tx: mpsc::Sender<Outbound>,
     pub kick: Kick,
     pub feed: bool,
@@ -82,7 +123,7 @@ pub struct Snapshot {
 }
 
 impl Hub {
-    pub fn new(stats_history: usize) -> Arc<Self> {
+    pub fn new(stats_history: usize, grace: Duration, held_limit: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::default(),
             next_session: AtomicU64::new(1),
@@ -90,6 +131,8 @@ impl Hub {
             slow_consumers: AtomicU64::new(0),
             started: Instant::now(),
             stats_history,
+            grace,
+            held_limit,
         })
     }
 
@@ -101,132 +144,197 @@ impl Hub {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a session to its room and announces it to the others. `welcome` builds the first
-    /// frame from the room snapshot; it is queued inside the lock, so no broadcast can reach the
-    /// session before its welcome.
-    pub fn register(
-        &self,
-        session: SessionId,
-        reg: Registration,
-        welcome: impl FnOnce(Snapshot) -> ServerMsg,
-    ) -> Result<(), NameTaken> {
+    /// Adds a session to its room, holding live frames back until [`go_live`](Self::go_live),
+    /// and announces it to the others.
+    pub fn register(&self, session: SessionId, reg: Registration) -> Result<Snapshot, NameTaken> {
         let mut state = self.lock();
-        if let Some(name) = &reg.name
-            && state.name_holder(&reg.room, name).is_some()
-        {
-            return Err(NameTaken);
-        }
-        let mut members = state.members(&reg.room);
         if let Some(name) = &reg.name {
-            members.push(Member {
-                name: name.to_string(),
-                session,
-            });
-        }
-        let snapshot = Snapshot {
-            members,
-            recent_stats: state.recent_stats.iter().cloned().collect(),
-        };
-        // A fresh queue always has room for the welcome.
-        let _ = reg.tx.try_send(Outbound::Frame(encode(&welcome(snapshot))));
-        // Announce to the others before joining, so the newcomer does not hear of itself.
-        if let Some(name) = &reg.name {
-            let joined = ServerMsg::Joined {
-                room: reg.room.to_string(),
-                member: Member {
-                    name: name.to_string(),
-                    session,
-                },
-            };
-            state.fan_out(&reg.room, &encode(&joined), &self.slow_consumers);
+            state.claim(&reg.room, name, &reg.identity, self)?;
         }
         state
             .rooms
             .entry(reg.room.clone())
             .or_default()
-            .insert(session, ());
+            .subscribers
+            .insert(session);
+        let snapshot = Snapshot {
+            members: state.members(&reg.room),
+            recent_stats: state.recent_stats.iter().cloned().collect(),
+        };
         state.sessions.insert(
             session,
             Subscriber {
                 room: reg.room,
+                identity: reg.identity,
                 name: reg.name,
                 tx: reg.tx,
                 kick: reg.kick,
                 feed: reg.feed,
+                held: Some(Vec::new()),
+                last_typing: None,
             },
         );
-        Ok(())
+        Ok(snapshot)
+    }
+
+    /// Ends a session's replay: queues the frames held back since it registered, skipping chat
+    /// messages with `seq <= replayed_to` (the replay already sent them).
+    pub fn go_live(&self, session: SessionId, replayed_to: u64) {
+        let mut state = self.lock();
+        let Some(sub) = state.sessions.get_mut(&session) else {
+            return;
+        };
+        for (seq, frame) in sub.held.take().unwrap_or_default() {
+            if seq.is_none_or(|s| s > replayed_to) {
+                deliver(&mut state.sessions, session, &frame, None, self);
+            }
+        }
     }
 
     /// Gives a nameless (legacy) session its name and announces it.
     pub fn claim_name(&self, session: SessionId, name: Username) -> Result<(), NameTaken> {
         let mut state = self.lock();
-        let Some(room) = state.sessions.get(&session).map(|s| s.room.clone()) else {
+        let Some(sub) = state.sessions.get(&session) else {
             return Ok(());
         };
-        match state.name_holder(&room, &name) {
-            Some(holder) if holder == session => return Ok(()),
-            Some(_) => return Err(NameTaken),
-            None => {}
+        if sub.name.is_some() {
+            return Ok(());
         }
+        let (room, identity) = (sub.room.clone(), sub.identity.clone());
+        state.claim(&room, &name, &identity, self)?;
         if let Some(sub) = state.sessions.get_mut(&session) {
-            sub.name = Some(name.clone());
+            sub.name = Some(name);
         }
-        let joined = ServerMsg::Joined {
-            room: room.to_string(),
-            member: Member {
-                name: name.to_string(),
-                session,
-            },
-        };
-        state.fan_out_except(&room, session, &encode(&joined), &self.slow_consumers);
         Ok(())
     }
 
-    /// Removes a session and announces its departure.
-    pub fn unregister(&self, session: SessionId) {
+    /// Removes a session. Its name is released after the grace period unless claimed again, or
+    /// at once if the client `left` on purpose.
+    pub fn unregister(self: &Arc<Self>, session: SessionId, left: bool) {
         let mut state = self.lock();
         let Some(sub) = state.sessions.remove(&session) else {
             return;
         };
-        if let Some(members) = state.rooms.get_mut(&sub.room) {
-            members.remove(&session);
-            if members.is_empty() {
-                state.rooms.remove(&sub.room);
+        let Some(room) = state.rooms.get_mut(&sub.room) else {
+            return;
+        };
+        room.subscribers.remove(&session);
+        if let Some(name) = &sub.name
+            && let Some(holder) = room.names.get_mut(name)
+        {
+            holder.connections = holder.connections.saturating_sub(1);
+            let (connections, generation) = (holder.connections, holder.generation);
+            // A tokenless session's name cannot be reclaimed, so it goes at once.
+            let keep = connections == 0
+                && !left
+                && matches!(holder.identity, Identity::Token(_))
+                && !self.grace.is_zero();
+            if connections > 0 || keep {
+                let member = Member {
+                    name: name.to_string(),
+                    connections,
+                };
+                let msg = ServerMsg::Presence {
+                    room: sub.room.to_string(),
+                    member,
+                };
+                state.fan_out(&sub.room, &encode(&msg), None, self);
+            }
+            if keep {
+                let hub = Arc::clone(self);
+                let (room, name) = (sub.room.clone(), name.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(hub.grace).await;
+                    hub.release(&room, &name, generation);
+                });
+            } else if connections == 0 {
+                drop(state);
+                self.release(&sub.room, name, generation);
+                return;
             }
         }
-        if let Some(name) = sub.name {
-            let left = ServerMsg::Left {
-                room: sub.room.to_string(),
-                member: Member {
-                    name: name.to_string(),
-                    session,
-                },
+        state.drop_room_if_empty(&sub.room);
+    }
+
+    /// Releases a name whose holder has had no connection since `generation`.
+    fn release(&self, room_id: &RoomId, name: &Username, generation: u64) {
+        let mut state = self.lock();
+        let Some(room) = state.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !room
+            .names
+            .get(name)
+            .is_some_and(|h| h.generation == generation && h.connections == 0)
+        {
+            return;
+        }
+        room.names.remove(name);
+        let left = ServerMsg::Left {
+            room: room_id.to_string(),
+            member: Member {
+                name: name.to_string(),
+                connections: 0,
+            },
+        };
+        state.fan_out(room_id, &encode(&left), None, self);
+        state.drop_room_if_empty(room_id);
+    }
+
+    /// The session's room and name, if it has one.
+    pub fn sender(&self, session: SessionId) -> Option<(RoomId, Username)> {
+        let state = self.lock();
+        let sub = state.sessions.get(&session)?;
+        Some((sub.room.clone(), sub.name.clone()?))
+    }
+
+    /// Fans out freshly committed messages, in the order given (per room, `seq` order).
+    pub fn publish_committed(&self, messages: Vec<ChatMsg>) {
+        let mut state = self.lock();
+        self.messages_total
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        for msg in messages {
+            let Ok(room) = RoomId::parse(&msg.room) else {
+                continue;
             };
-            state.fan_out(&sub.room, &encode(&left), &self.slow_consumers);
+            let seq = msg.seq;
+            state.fan_out(&room, &encode(&ServerMsg::Chat(msg)), Some(seq), self);
         }
     }
 
-    /// Broadcasts a chat message from `session` to every member of its room, sender included.
-    /// The name comes from the session, never from the message. Returns `false` if the session
-    /// has no name yet.
-    pub fn chat(&self, session: SessionId, text: MessageText) -> bool {
-        let state = self.lock();
-        let Some(sub) = state.sessions.get(&session) else {
-            return false;
+    /// Relays "typing" to the others in the room, at most once per [`TYPING_THROTTLE`].
+    pub fn typing(&self, session: SessionId) {
+        let mut state = self.lock();
+        let Some(sub) = state.sessions.get_mut(&session) else {
+            return;
         };
-        let Some(name) = &sub.name else { return false };
+        let Some(name) = sub.name.clone() else { return };
+        if sub
+            .last_typing
+            .is_some_and(|t| t.elapsed() < TYPING_THROTTLE)
+        {
+            return;
+        }
+        sub.last_typing = Some(Instant::now());
         let room = sub.room.clone();
-        let msg = ServerMsg::Chat(ChatMsg {
+        let frame = encode(&ServerMsg::Typing {
             room: room.to_string(),
             name: name.to_string(),
-            msg: text.as_str().to_owned(),
-            session,
-            ts: unix_millis(),
         });
-        self.messages_total.fetch_add(1, Ordering::Relaxed);
-        state.fan_out(&room, &encode(&msg), &self.slow_consumers);
-        true
+        let State {
+            sessions, rooms, ..
+        } = &mut *state;
+        let Some(members) = rooms.get(&room) else {
+            return;
+        };
+        for id in &members.subscribers {
+            if sessions
+                .get(id)
+                .is_some_and(|s| s.name.as_ref() != Some(&name))
+            {
+                deliver(sessions, *id, &frame, None, self);
+            }
+        }
     }
 
     pub fn set_feed(&self, session: SessionId, enabled: bool) {
@@ -258,7 +366,7 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         for id in targets {
-            state.deliver(id, &frame, &self.slow_consumers);
+            deliver(&mut state.sessions, id, &frame, None, self);
         }
         stats
     }
@@ -281,70 +389,116 @@ impl Hub {
 }
 
 impl State {
-    fn name_holder(&self, room: &RoomId, name: &Username) -> Option<SessionId> {
-        let members = self.rooms.get(room)?;
-        members.keys().copied().find(|id| {
-            self.sessions
-                .get(id)
-                .and_then(|s| s.name.as_ref())
-                .is_some_and(|n| n == name)
-        })
+    /// Takes (or shares) a name for `identity`, announcing the change.
+    fn claim(
+        &mut self,
+        room_id: &RoomId,
+        name: &Username,
+        identity: &Identity,
+        hub: &Hub,
+    ) -> Result<(), NameTaken> {
+        let room = self.rooms.entry(room_id.clone()).or_default();
+        let msg = match room.names.get_mut(name) {
+            Some(holder) if holder.identity != *identity => return Err(NameTaken),
+            Some(holder) => {
+                holder.connections += 1;
+                holder.generation += 1;
+                ServerMsg::Presence {
+                    room: room_id.to_string(),
+                    member: Member {
+                        name: name.to_string(),
+                        connections: holder.connections,
+                    },
+                }
+            }
+            None => {
+                room.names.insert(
+                    name.clone(),
+                    Holder {
+                        identity: identity.clone(),
+                        connections: 1,
+                        generation: 0,
+                    },
+                );
+                ServerMsg::Joined {
+                    room: room_id.to_string(),
+                    member: Member {
+                        name: name.to_string(),
+                        connections: 1,
+                    },
+                }
+            }
+        };
+        self.fan_out(room_id, &encode(&msg), None, hub);
+        Ok(())
     }
 
     fn members(&self, room: &RoomId) -> Vec<Member> {
-        let Some(members) = self.rooms.get(room) else {
+        let Some(room) = self.rooms.get(room) else {
             return Vec::new();
         };
-        members
-            .keys()
-            .filter_map(|id| {
-                let name = self.sessions.get(id)?.name.as_ref()?;
-                Some(Member {
-                    name: name.to_string(),
-                    session: *id,
-                })
+        room.names
+            .iter()
+            .map(|(name, h)| Member {
+                name: name.to_string(),
+                connections: h.connections,
             })
             .collect()
     }
 
-    fn fan_out(&self, room: &RoomId, frame: &Utf8Bytes, slow: &AtomicU64) {
-        self.fan_out_except(room, 0, frame, slow);
+    fn drop_room_if_empty(&mut self, room: &RoomId) {
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.subscribers.is_empty() && r.names.is_empty())
+        {
+            self.rooms.remove(room);
+        }
     }
 
-    /// Delivers to every member but `except` (session ids start at 1, so 0 excludes nobody).
-    fn fan_out_except(
-        &self,
-        room: &RoomId,
-        except: SessionId,
-        frame: &Utf8Bytes,
-        slow: &AtomicU64,
-    ) {
-        if let Some(members) = self.rooms.get(room) {
-            for id in members.keys().filter(|id| **id != except) {
-                self.deliver(*id, frame, slow);
+    fn fan_out(&mut self, room: &RoomId, frame: &Utf8Bytes, seq: Option<u64>, hub: &Hub) {
+        let Self {
+            sessions, rooms, ..
+        } = self;
+        if let Some(members) = rooms.get(room) {
+            for id in &members.subscribers {
+                deliver(sessions, *id, frame, seq, hub);
             }
         }
     }
+}
 
-    /// Queues a frame for one session; a full queue kicks it (the slow-consumer policy).
-    fn deliver(&self, id: SessionId, frame: &Utf8Bytes, slow: &AtomicU64) {
-        let Some(sub) = self.sessions.get(&id) else {
-            return;
-        };
-        let full = matches!(
+/// Queues a frame for one session, or holds it back while the session replays history. A full
+/// queue (or too much held back) kicks the session: the slow-consumer policy.
+fn deliver(
+    sessions: &mut HashMap<SessionId, Subscriber>,
+    id: SessionId,
+    frame: &Utf8Bytes,
+    seq: Option<u64>,
+    hub: &Hub,
+) {
+    let Some(sub) = sessions.get_mut(&id) else {
+        return;
+    };
+    let overflow = match &mut sub.held {
+        Some(held) => {
+            held.push((seq, frame.clone()));
+            held.len() > hub.held_limit
+        }
+        None => matches!(
             sub.tx.try_send(Outbound::Frame(frame.clone())),
             Err(mpsc::error::TrySendError::Full(_))
-        );
-        if full
-            && sub.kick.kick(
-                close_code::SLOW_CONSUMER,
-                "slow consumer: outbound queue full",
-                false,
-            )
-        {
-            slow.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(session = id, "slow consumer dropped");
-        }
+        ),
+    };
+    if overflow
+        && sub.kick.kick(
+            close_code::SLOW_CONSUMER,
+            "slow consumer: outbound queue full",
+            false,
+        )
+    {
+        hub.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(session = id, "slow consumer dropped");
     }
 }
 

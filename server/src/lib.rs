@@ -4,8 +4,10 @@
 //! - [`config`] — `Settings`, every operator option with its default.
 //! - [`app`] — `Application` (bind, router, run until stopped, graceful shutdown).
 //! - [`routes`] — `/ws` (chat), `/echo`, `/healthz`; the client bundle is served at `/`.
+//! - [`resume`] — what a reconnecting client gets replayed, and the outcome it is told.
 //! - [`session`] — one chat WebSocket: validation, reader loop, writer task, heartbeat.
-//! - [`hub`] — rooms, members, fan-out through bounded per-session queues.
+//! - [`hub`] — rooms, names held by tokens, presence, fan-out through bounded per-session queues.
+//! - [`store`] — durable per-room history (SQLite, group commit), `seq`, `epoch`, dedup.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`limits`] — Origin allowlist, connection caps, token bucket.
 //! - [`kick`] — closing a session with a code from anywhere.
@@ -17,8 +19,10 @@ pub mod feed;
 pub mod hub;
 pub mod kick;
 pub mod limits;
+pub mod resume;
 pub mod routes;
 pub mod session;
+pub mod store;
 pub mod telemetry;
 
 pub use app::Application;

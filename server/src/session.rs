@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
 use crate::config::Settings;
-use crate::hub::{Hub, NameTaken, Outbound, Registration, encode};
+use crate::hub::{Hub, Identity, NameTaken, Outbound, Registration, Snapshot, encode, unix_millis};
 use crate::kick::Kick;
 use crate::limits::{ConnectionPermit, TokenBucket};
+use crate::resume::resume_plan;
+use crate::store::{NewMessage, Store, StoreError};
 
 /// Frames a writer feeds before one flush.
 const MAX_BATCH: usize = 64;
@@ -36,11 +38,15 @@ pub struct SessionParams {
     pub hub: Arc<Hub>,
     pub settings: Arc<Settings>,
     pub peer: SocketAddr,
-    /// The query's room and name, not yet validated (validation errors are sent as typed
-    /// errors over the socket, where a browser can read them).
+    /// The query's room, name and token, not yet validated (validation errors are sent as
+    /// typed errors over the socket, where a browser can read them).
     pub room: Option<String>,
     pub name: Option<String>,
+    pub token: Option<String>,
+    /// The client's last known position in the room's history.
+    pub position: Option<(String, u64)>,
     pub feed: bool,
+    pub store: Arc<dyn Store>,
     pub shutdown: CancellationToken,
     pub tracker: tokio_util::task::TaskTracker,
     /// Held for the connection's life; frees the connection slot when dropped.
@@ -64,7 +70,17 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let send_error = |code: ErrorCode, reason: String| {
         let _ = tx.try_send(Outbound::Frame(encode(&ServerMsg::error(code, reason))));
     };
-    let end = match admit(&p, session, tx.clone(), kick.clone()) {
+    let admitted = match admit(&p, session, tx.clone(), kick.clone()) {
+        Ok((room, snapshot, name)) => match replay(&p, session, &room, snapshot, name, &tx).await {
+            Ok(()) => Ok(room),
+            Err(e) => {
+                p.hub.unregister(session, false);
+                Err((ErrorCode::StoreUnavailable, 1011, e.to_string()))
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let end = match admitted {
         Ok(room) => {
             info!(room = %room, "joined");
             let mut reader = Reader {
@@ -76,9 +92,10 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
                 bucket: TokenBucket::new(p.settings.rate_per_sec, p.settings.rate_burst),
                 strikes: 0,
                 named: p.name.is_some(),
+                store: &*p.store,
             };
             let end = reader.read_loop(&mut stream, &tx, &p.shutdown).await;
-            p.hub.unregister(session);
+            p.hub.unregister(session, end == End::Left);
             info!(room = %room, ?end, "left");
             end
         }
@@ -97,7 +114,9 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
 /// How a reader loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// The peer sent a close frame or the connection ended.
+    /// The peer closed with 1000: it left on purpose.
+    Left,
+    /// The peer sent another close frame, or the connection ended.
     PeerGone,
     /// The server is closing (kick or shutdown): the writer sends the close frame.
     Closing,
@@ -110,7 +129,7 @@ enum End {
 /// frame still in its receive buffer (the browser then reports 1006 instead of our code).
 async fn linger(mut stream: SplitStream<WebSocket>, end: End) {
     match end {
-        End::PeerGone => {}
+        End::PeerGone | End::Left => {}
         // RFC 6455 §7.1.1: wait for the peer's close frame, then close the connection.
         End::Closing => {
             let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
@@ -127,13 +146,16 @@ async fn linger(mut stream: SplitStream<WebSocket>, end: End) {
     }
 }
 
-/// Validates the request and registers the session; the welcome is its first frame.
+type Refused = (ErrorCode, u16, String);
+
+/// Validates the request and registers the session (the hub holds live frames back until the
+/// replay is queued).
 fn admit(
     p: &SessionParams,
     session: SessionId,
     tx: mpsc::Sender<Outbound>,
     kick: Kick,
-) -> Result<RoomId, (ErrorCode, u16, String)> {
+) -> Result<(RoomId, Snapshot, Option<Username>), Refused> {
     let room = match p.room.as_deref() {
         None => RoomId::lobby(),
         Some(raw) => RoomId::parse(raw).map_err(|e| {
@@ -156,37 +178,105 @@ fn admit(
             })?,
         ),
     };
+    let identity = match p.token.as_deref() {
+        None => Identity::Session(session),
+        Some(token) if valid_token(token) => Identity::Token(token.to_owned()),
+        Some(_) => {
+            return Err((
+                ErrorCode::TokenInvalid,
+                close_code::REJECTED,
+                "token must be 16 to 128 characters of A-Z a-z 0-9 - _".into(),
+            ));
+        }
+    };
     let reg = Registration {
         room: room.clone(),
         name: name.clone(),
+        identity,
         tx,
         kick,
         feed: p.feed,
     };
-    let limits = p.settings.limits();
-    p.hub
-        .register(session, reg, |snapshot| {
-            ServerMsg::Welcome(Welcome {
-                protocol: PROTOCOL_VERSION,
-                server_version: env!("CARGO_PKG_VERSION").to_owned(),
-                session,
-                name: name.as_ref().map(ToString::to_string),
-                room: room.to_string(),
-                peer_addr: p.peer.to_string(),
-                members: snapshot.members,
-                limits,
-                recent_stats: snapshot.recent_stats,
-            })
-        })
-        .map_err(|NameTaken| {
-            let name = name.as_ref().map(ToString::to_string).unwrap_or_default();
-            (
-                ErrorCode::NameTaken,
-                close_code::NAME_TAKEN,
-                format!("the name \"{name}\" is already in use in room \"{room}\""),
-            )
-        })?;
-    Ok(room)
+    let snapshot = p.hub.register(session, reg).map_err(|NameTaken| {
+        let name = name.as_ref().map(ToString::to_string).unwrap_or_default();
+        (
+            ErrorCode::NameTaken,
+            close_code::NAME_TAKEN,
+            format!("the name \"{name}\" is already in use in room \"{room}\""),
+        )
+    })?;
+    Ok((room, snapshot, name))
+}
+
+/// A token is 16..=128 characters of `A-Z a-z 0-9 - _`.
+fn valid_token(token: &str) -> bool {
+    (16..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Messages read from the store per page while replaying.
+const REPLAY_PAGE: usize = 500;
+
+/// Sends the welcome, then exactly the messages the client missed, then lets live frames
+/// through. Live frames that arrived meanwhile were held back by the hub; those the replay
+/// already covered are dropped there, so there is no gap and no duplicate.
+async fn replay(
+    p: &SessionParams,
+    session: SessionId,
+    room: &RoomId,
+    snapshot: Snapshot,
+    name: Option<Username>,
+    tx: &mpsc::Sender<Outbound>,
+) -> Result<(), StoreError> {
+    let store = &p.store;
+    let bounds = store.bounds(room).await?;
+    let (resume, after) = resume_plan(
+        store.epoch(),
+        p.position.as_ref(),
+        bounds,
+        p.settings.history_on_join,
+    );
+    let welcome = ServerMsg::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        session,
+        name: name.as_ref().map(ToString::to_string),
+        room: room.to_string(),
+        peer_addr: p.peer.to_string(),
+        members: snapshot.members,
+        epoch: store.epoch().to_owned(),
+        resume,
+        limits: p.settings.limits(),
+        recent_stats: snapshot.recent_stats,
+    });
+    // `send().await`: only this session waits for its own writer.
+    if tx.send(Outbound::Frame(encode(&welcome))).await.is_err() {
+        return Ok(());
+    }
+    let mut cursor = after;
+    while cursor < bounds.last {
+        let page = store.read_after(room, cursor, REPLAY_PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for msg in page.into_iter().take_while(|m| m.seq <= bounds.last) {
+            cursor = msg.seq;
+            if tx
+                .send(Outbound::Frame(encode(&ServerMsg::Chat(msg))))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if cursor == after {
+            break;
+        }
+    }
+    p.hub.go_live(session, bounds.last);
+    Ok(())
 }
 
 fn code_reason(code: ErrorCode) -> &'static str {
@@ -208,6 +298,7 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     /// Consecutive rate-limited messages.
     strikes: u32,
     named: bool,
+    store: &'a dyn Store,
 }
 
 impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
@@ -227,12 +318,14 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 frame = stream.next() => {
                     last_seen = Instant::now();
                     match frame {
-                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), tx).await,
                         Some(Ok(Message::Binary(_))) => self.reject(
                             ErrorCode::BinaryNotSupported,
                             "the chat socket speaks JSON text frames; /echo takes binary".into(),
                         ),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        // Close 1000 is a deliberate leave: the name need not be held.
+                        Some(Ok(Message::Close(Some(frame)))) if frame.code == 1000 => return End::Left,
                         Some(Ok(Message::Close(_))) | None => return End::PeerGone,
                         Some(Err(e)) => {
                             if is_capacity_error(e) {
@@ -256,7 +349,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         }
     }
 
-    fn on_text(&mut self, text: &str) {
+    async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
         if !self.bucket.try_take() {
             self.strikes += 1;
             if self.strikes >= self.settings.rate_abuse_limit {
@@ -274,7 +367,8 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         }
         self.strikes = 0;
         match Inbound::decode(text) {
-            Ok(Inbound::Typed(ClientMsg::Chat { msg })) => self.chat(&msg),
+            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => self.chat(&msg, id, tx).await,
+            Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
             Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
                 self.hub.set_feed(self.session, enabled)
             }
@@ -282,7 +376,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 if !self.named && !self.take_name(&name) {
                     return;
                 }
-                self.chat(&msg);
+                self.chat(&msg, None, tx).await;
             }
             Err(e) => self.reject(e.code(), e.to_string()),
         }
@@ -308,18 +402,48 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         true
     }
 
-    fn chat(&mut self, raw: &str) {
-        if !self.named {
+    /// Stores the message; the store's commit fans it out. Acknowledged once committed.
+    async fn chat(&mut self, raw: &str, id: Option<String>, tx: &mpsc::Sender<Outbound>) {
+        let Some((room, name)) = self.hub.sender(self.session).filter(|_| self.named) else {
             return self.reject(
                 ErrorCode::NameRequired,
                 "connect with ?name= (or send {\"name\",\"msg\"}) before chatting".into(),
             );
+        };
+        if let Some(id) = &id
+            && !shared::valid_client_id(id)
+        {
+            return self.reject(
+                ErrorCode::IdInvalid,
+                "message id must be 1 to 64 printable ASCII characters".into(),
+            );
         }
-        match MessageText::parse(raw, self.settings.max_text_chars) {
-            Ok(text) => {
-                self.hub.chat(self.session, text);
+        let text = match MessageText::parse(raw, self.settings.max_text_chars) {
+            Ok(text) => text,
+            Err(e) => return self.reject(ErrorCode::TextInvalid, format!("message {e}")),
+        };
+        let new = NewMessage {
+            room,
+            name: name.to_string(),
+            text: text.as_str().to_owned(),
+            client_id: id.clone(),
+            ts: unix_millis(),
+        };
+        match self.store.append(new).await {
+            Ok(appended) => {
+                if let Some(id) = id {
+                    let ack = ServerMsg::Ack {
+                        id,
+                        seq: appended.seq,
+                        ts: appended.ts,
+                    };
+                    let _ = tx.try_send(Outbound::Frame(encode(&ack)));
+                }
             }
-            Err(e) => self.reject(ErrorCode::TextInvalid, format!("message {e}")),
+            Err(e) => self.reject(
+                ErrorCode::StoreUnavailable,
+                format!("{e}; the message was not stored, send it again"),
+            ),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod protocol;
 
 pub use model::{MessageText, RoomId, Username, ValidationError, is_deceptive_char};
 pub use protocol::{
-    ChatMsg, ClientMsg, DecodeError, ErrorCode, Inbound, LegacyChat, Limits, Member,
-    PROTOCOL_VERSION, ServerMsg, SessionId, Stats, Welcome, close_code,
+    ChatMsg, ClientMsg, DecodeError, ErrorCode, GapReason, HistoryPage, Inbound, LegacyChat,
+    Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_VERSION, Resume, ServerMsg, SessionId, Stats,
+    TYPING_INTERVAL_MS, TYPING_TTL_MS, Welcome, close_code, valid_client_id,
 };

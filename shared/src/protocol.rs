@@ -8,7 +8,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Bumped on every incompatible change. A client whose version differs is told to reload.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// How long a typing notice stays visible without a refresh.
+pub const TYPING_TTL_MS: u64 = 5_000;
+/// A client sends [`ClientMsg::Typing`] at most this often.
+pub const TYPING_INTERVAL_MS: u64 = 2_000;
 
 /// Identifies one WebSocket session on one server.
 pub type SessionId = u64;
@@ -17,10 +22,26 @@ pub type SessionId = u64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
-    /// Send a chat message to the session's room.
-    Chat { msg: String },
+    /// Send a chat message to the session's room. With an `id` (unique per message, chosen by
+    /// the client) the server answers with [`ServerMsg::Ack`] once the message is durably
+    /// stored, and a resend of the same id is acknowledged again but never stored twice.
+    Chat {
+        msg: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// "I am typing": shown to the others in the room for a few seconds. Never stored.
+    Typing,
     /// Turn the once-a-second [`ServerMsg::Stats`] feed on or off for this session.
     Feed { enabled: bool },
+}
+
+/// The longest client message id accepted.
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+
+/// Whether a client message id is acceptable: 1..=64 printable ASCII characters.
+pub fn valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_CLIENT_ID_CHARS && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The tutorial's chat frame: `{"name":"…","msg":"…"}` with no `type`. The name only matters for
@@ -80,10 +101,17 @@ pub enum ServerMsg {
     Welcome(Welcome),
     /// A chat message, sent to every member of the room (the sender included).
     Chat(ChatMsg),
-    /// Somebody joined the room.
+    /// A chat message was durably stored with this `seq` (answer to a chat with an `id`).
+    Ack { id: String, seq: u64, ts: u64 },
+    /// Somebody new is online in the room.
     Joined { room: String, member: Member },
-    /// Somebody left the room.
+    /// A member's connection count changed (0 means reconnecting: the name is held for a grace
+    /// period).
+    Presence { room: String, member: Member },
+    /// Somebody left the room (their last connection has been gone for the grace period).
     Left { room: String, member: Member },
+    /// Somebody is typing; show it for [`TYPING_TTL_MS`] unless refreshed.
+    Typing { room: String, name: String },
     /// The live feed, once a second.
     Stats(Stats),
     /// A request could not be served. Unless the code is fatal the session continues.
@@ -118,6 +146,11 @@ pub struct Welcome {
     pub peer_addr: String,
     /// Members online in the room, this session included when it has a name.
     pub members: Vec<Member>,
+    /// The history's identity; a different epoch means the client's `seq` no longer applies.
+    pub epoch: String,
+    /// What the client missed and gets replayed right after this welcome, as `chat` frames in
+    /// `seq` order, before anything live.
+    pub resume: Resume,
     pub limits: Limits,
     /// Recent live-feed points (oldest first), so a chart is full on arrival.
     pub recent_stats: Vec<Stats>,
@@ -135,22 +168,61 @@ pub struct Limits {
     pub rate_burst: u32,
 }
 
+/// The outcome of (re)joining a room, in the welcome. Never silent about a gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resume {
+    /// First join (no position given): the last `count` messages follow.
+    Fresh { count: u64 },
+    /// Nothing was missed.
+    Live,
+    /// Exactly the `count` missed messages follow.
+    Recovered { count: u64 },
+    /// Some messages cannot be recovered; the `count` messages that can follow.
+    Gap { reason: GapReason, count: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// The history was recreated (new epoch): the client's `seq` means nothing here.
+    EpochChanged,
+    /// Messages after the client's `seq` were removed by retention.
+    Trimmed,
+}
+
+/// One name online in a room, with how many connections hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub name: String,
-    pub session: SessionId,
+    pub connections: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMsg {
     pub room: String,
-    /// Sender's name, from the session, never from the message body.
+    /// Position in the room's history: gap-free, increasing by one per message.
+    pub seq: u64,
+    /// Sender's name, from the session, never from the message body. A name is held by one
+    /// person (token) per room, so a client marks its own messages by name.
     pub name: String,
     pub msg: String,
-    /// Sender's session, so a client can mark its own messages.
-    pub session: SessionId,
+    /// The sender's id for this message, so its outbox can match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Server time, milliseconds since the Unix epoch.
     pub ts: u64,
+}
+
+/// A page of older history: `GET /api/rooms/{room}/messages?before=&limit=`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub room: String,
+    pub epoch: String,
+    /// Oldest first.
+    pub messages: Vec<ChatMsg>,
+    /// Whether older messages exist before the first one here.
+    pub has_more: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +256,12 @@ pub enum ErrorCode {
     TextInvalid,
     /// Too many messages; this one was dropped.
     RateLimited,
+    /// The message id is empty, too long or not printable ASCII.
+    IdInvalid,
+    /// The history store could not take the message; it was not stored. Resend later.
+    StoreUnavailable,
+    /// The token is missing characters or too long. Fatal.
+    TokenInvalid,
 }
 
 impl ErrorCode {
@@ -222,7 +300,7 @@ mod tests {
     fn member() -> Member {
         Member {
             name: "ada".into(),
-            session: 7,
+            connections: 2,
         }
     }
 
@@ -246,6 +324,11 @@ mod tests {
                 room: "lobby".into(),
                 peer_addr: "127.0.0.1:5000".into(),
                 members: vec![member()],
+                epoch: "e1".into(),
+                resume: Resume::Gap {
+                    reason: GapReason::Trimmed,
+                    count: 3,
+                },
                 limits: Limits {
                     max_message_bytes: 65536,
                     max_text_chars: 4000,
@@ -257,11 +340,25 @@ mod tests {
             }),
             ServerMsg::Chat(ChatMsg {
                 room: "lobby".into(),
+                seq: 9,
                 name: "ada".into(),
                 msg: "hi".into(),
-                session: 1,
+                id: Some("c1".into()),
                 ts: 2,
             }),
+            ServerMsg::Ack {
+                id: "c1".into(),
+                seq: 9,
+                ts: 2,
+            },
+            ServerMsg::Presence {
+                room: "lobby".into(),
+                member: member(),
+            },
+            ServerMsg::Typing {
+                room: "lobby".into(),
+                name: "ada".into(),
+            },
             ServerMsg::Joined {
                 room: "lobby".into(),
                 member: member(),
@@ -293,7 +390,15 @@ mod tests {
     #[test]
     fn every_client_message_round_trips() {
         for msg in [
-            ClientMsg::Chat { msg: "hi".into() },
+            ClientMsg::Chat {
+                msg: "hi".into(),
+                id: None,
+            },
+            ClientMsg::Chat {
+                msg: "hi".into(),
+                id: Some("c-1".into()),
+            },
+            ClientMsg::Typing,
             ClientMsg::Feed { enabled: false },
         ] {
             let json = serde_json::to_string(&msg).unwrap();
@@ -357,6 +462,15 @@ mod tests {
     }
 
     #[test]
+    fn client_ids_are_short_printable_ascii() {
+        assert!(valid_client_id("3f2a-01"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("has space"));
+        assert!(!valid_client_id(&"x".repeat(65)));
+        assert!(!valid_client_id("é"));
+    }
+
+    #[test]
     fn only_request_errors_are_fatal() {
         assert!(ErrorCode::NameTaken.is_fatal());
         assert!(!ErrorCode::RateLimited.is_fatal());
@@ -380,7 +494,7 @@ mod tests {
 
         #[test]
         fn any_chat_text_round_trips(msg in any::<String>(), name in any::<String>()) {
-            let typed = ClientMsg::Chat { msg: msg.clone() };
+            let typed = ClientMsg::Chat { msg: msg.clone(), id: None };
             let json = serde_json::to_string(&typed).unwrap();
             prop_assert_eq!(Inbound::decode(&json), Ok(Inbound::Typed(typed)));
             let legacy = serde_json::to_string(&LegacyChat { name: name.clone(), msg: msg.clone() }).unwrap();
@@ -389,7 +503,7 @@ mod tests {
 
         #[test]
         fn any_chat_broadcast_round_trips(msg in any::<String>(), name in any::<String>(), ts in any::<u64>()) {
-            let out = ServerMsg::Chat(ChatMsg { room: "r".into(), name, msg, session: 3, ts });
+            let out = ServerMsg::Chat(ChatMsg { room: "r".into(), seq: ts / 2, name, msg, id: None, ts });
             prop_assert_eq!(serde_json::from_str::<ServerMsg>(&out.to_json()).unwrap(), out);
         }
 

@@ -17,7 +17,7 @@ async function send(page, text) {
   await page.press('#composer-text', 'Enter');
 }
 
-const messageTexts = (page) => page.$$eval('.msg', (els) => els.map((e) => ({
+const messageTexts = (page) => page.$$eval('.msg:not(.pending)', (els) => els.map((e) => ({
   name: e.querySelector('.msg-name').textContent,
   text: e.querySelector('.msg-text').textContent,
   mine: e.classList.contains('mine'),
@@ -41,7 +41,7 @@ test('two pages chat in one room and see each other online', async () => {
     await send(ada, 'Hello Bob');
     await send(bob, 'Hi Ada <img src=x onerror="window.__pwned=1">');
     for (const page of [ada, bob]) {
-      await page.waitForFunction(() => document.querySelectorAll('.msg').length === 2);
+      await page.waitForFunction(() => document.querySelectorAll('.msg:not(.pending)').length === 2);
     }
     const seenByAda = await messageTexts(ada);
     assert.deepEqual(seenByAda, [
@@ -86,18 +86,25 @@ test('pages show reconnecting while the server restarts, then reconnect by thems
     for (const page of [ada, bob]) {
       await page.waitForSelector('.badge[data-state=reconnecting]', { timeout: 10000 });
       assert.match(await page.textContent('.badge'), /Reconnecting in \d+ s/);
-      // Input is disabled while the socket is not open.
-      assert.equal(await page.isDisabled('#composer-text'), true);
-      assert.equal(await page.isDisabled('.composer button[type=submit]'), true);
+      // Sending is refused by the socket; what is typed now waits in the outbox.
+      assert.equal(await page.textContent('.composer button[type=submit]'), 'Queue');
     }
+    await send(ada, 'typed while the server was down');
+    await ada.waitForSelector('.msg.pending[data-status=pending]');
     await screenshot(ada, 'restart-reconnecting');
 
-    server = await startServer({ bind: `127.0.0.1:${port}` });
+    server = await startServer({ bind: `127.0.0.1:${port}`, db: server.db });
     for (const page of [ada, bob]) {
       await page.waitForSelector('.badge[data-state=open]', { timeout: 40000 });
-      await page.waitForFunction(() => /Reconnected to #restart/.test(document.querySelector('.messages').textContent));
+      await page.waitForFunction(() => /Reconnected/.test(document.querySelector('.messages').textContent));
     }
     await ada.waitForFunction(() => document.querySelectorAll('.member-name').length === 2);
+    // The queued message is delivered once, to both pages.
+    for (const page of [ada, bob]) {
+      await page.waitForFunction(() => [...document.querySelectorAll('.msg:not(.pending) .msg-text')]
+        .filter((e) => e.textContent === 'typed while the server was down').length === 1);
+    }
+    assert.equal(await ada.$$eval('.msg.pending', (els) => els.length), 0);
     await send(bob, 'back online');
     await ada.waitForFunction(() => [...document.querySelectorAll('.msg-text')].some((e) => e.textContent === 'back online'));
     await screenshot(ada, 'restart-reconnected');

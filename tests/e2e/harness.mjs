@@ -2,7 +2,8 @@
 // launch Debian's Chromium headless through playwright-core, save screenshots as artifacts.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -16,10 +17,14 @@ const serverBin = process.env.SWITCHBOARD_SERVER_BIN ?? path.join(repo, 'target'
 const distDir = process.env.SWITCHBOARD_DIST ?? path.join(repo, 'dist');
 
 /** Starts the server; `bind` defaults to 127.0.0.1:0. Resolves once it prints its address. */
-export async function startServer({ bind = '127.0.0.1:0', args = [] } = {}) {
+export function tempDb() {
+  return path.join(mkdtempSync(path.join(tmpdir(), 'switchboard-e2e-')), 'switchboard.db');
+}
+
+export async function startServer({ bind = '127.0.0.1:0', db = tempDb(), args = [] } = {}) {
   if (!existsSync(serverBin)) throw new Error(`no server binary at ${serverBin}: run cargo build -p server`);
   if (!existsSync(path.join(distDir, 'index.html'))) throw new Error(`no bundle in ${distDir}: run trunk build --release`);
-  const proc = spawn(serverBin, ['--bind', bind, '--static-dir', distDir, ...args], {
+  const proc = spawn(serverBin, ['--bind', bind, '--static-dir', distDir, '--db', db, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
@@ -37,6 +42,7 @@ export async function startServer({ bind = '127.0.0.1:0', args = [] } = {}) {
   const exited = new Promise((resolve) => proc.on('exit', resolve));
   return {
     url,
+    db,
     port: Number(new URL(url).port),
     /** SIGTERM, then wait for the process to end. */
     async stop() {

@@ -25,7 +25,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
-    /// Keeps the static directory alive for the server's life.
+    /// Holds the static directory and the database for the server's life.
     _static_dir: tempfile::TempDir,
 }
 
@@ -39,6 +39,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let static_dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::with_bind("127.0.0.1:0".parse().unwrap());
     settings.static_dir = static_dir.path().to_owned();
+    settings.db = static_dir.path().join("switchboard.db");
     configure(&mut settings);
     let app = Application::build(settings).await.expect("server starts");
     let addr = app.local_addr();
@@ -65,6 +66,33 @@ impl TestApp {
             .expect("connects");
         let welcome = client.welcome().await;
         (client, welcome)
+    }
+
+    /// Joins `room` as `name`, holding the name with `token`, resuming after `position`.
+    pub async fn join_as(
+        &self,
+        name: &str,
+        room: &str,
+        token: &str,
+        position: Option<(&str, u64)>,
+    ) -> (WsClient, Welcome) {
+        let mut query = format!("/ws?name={name}&room={room}&feed=0&token={token}");
+        if let Some((epoch, seq)) = position {
+            query.push_str(&format!("&epoch={epoch}&seq={seq}"));
+        }
+        let mut client = self.connect(&query).await.expect("connects");
+        let welcome = client.welcome().await;
+        (client, welcome)
+    }
+
+    /// A page of `GET /api/rooms/{room}/messages`.
+    pub async fn history(&self, room: &str, query: &str) -> shared::HistoryPage {
+        let (status, _, body) = self
+            .http_get(&format!("/api/rooms/{room}/messages?{query}"))
+            .await
+            .expect("history");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("history JSON")
     }
 
     /// Opens a WebSocket to `path_and_query` with no Origin header.
@@ -145,8 +173,27 @@ impl WsClient {
     pub async fn chat(&mut self, text: &str) {
         self.send(&ClientMsg::Chat {
             msg: text.to_owned(),
+            id: None,
         })
         .await;
+    }
+
+    /// Sends a chat message with a client id (the server acknowledges it).
+    pub async fn chat_with_id(&mut self, text: &str, id: &str) {
+        self.send(&ClientMsg::Chat {
+            msg: text.to_owned(),
+            id: Some(id.to_owned()),
+        })
+        .await;
+    }
+
+    /// Skips frames until the ack for `id`; returns its seq.
+    pub async fn ack(&mut self, id: &str) -> u64 {
+        self.recv_until(|m| match m {
+            ServerMsg::Ack { id: got, seq, .. } if got == id => Some(seq),
+            _ => None,
+        })
+        .await
     }
 
     /// The next event, skipping pings/pongs. Fails the test after [`RECV_TIMEOUT`].
@@ -192,6 +239,17 @@ impl WsClient {
             Event::Msg(msg) => msg,
             other => panic!("expected a message, got {other:?}"),
         }
+    }
+
+    /// The next `n` chat messages, skipping everything else.
+    pub async fn chats(&mut self, n: usize) -> Vec<shared::ChatMsg> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if let ServerMsg::Chat(c) = self.recv().await {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// Skips messages until one matches `pick`.

@@ -13,10 +13,22 @@ pub fn Composer(
     state: RwSignal<ConnState>,
     limits: RwSignal<Option<Limits>>,
     #[prop(into)] on_send: Callback<String, Result<(), String>>,
+    #[prop(into)] on_typing: Callback<()>,
 ) -> impl IntoView {
+    // "Typing" goes out at most once per TYPING_INTERVAL_MS.
+    let last_typing = StoredValue::new(0.0_f64);
+    let typed = move || {
+        let now = js_sys::Date::now();
+        if now - last_typing.get_value() >= shared::TYPING_INTERVAL_MS as f64 {
+            last_typing.set_value(now);
+            on_typing.run(());
+        }
+    };
     let text = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let open = move || state.get().is_open();
+    // Typing is allowed while reconnecting: messages wait in the outbox.
+    let usable = move || !matches!(state.get(), ConnState::Closed { .. });
     let max_chars = move || {
         limits
             .get()
@@ -30,11 +42,10 @@ pub fn Composer(
             }
             return;
         }
+        // Queued either way: the outbox keeps it until the server acknowledges it.
+        text.set(String::new());
         match on_send.run(draft) {
-            Ok(()) => {
-                text.set(String::new());
-                error.set(None);
-            }
+            Ok(()) => error.set(None),
             Err(e) => error.set(Some(e)),
         }
     };
@@ -42,11 +53,16 @@ pub fn Composer(
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
             <label for="composer-text" class="visually-hidden">"Message"</label>
             <textarea id="composer-text" rows="1"
-                placeholder=move || if open() { "Write a message…" } else { "Waiting for the connection…" }
-                disabled=move || !open()
+                placeholder=move || if open() { "Write a message…" } else { "Offline: messages wait in the outbox…" }
+                disabled=move || !usable()
                 maxlength=move || max_chars().to_string()
                 prop:value=move || text.get()
-                on:input=move |ev| text.set(event_target_value(&ev))
+                on:input=move |ev| {
+                    text.set(event_target_value(&ev));
+                    if open() {
+                        typed();
+                    }
+                }
                 on:keydown=move |ev: leptos::ev::KeyboardEvent| {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                         ev.prevent_default();
@@ -54,7 +70,9 @@ pub fn Composer(
                     }
                 }
             ></textarea>
-            <button type="submit" class="primary" disabled=move || !open()>"Send"</button>
+            <button type="submit" class="primary" disabled=move || !usable()>
+                {move || if open() { "Send" } else { "Queue" }}
+            </button>
             <p class="form-error composer-error" role="alert">{move || error.get()}</p>
         </form>
     }

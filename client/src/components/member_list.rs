@@ -1,26 +1,30 @@
 use leptos::prelude::*;
-use shared::{Member, SessionId};
+use shared::Member;
 
-/// Who is online in the room.
+/// Who is online in the room, with how many connections each has; a member whose connections
+/// all dropped is shown as reconnecting until the grace period ends.
 /// - `members`: the room's members.
-/// - `me`: this page's session, marked "you".
+/// - `my_name`: this page's name, marked "you".
 #[component]
-pub fn MemberList(
-    members: RwSignal<Vec<Member>>,
-    me: RwSignal<Option<SessionId>>,
-) -> impl IntoView {
+pub fn MemberList(members: RwSignal<Vec<Member>>, my_name: String) -> impl IntoView {
     view! {
         <section class="panel members" aria-labelledby="members-title">
             <h2 id="members-title">"Online " <span class="count">{move || members.get().len()}</span></h2>
             <ul>
-                <For each=move || members.get() key=|m| m.session children=move |m| {
-                    let mine = move || me.get() == Some(m.session);
+                <For each=move || members.get() key=|m| (m.name.clone(), m.connections) children=move |m| {
+                    let mine = m.name == my_name;
                     let initial = m.name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+                    let detail = match m.connections {
+                        0 => Some("reconnecting…".to_owned()),
+                        1 => None,
+                        n => Some(format!("{n} tabs")),
+                    };
                     view! {
-                        <li class="member">
+                        <li class=if m.connections == 0 { "member away" } else { "member" }>
                             <span class="avatar" aria-hidden="true">{initial}</span>
                             <span class="member-name">{m.name.clone()}</span>
-                            <Show when=mine><span class="you">"you"</span></Show>
+                            {mine.then(|| view! { <span class="you">"you"</span> })}
+                            {detail.map(|d| view! { <span class="member-detail">{d}</span> })}
                         </li>
                     }
                 } />

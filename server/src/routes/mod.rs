@@ -2,6 +2,7 @@
 
 pub mod echo;
 pub mod health;
+pub mod history;
 pub mod ws;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;

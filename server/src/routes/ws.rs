@@ -20,6 +20,11 @@ pub struct WsQuery {
     room: Option<String>,
     /// `feed=0` (or `false`) opts out of the live stats feed.
     feed: Option<String>,
+    /// The client's secret: its name is held by this token across reconnects and tabs.
+    token: Option<String>,
+    /// The client's last known position in the room: history `epoch` and last `seq` seen.
+    epoch: Option<String>,
+    seq: Option<u64>,
 }
 
 pub async fn handler(
@@ -44,7 +49,10 @@ pub async fn handler(
         peer,
         room: query.room,
         name: query.name,
+        token: query.token,
+        position: query.epoch.map(|epoch| (epoch, query.seq.unwrap_or(0))),
         feed,
+        store: state.store.clone(),
         shutdown: state.shutdown.clone(),
         tracker: state.tracker.clone(),
         permit,

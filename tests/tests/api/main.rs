@@ -3,7 +3,9 @@
 mod chat;
 mod echo_and_feed;
 mod handshake;
+mod history;
 mod legacy;
 mod lifecycle;
 mod limits;
+mod presence;
 mod static_files;

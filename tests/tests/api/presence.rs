@@ -1,0 +1,142 @@
+//! Names held by tokens, presence with connection counts, the grace period, typing.
+
+use std::time::Duration;
+
+use shared::{ErrorCode, Member, ServerMsg, close_code};
+use switchboard_tests::spawn_app_with;
+
+const ADA: &str = "ada-token-0123456789";
+const EVE: &str = "eve-token-0123456789";
+const BOB: &str = "bob-token-0123456789";
+
+fn member(name: &str, connections: u32) -> Member {
+    Member {
+        name: name.into(),
+        connections,
+    }
+}
+
+#[tokio::test]
+async fn two_tabs_of_one_person_share_the_name_and_presence_counts_connections() {
+    let app = spawn_app_with(|s| s.name_grace_secs = 30).await;
+    let (mut bob, _) = app.join_as("bob", "lobby", BOB, None).await;
+    let (_tab1, _) = app.join_as("ada", "lobby", ADA, None).await;
+    assert_eq!(
+        bob.recv().await,
+        ServerMsg::Joined {
+            room: "lobby".into(),
+            member: member("ada", 1)
+        }
+    );
+    let (tab2, w) = app.join_as("ada", "lobby", ADA, None).await;
+    assert!(w.members.contains(&member("ada", 2)), "{:?}", w.members);
+    assert_eq!(
+        bob.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            member: member("ada", 2)
+        }
+    );
+    drop(tab2);
+    assert_eq!(
+        bob.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            member: member("ada", 1)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_name_is_held_across_a_reconnect_within_the_grace_period_and_released_after_it() {
+    let app = spawn_app_with(|s| s.name_grace_secs = 2).await;
+    let (mut bob, _) = app.join_as("bob", "lobby", BOB, None).await;
+    let (ada, _) = app.join_as("ada", "lobby", ADA, None).await;
+    assert!(matches!(bob.recv().await, ServerMsg::Joined { .. }));
+    drop(ada);
+    // Ada is reconnecting: held, shown with 0 connections, no leave.
+    assert_eq!(
+        bob.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            member: member("ada", 0)
+        }
+    );
+    // Someone else cannot take the name meanwhile.
+    let mut eve = app
+        .connect(&format!("/ws?name=ada&room=lobby&feed=0&token={EVE}"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        eve.recv().await,
+        ServerMsg::Error {
+            code: ErrorCode::NameTaken,
+            ..
+        }
+    ));
+    assert_eq!(eve.close_code().await, close_code::NAME_TAKEN);
+    // Ada comes back in time and keeps her name, without a leave/join.
+    let (ada, w) = app.join_as("ada", "lobby", ADA, None).await;
+    assert_eq!(w.name.as_deref(), Some("ada"));
+    assert_eq!(
+        bob.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            member: member("ada", 1)
+        }
+    );
+    drop(ada);
+    assert_eq!(
+        bob.recv().await,
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            member: member("ada", 0)
+        }
+    );
+    // Gone for longer than the grace period: released, and others hear she left.
+    let left = tokio::time::timeout(Duration::from_secs(5), bob.recv())
+        .await
+        .expect("left after grace");
+    assert_eq!(
+        left,
+        ServerMsg::Left {
+            room: "lobby".into(),
+            member: member("ada", 0)
+        }
+    );
+    let (_eve, w) = app.join_as("ada", "lobby", EVE, None).await;
+    assert_eq!(w.name.as_deref(), Some("ada"));
+}
+
+#[tokio::test]
+async fn typing_is_relayed_to_the_others_throttled_and_never_stored() {
+    let app = spawn_app_with(|_| {}).await;
+    let (mut ada, _) = app.join_as("ada", "lobby", ADA, None).await;
+    let (mut bob, _) = app.join_as("bob", "lobby", BOB, None).await;
+    ada.recv().await; // bob joined
+    for _ in 0..5 {
+        ada.send(&shared::ClientMsg::Typing).await;
+    }
+    ada.chat_with_id("done typing", "t1").await;
+    let mut typing = 0;
+    loop {
+        match bob.recv().await {
+            ServerMsg::Typing { name, room } => {
+                assert_eq!((name.as_str(), room.as_str()), ("ada", "lobby"));
+                typing += 1;
+            }
+            ServerMsg::Chat(c) if c.msg == "done typing" => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        typing, 1,
+        "five typing notices within a second are relayed once"
+    );
+    // The typist does not hear its own notice.
+    assert!(matches!(
+        ada.recv().await,
+        ServerMsg::Ack { .. } | ServerMsg::Chat(_)
+    ));
+    assert_eq!(app.history("lobby", "").await.messages.len(), 1);
+}
