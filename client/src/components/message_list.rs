@@ -88,7 +88,9 @@ pub fn MessageList(state: RoomState, http: String) -> impl IntoView {
                     {move || if loading.get() { "Loading…" } else { "Load older messages" }}
                 </button>
             </Show>
-            <p class="form-error">{move || load_error.get()}</p>
+            <Show when=move || load_error.get().is_some()>
+                <p class="form-error">{move || load_error.get()}</p>
+            </Show>
             <Show when=move || state.lines.with(Vec::is_empty) && state.outbox.with(Vec::is_empty)>
                 <p class="empty">"No messages yet. Say hello!"</p>
             </Show>
