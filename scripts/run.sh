@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds the release client bundle and starts the server serving it
-# at http://127.0.0.1:3000 (SQLite-free in this version: no other service is needed).
+# at http://127.0.0.1:3000, with its history in ./switchboard.db (SQLite: no other service).
 # Extra arguments go to the server, e.g. `scripts/run.sh --bind 0.0.0.0:8000`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -512,3 +512,182 @@ pub fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    struct Peer {
+        rx: mpsc::Receiver<Outbound>,
+    }
+
+    impl Peer {
+        fn next(&mut self) -> Option<ServerMsg> {
+            match self.rx.try_recv().ok()? {
+                Outbound::Frame(f) => Some(serde_json::from_str(f.as_str()).unwrap()),
+                Outbound::Ping => self.next(),
+            }
+        }
+    }
+
+    fn join(hub: &Hub, room: &str, name: &str, token: &str) -> (SessionId, Peer) {
+        let (tx, rx) = mpsc::channel(64);
+        let session = hub.next_session_id();
+        let reg = Registration {
+            room: RoomId::parse(room).unwrap(),
+            name: Some(Username::parse(name, 32).unwrap()),
+            identity: Identity::Token(token.into()),
+            tx,
+            kick: Kick::default(),
+            feed: false,
+        };
+        hub.register(session, reg).expect("registered");
+        hub.go_live(session, 0);
+        (session, Peer { rx })
+    }
+
+    fn member(name: &str, connections: u32) -> Member {
+        Member {
+            name: name.into(),
+            connections,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_is_released_exactly_when_the_grace_period_ends() {
+        let hub = Hub::new(60, GRACE, 256);
+        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
+        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        assert_eq!(
+            bob_rx.next(),
+            Some(ServerMsg::Joined {
+                room: "r".into(),
+                member: member("ada", 1)
+            })
+        );
+        hub.unregister(ada, false);
+        assert_eq!(
+            bob_rx.next(),
+            Some(ServerMsg::Presence {
+                room: "r".into(),
+                member: member("ada", 0)
+            })
+        );
+        tokio::time::sleep(GRACE - Duration::from_millis(10)).await;
+        assert_eq!(bob_rx.next(), None, "released early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            bob_rx.next(),
+            Some(ServerMsg::Left {
+                room: "r".into(),
+                member: member("ada", 0)
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_within_the_grace_period_cancels_the_release() {
+        let hub = Hub::new(60, GRACE, 256);
+        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
+        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        bob_rx.next();
+        hub.unregister(ada, false);
+        tokio::time::sleep(GRACE / 2).await;
+        let (_ada_again, _) = join(&hub, "r", "ada", "ada-token");
+        tokio::time::sleep(GRACE).await;
+        let events: Vec<_> = std::iter::from_fn(|| bob_rx.next()).collect();
+        assert_eq!(
+            events,
+            [
+                ServerMsg::Presence {
+                    room: "r".into(),
+                    member: member("ada", 0)
+                },
+                ServerMsg::Presence {
+                    room: "r".into(),
+                    member: member("ada", 1)
+                },
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaving_on_purpose_releases_at_once_and_other_tokens_are_refused_meanwhile() {
+        let hub = Hub::new(60, GRACE, 256);
+        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
+        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        bob_rx.next();
+        let (tx, _rx) = mpsc::channel(8);
+        let thief = Registration {
+            room: RoomId::parse("r").unwrap(),
+            name: Some(Username::parse("ada", 32).unwrap()),
+            identity: Identity::Token("eve-token".into()),
+            tx,
+            kick: Kick::default(),
+            feed: false,
+        };
+        assert!(hub.register(hub.next_session_id(), thief).is_err());
+        hub.unregister(ada, true);
+        assert_eq!(
+            bob_rx.next(),
+            Some(ServerMsg::Left {
+                room: "r".into(),
+                member: member("ada", 0)
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_is_throttled_to_once_a_second_per_session() {
+        let hub = Hub::new(60, GRACE, 256);
+        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
+        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        bob_rx.next();
+        let typing = || ServerMsg::Typing {
+            room: "r".into(),
+            name: "ada".into(),
+        };
+        hub.typing(ada);
+        hub.typing(ada);
+        assert_eq!(bob_rx.next(), Some(typing()));
+        assert_eq!(bob_rx.next(), None);
+        tokio::time::sleep(TYPING_THROTTLE).await;
+        hub.typing(ada);
+        assert_eq!(bob_rx.next(), Some(typing()));
+    }
+
+    #[tokio::test]
+    async fn a_replaying_session_gets_held_frames_after_its_replay_without_duplicates() {
+        let hub = Hub::new(60, GRACE, 256);
+        let (tx, rx) = mpsc::channel(64);
+        let mut peer = Peer { rx };
+        let session = hub.next_session_id();
+        let reg = Registration {
+            room: RoomId::parse("r").unwrap(),
+            name: None,
+            identity: Identity::Session(session),
+            tx,
+            kick: Kick::default(),
+            feed: false,
+        };
+        hub.register(session, reg).unwrap();
+        let chat = |seq: u64| ChatMsg {
+            room: "r".into(),
+            seq,
+            name: "x".into(),
+            msg: format!("m{seq}"),
+            id: None,
+            ts: 0,
+        };
+        hub.publish_committed(vec![chat(4), chat(5), chat(6)]);
+        assert_eq!(peer.next(), None, "held back during the replay");
+        // The replay covered up to 5.
+        hub.go_live(session, 5);
+        assert_eq!(peer.next(), Some(ServerMsg::Chat(chat(6))));
+        assert_eq!(peer.next(), None);
+        hub.publish_committed(vec![chat(7)]);
+        assert_eq!(peer.next(), Some(ServerMsg::Chat(chat(7))));
+    }
+}

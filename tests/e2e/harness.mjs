@@ -2,6 +2,7 @@
 // launch Debian's Chromium headless through playwright-core, save screenshots as artifacts.
 
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdirSync, mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -73,4 +74,32 @@ export async function newPage(browser, errors, viewport = { width: 1280, height:
 
 export async function screenshot(page, name) {
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+}
+
+/**
+ * A TCP proxy in front of the server, standing for a network that can drop: `cut()` kills every
+ * connection through it and refuses new ones until `restore()`.
+ */
+export async function startProxy(targetPort) {
+  let down = false;
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    if (down) { client.destroy(); return; }
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() { down = true; for (const s of sockets) s.destroy(); },
+    restore() { down = false; },
+    close() { for (const s of sockets) s.destroy(); server.close(); },
+  };
 }

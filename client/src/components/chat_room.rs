@@ -82,20 +82,17 @@ pub fn ChatRoom(
     }
 
     // Sending always goes through the outbox: shown as pending until the server broadcasts it.
+    // If the socket is not open it stays there and goes on the next welcome.
     let send = move |text: String| {
         let pending = state.queue(text);
-        let sent = conn.with_value(|c| {
-            c.as_ref().is_some_and(|c| {
+        conn.with_value(|c| {
+            c.as_ref().map(|c| {
                 c.send(&ClientMsg::Chat {
                     msg: pending.text,
                     id: Some(pending.id),
                 })
-                .is_ok()
             })
         });
-        // If it was not sent now, it waits in the outbox (shown as pending) and goes on the
-        // next welcome.
-        let _ = sent;
         Ok(())
     };
     let typing = move || {

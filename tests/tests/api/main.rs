@@ -1,6 +1,7 @@
 //! Server integration tests: each starts its own server on an ephemeral port.
 
 mod chat;
+mod durability;
 mod echo_and_feed;
 mod handshake;
 mod history;
