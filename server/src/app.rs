@@ -131,13 +131,17 @@ impl Application {
         });
         let feed = tokio::spawn(crate::feed::run(state.hub.clone(), shutdown.clone()));
 
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        // axum's graceful shutdown stops accepting and waits for HTTP requests, but not for
-        // upgraded WebSockets: those watch `shutdown` themselves and are tracked below.
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("serving")?;
+        // Upgraded WebSockets watch `shutdown` themselves; they and the HTTP connections are
+        // all in the tracker waited for below.
+        let header_timeout = Duration::from_secs(state.settings.handshake_timeout_secs);
+        crate::listener::serve(
+            listener,
+            router,
+            header_timeout,
+            shutdown.clone(),
+            state.tracker.clone(),
+        )
+        .await;
 
         state.tracker.close();
         let grace = state.settings.shutdown_grace();

@@ -77,6 +77,11 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
     pub write_buffer_bytes: usize,
 
+    /// Seconds a client has to send its complete HTTP request headers (per request, also while
+    /// a keep-alive connection idles); slower connections are closed (slowloris protection).
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+
     /// Most WebSocket connections open at once; more get 503.
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,

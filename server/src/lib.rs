@@ -9,6 +9,7 @@
 //! - [`hub`] — rooms, names held by tokens, presence, fan-out through bounded per-session queues.
 //! - [`store`] — durable per-room history (SQLite, group commit), `seq`, `epoch`, dedup.
 //! - [`feed`] — the once-a-second live stats feed.
+//! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
 //! - [`limits`] — Origin allowlist, connection caps, token bucket.
 //! - [`kick`] — closing a session with a code from anywhere.
 //! - [`telemetry`] — logging.
@@ -19,6 +20,7 @@ pub mod feed;
 pub mod hub;
 pub mod kick;
 pub mod limits;
+pub mod listener;
 pub mod resume;
 pub mod routes;
 pub mod session;

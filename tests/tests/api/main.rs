@@ -1,10 +1,12 @@
 //! Server integration tests: each starts its own server on an ephemeral port.
 
+mod advisories;
 mod chat;
 mod durability;
 mod echo_and_feed;
 mod handshake;
 mod history;
+mod hostile;
 mod legacy;
 mod lifecycle;
 mod limits;
