@@ -328,8 +328,8 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                         Some(Ok(Message::Close(Some(frame)))) if frame.code == 1000 => return End::Left,
                         Some(Ok(Message::Close(_))) | None => return End::PeerGone,
                         Some(Err(e)) => {
-                            if is_capacity_error(e) {
-                                self.kick.kick(1009, "message too big", false);
+                            if let Some((code, reason)) = close_for(e) {
+                                self.kick.kick(code, reason, false);
                             }
                             return End::Broken;
                         }
@@ -453,11 +453,18 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
     }
 }
 
-/// tungstenite reports an over-limit message or frame as a capacity error.
-fn is_capacity_error(e: axum::Error) -> bool {
-    e.into_inner()
-        .downcast_ref::<tungstenite::Error>()
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+/// The close code for a read error: 1009 for an over-limit message or frame, 1007 for a text
+/// frame that is not UTF-8, 1002 for any other protocol violation (unmasked frames, reserved
+/// bits, unknown opcodes, fragmented control frames, invalid close codes). `None` when the
+/// connection itself failed and there is nobody to tell.
+fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::Error as E;
+    match e.into_inner().downcast_ref::<E>()? {
+        E::Capacity(_) => Some((1009, "message too big")),
+        E::Utf8(_) => Some((1007, "invalid UTF-8")),
+        E::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
 }
 
 /// The only owner of the sink. Feeds every queued frame, then flushes once.
@@ -499,7 +506,10 @@ async fn write_loop(
             () = shutdown.cancelled() => false,
         };
         if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
-            return; // the connection is gone
+            // The peer closed (or the connection failed) while frames were still queued:
+            // nothing more can be sent but the reply to its close frame, if one is pending.
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
+            return;
         }
         if !written {
             break;

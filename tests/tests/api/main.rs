@@ -1,6 +1,7 @@
 //! Server integration tests: each starts its own server on an ephemeral port.
 
 mod advisories;
+mod battery;
 mod chat;
 mod durability;
 mod echo_and_feed;
