@@ -59,6 +59,13 @@ fi
 
 if [ "${1:-}" = "test" ]; then
     apt_install chromium chromium-driver
+    # Autobahn|Testsuite runs on Python 2.7 only; where pyenv has it, install the suite there.
+    # Without it the conformance layer prints a visible SKIP.
+    PY27="$HOME/.pyenv/versions/2.7.18/bin/python"
+    if [ -x "$PY27" ] && [ ! -x "$HOME/.pyenv/versions/2.7.18/bin/wstest" ]; then
+        say "pip install autobahntestsuite (Python 2.7)"
+        "$PY27" -m pip install -q autobahntestsuite || echo "autobahntestsuite did not install: conformance will be skipped" >&2
+    fi
     if [ ! -d tests/e2e/node_modules/playwright-core ]; then
         say "npm ci in tests/e2e (playwright-core; it drives Debian's Chromium, no browser download)"
         (cd tests/e2e && npm ci --no-audit --no-fund)

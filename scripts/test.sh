@@ -21,8 +21,12 @@ cargo clippy -p client --target wasm32-unknown-unknown --all-targets -- -D warni
 step "layers 1-2: shared unit + property tests, server integration tests"
 cargo test 2>&1 | tee -a "$log"
 
-step "layer 3: client tests (wasm-bindgen-test in headless Chromium) against a real server"
 cargo build -p server
+
+step "conformance: Autobahn|Testsuite fuzzingclient against /echo (cases 1-7, 10, 12, 13)"
+python3 tests/autobahn/run.py target/debug/server 2>&1 | tee -a "$log"
+
+step "layer 3: client tests (wasm-bindgen-test in headless Chromium) against a real server"
 out=$(mktemp)
 target/debug/server --bind 127.0.0.1:0 --allowed-origins '*' --max-message-bytes 4096 \
     --static-dir /nonexistent >"$out" 2>/dev/null &
@@ -38,9 +42,11 @@ trunk build --release
 (cd tests/e2e && npm test) 2>&1 | tee -a "$log"
 
 passed=$(( $(grep -oE 'test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}') \
-         + $(grep -E '^# pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') ))
+         + $(grep -E '^# pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') \
+         + $(grep -E '^autobahn: [0-9]+ passed' "$log" | awk '{s+=$2} END {print s+0}') ))
 failed=$(( $(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}') \
-         + $(grep -E '^# fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') ))
+         + $(grep -E '^# fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') \
+         + $(grep -oE '^autobahn: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}') ))
 echo
 echo "switchboard: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -457,7 +457,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
 /// frame that is not UTF-8, 1002 for any other protocol violation (unmasked frames, reserved
 /// bits, unknown opcodes, fragmented control frames, invalid close codes). `None` when the
 /// connection itself failed and there is nobody to tell.
-fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
+pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
     use tungstenite::Error as E;
     match e.into_inner().downcast_ref::<E>()? {
         E::Capacity(_) => Some((1009, "message too big")),

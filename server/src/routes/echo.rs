@@ -8,6 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
@@ -35,32 +36,43 @@ pub async fn handler(
 }
 
 async fn echo(mut socket: WebSocket, shutdown: CancellationToken, _permit: ConnectionPermit) {
-    loop {
+    let close = loop {
         let frame = tokio::select! {
             frame = socket.recv() => frame,
-            () = shutdown.cancelled() => {
-                let close = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("server shutting down") };
-                let _ = socket.send(Message::Close(Some(close))).await;
-                // Wait for the peer's close frame so the connection ends cleanly.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                    while let Some(Ok(frame)) = socket.recv().await {
-                        if matches!(frame, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                })
-                .await;
-                return;
-            }
+            () = shutdown.cancelled() => break Some((1001, "server shutting down")),
         };
         let reply = match frame {
             Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => m,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            // The peer closed: tungstenite has queued the reply; flush it.
+            Some(Ok(Message::Close(_))) => {
+                let _ = tokio::time::timeout(CLOSE_DEADLINE, socket.close()).await;
+                return;
+            }
+            // A protocol violation: tell the peer why (1002, 1007, 1009).
+            Some(Err(e)) => break crate::session::close_for(e),
+            None => return,
         };
-        // `send` feeds and flushes; a failure means the peer is gone.
         if socket.send(reply).await.is_err() {
             return;
         }
-    }
+    };
+    let Some((code, reason)) = close else { return };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_DEADLINE, socket.send(Message::Close(Some(frame)))).await;
+    // Wait for the peer's close frame so the connection ends cleanly (when it can still be read).
+    let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+        while let Some(Ok(frame)) = socket.recv().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
+
+/// How long closing may take.
+const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
