@@ -66,6 +66,10 @@ if [ "${1:-}" = "test" ]; then
         say "pip install autobahntestsuite (Python 2.7)"
         "$PY27" -m pip install -q autobahntestsuite || echo "autobahntestsuite did not install: conformance will be skipped" >&2
     fi
+    if ! command -v cargo-fuzz >/dev/null; then
+        say "cargo install cargo-fuzz (for the fuzz smoke; about 2 minutes)"
+        cargo install --locked cargo-fuzz
+    fi
     if [ ! -d tests/e2e/node_modules/playwright-core ]; then
         say "npm ci in tests/e2e (playwright-core; it drives Debian's Chromium, no browser download)"
         (cd tests/e2e && npm ci --no-audit --no-fund)

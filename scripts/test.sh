@@ -26,6 +26,11 @@ cargo build -p server
 step "conformance: Autobahn|Testsuite fuzzingclient against /echo (cases 1-7, 10, 12, 13)"
 python3 tests/autobahn/run.py target/debug/server 2>&1 | tee -a "$log"
 
+step "fuzz smoke: cargo fuzz on client input decoding and validation (20 s)"
+# Stable toolchain: coverage-guided libFuzzer without a sanitizer build.
+(cd fuzz && cargo fuzz run client_input --sanitizer none -- -max_total_time=20 2>&1 | grep -E '^Done|crash|panicked|ERROR') \
+    || { echo "fuzz smoke failed" >&2; exit 1; }
+
 step "layer 3: client tests (wasm-bindgen-test in headless Chromium) against a real server"
 out=$(mktemp)
 target/debug/server --bind 127.0.0.1:0 --allowed-origins '*' --max-message-bytes 4096 \

@@ -312,11 +312,14 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         let dead_after = interval + self.settings.heartbeat_timeout();
         let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_seen = Instant::now();
+        // Any frame (a pong included) proves the peer alive; silence until this deadline means
+        // it is gone, and it is closed right then, not at the next tick.
+        let dead = tokio::time::sleep(dead_after);
+        tokio::pin!(dead);
         loop {
             tokio::select! {
                 frame = stream.next() => {
-                    last_seen = Instant::now();
+                    dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
                         Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), tx).await,
                         Some(Ok(Message::Binary(_))) => self.reject(
@@ -336,12 +339,12 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if last_seen.elapsed() >= dead_after {
-                        info!("heartbeat timeout");
-                        self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
-                        return End::Closing;
-                    }
                     let _ = tx.try_send(Outbound::Ping);
+                }
+                () = &mut dead => {
+                    info!("heartbeat timeout");
+                    self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
+                    return End::Closing;
                 }
                 () = self.kick.kicked() => return End::Closing,
                 () = shutdown.cancelled() => return End::Closing,

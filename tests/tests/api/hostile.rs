@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_tests::spawn_app_with;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::StreamExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Waits until the server closes `stream` (EOF or reset); returns how long that took.
@@ -111,4 +112,93 @@ async fn a_connection_flood_from_one_address_is_capped_while_another_address_con
         .await
         .expect("other address connects");
     assert_eq!(response.status(), 101);
+}
+
+/// One fan-out run: 50 readers, one sender at a steady rate; optionally one client that never
+/// reads. Returns the readers' p99 delivery latency and what the stalled client saw.
+async fn fan_out_run(with_stalled: bool) -> (Duration, Option<(usize, u16)>, f64) {
+    use shared::ServerMsg;
+    const READERS: usize = 50;
+    const MESSAGES: usize = 1500;
+    let app = spawn_app_with(|s| {
+        s.rate_per_sec = 100_000;
+        s.rate_burst = 100_000;
+        s.outbound_queue = 64;
+    })
+    .await;
+    let rss_before = rss_kib();
+    let epoch = Instant::now();
+    let mut stalled = None;
+    if with_stalled {
+        stalled = Some(app.join("stalled", "fan").await.0);
+    }
+    let mut readers = Vec::new();
+    for i in 0..READERS {
+        let (mut reader, _) = app.join(&format!("reader{i}"), "fan").await;
+        readers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(MESSAGES);
+            while latencies.len() < MESSAGES {
+                if let ServerMsg::Chat(c) = reader.recv().await {
+                    let sent_us: u64 = c.msg.split(' ').next().unwrap().parse().unwrap();
+                    latencies.push(epoch.elapsed().saturating_sub(Duration::from_micros(sent_us)));
+                }
+            }
+            latencies
+        }));
+    }
+    let (mut sender, _) = app.join("sender", "fan").await;
+    let padding = "x".repeat(3500);
+    for _ in 0..MESSAGES {
+        let text = format!("{} {padding}", epoch.elapsed().as_micros());
+        sender.chat(&text).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // The sender reads its own echoes, so it is not a slow consumer itself.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, sender.stream.next()).await {}
+    }
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(tokio::time::timeout(Duration::from_secs(60), r).await.expect("readers finish").unwrap());
+    }
+    all.sort();
+    let p99 = all[all.len() * 99 / 100];
+    let rss_growth = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
+    let stalled_outcome = match stalled {
+        None => None,
+        Some(mut s) => {
+            let mut got = 0;
+            let code = loop {
+                match s.next_event().await {
+                    Ok(switchboard_tests::Event::Msg(ServerMsg::Chat(_))) => got += 1,
+                    Ok(switchboard_tests::Event::Close(frame)) => break frame.map_or(1006, |f| u16::from(f.code)),
+                    Ok(_) => {}
+                    Err(_) => break 1006,
+                }
+            };
+            Some((got, code))
+        }
+    };
+    (p99, stalled_outcome, rss_growth)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_dropped_without_slowing_fifty_others() {
+    let (baseline, none, _) = fan_out_run(false).await;
+    assert!(none.is_none());
+    let (with_stalled, stalled, rss_growth) = fan_out_run(true).await;
+    let (got, code) = stalled.expect("stalled outcome");
+    assert!(got < 1500, "the stalled client was never dropped ({got} delivered)");
+    assert!(code == shared::close_code::SLOW_CONSUMER || code == 1006, "close code {code}");
+    println!(
+        "slow consumer: 50 readers' p99 {:.2} ms without a stalled reader, {:.2} ms with one \
+         (dropped after {got} of 1500 messages, close {code}); RSS growth {rss_growth:.1} MiB",
+        baseline.as_secs_f64() * 1e3,
+        with_stalled.as_secs_f64() * 1e3
+    );
 }

@@ -63,6 +63,7 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
     })
     .await;
     let (mut silent, _) = app.join("silent", "lobby").await;
+    let frozen_at = std::time::Instant::now();
     let (mut alive, _) = app.join("alive", "lobby").await;
     // `alive` keeps reading (tungstenite answers pings while reading); `silent` does not read.
     let watch = async {
@@ -72,10 +73,15 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
             }
         }
     };
-    let left = tokio::time::timeout(Duration::from_secs(8), watch)
+    // Closed within heartbeat interval + timeout + 1 s of its last frame.
+    let left = tokio::time::timeout(Duration::from_secs(3), watch)
         .await
-        .expect("silent peer closed");
+        .expect("silent peer closed in time");
     assert_eq!(left, "silent");
+    println!(
+        "dead peer: closed {:.2} s after it froze (interval 1 s + timeout 1 s)",
+        frozen_at.elapsed().as_secs_f64()
+    );
     assert_eq!(silent.close_code().await, close_code::HEARTBEAT_TIMEOUT);
 }
 
