@@ -29,6 +29,18 @@ pub struct TestApp {
     _static_dir: tempfile::TempDir,
 }
 
+/// This process's resident memory, in KiB (the server under test runs in it).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Starts a server with default settings on an ephemeral port.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

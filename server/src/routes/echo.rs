@@ -20,19 +20,13 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return super::upgrade_required(rejection),
-    };
-    let permit = match super::admit(&state, &headers, peer.ip()) {
-        Ok(permit) => permit,
+    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer.ip()) {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
     let shutdown = state.shutdown.clone();
     let tracker = state.tracker.clone();
-    state
-        .configure(upgrade)
-        .on_upgrade(move |socket| tracker.track_future(echo(socket, shutdown, permit)))
+    upgrade.on_upgrade(move |socket| tracker.track_future(echo(socket, shutdown, permit)))
 }
 
 async fn echo(mut socket: WebSocket, shutdown: CancellationToken, _permit: ConnectionPermit) {

@@ -5,6 +5,7 @@ pub mod health;
 pub mod history;
 pub mod ws;
 
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,8 @@ pub fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
 /// Why a WebSocket request was refused before the upgrade.
 #[derive(Debug)]
 pub enum Refusal {
+    /// A plain HTTP request, or a malformed upgrade (400).
+    NotUpgrade(WebSocketUpgradeRejection),
     /// The Origin is not in `--allowed-origins` (403).
     Origin(String),
     /// A connection cap was reached (503 or 429).
@@ -38,6 +41,7 @@ pub enum Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
+            Self::NotUpgrade(rejection) => upgrade_required(rejection),
             Self::Origin(origin) => (
                 StatusCode::FORBIDDEN,
                 format!("Origin {origin} is not allowed to open a WebSocket here (see --allowed-origins).\n"),
@@ -59,12 +63,16 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Checks run before any upgrade: the Origin allowlist, then the connection caps.
+/// Checks run before any upgrade: a real upgrade request, the Origin allowlist, then the
+/// connection caps. Returns the upgrade with the server's WebSocket limits applied and the
+/// connection's slot.
 pub fn admit(
     state: &AppState,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: &HeaderMap,
     ip: std::net::IpAddr,
-) -> Result<ConnectionPermit, Refusal> {
+) -> Result<(WebSocketUpgrade, ConnectionPermit), Refusal> {
+    let upgrade = upgrade.map_err(Refusal::NotUpgrade)?;
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
@@ -72,5 +80,6 @@ pub fn admit(
         tracing::info!(origin = origin.unwrap_or(""), "origin refused");
         return Err(Refusal::Origin(origin.unwrap_or("").to_owned()));
     }
-    state.limiter.try_acquire(ip).map_err(Refusal::Admission)
+    let permit = state.limiter.try_acquire(ip).map_err(Refusal::Admission)?;
+    Ok((state.configure(upgrade), permit))
 }

@@ -34,12 +34,8 @@ pub async fn handler(
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
 ) -> Response {
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return super::upgrade_required(rejection),
-    };
-    let permit = match super::admit(&state, &headers, peer.ip()) {
-        Ok(permit) => permit,
+    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer.ip()) {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
     let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
@@ -58,7 +54,5 @@ pub async fn handler(
         permit,
     };
     let tracker = state.tracker.clone();
-    state
-        .configure(upgrade)
-        .on_upgrade(move |socket| tracker.track_future(session::run(socket, params)))
+    upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, params)))
 }

@@ -7,21 +7,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use rand::{Rng, SeedableRng};
 use shared::ServerMsg;
-use switchboard_tests::{TestApp, spawn_app_with};
+use switchboard_tests::{TestApp, rss_kib, spawn_app_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
-        })
-        .unwrap_or(0)
-}
 
 /// JSON-level inputs: every prefix of valid frames, random byte mutations, wrong types,
 /// unknown kinds, deep nesting, bad escapes.

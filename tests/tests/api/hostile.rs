@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard_tests::spawn_app_with;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use futures_util::StreamExt;
+use switchboard_tests::{rss_kib, spawn_app_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Waits until the server closes `stream` (EOF or reset); returns how long that took.
@@ -140,7 +140,11 @@ async fn fan_out_run(with_stalled: bool) -> (Duration, Option<(usize, u16)>, f64
             while latencies.len() < MESSAGES {
                 if let ServerMsg::Chat(c) = reader.recv().await {
                     let sent_us: u64 = c.msg.split(' ').next().unwrap().parse().unwrap();
-                    latencies.push(epoch.elapsed().saturating_sub(Duration::from_micros(sent_us)));
+                    latencies.push(
+                        epoch
+                            .elapsed()
+                            .saturating_sub(Duration::from_micros(sent_us)),
+                    );
                 }
             }
             latencies
@@ -157,7 +161,12 @@ async fn fan_out_run(with_stalled: bool) -> (Duration, Option<(usize, u16)>, f64
     }
     let mut all = Vec::new();
     for r in readers {
-        all.extend(tokio::time::timeout(Duration::from_secs(60), r).await.expect("readers finish").unwrap());
+        all.extend(
+            tokio::time::timeout(Duration::from_secs(60), r)
+                .await
+                .expect("readers finish")
+                .unwrap(),
+        );
     }
     all.sort();
     let p99 = all[all.len() * 99 / 100];
@@ -169,7 +178,9 @@ async fn fan_out_run(with_stalled: bool) -> (Duration, Option<(usize, u16)>, f64
             let code = loop {
                 match s.next_event().await {
                     Ok(switchboard_tests::Event::Msg(ServerMsg::Chat(_))) => got += 1,
-                    Ok(switchboard_tests::Event::Close(frame)) => break frame.map_or(1006, |f| u16::from(f.code)),
+                    Ok(switchboard_tests::Event::Close(frame)) => {
+                        break frame.map_or(1006, |f| u16::from(f.code));
+                    }
                     Ok(_) => {}
                     Err(_) => break 1006,
                 }
@@ -180,21 +191,20 @@ async fn fan_out_run(with_stalled: bool) -> (Duration, Option<(usize, u16)>, f64
     (p99, stalled_outcome, rss_growth)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_dropped_without_slowing_fifty_others() {
     let (baseline, none, _) = fan_out_run(false).await;
     assert!(none.is_none());
     let (with_stalled, stalled, rss_growth) = fan_out_run(true).await;
     let (got, code) = stalled.expect("stalled outcome");
-    assert!(got < 1500, "the stalled client was never dropped ({got} delivered)");
-    assert!(code == shared::close_code::SLOW_CONSUMER || code == 1006, "close code {code}");
+    assert!(
+        got < 1500,
+        "the stalled client was never dropped ({got} delivered)"
+    );
+    assert!(
+        code == shared::close_code::SLOW_CONSUMER || code == 1006,
+        "close code {code}"
+    );
     println!(
         "slow consumer: 50 readers' p99 {:.2} ms without a stalled reader, {:.2} ms with one \
          (dropped after {got} of 1500 messages, close {code}); RSS growth {rss_growth:.1} MiB",
