@@ -48,7 +48,16 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = 20)]
     pub rate_burst: u32,
 
-    /// Consecutive rate-limited messages after which the connection is closed with 1008.
+    /// Sustained typing notices and feed switches per second per connection (their own bucket,
+    /// so typing never eats into the chat budget).
+    #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_PER_SEC", default_value_t = 5)]
+    pub control_rate_per_sec: u32,
+
+    /// Burst of typing notices and feed switches on top of their sustained rate.
+    #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_BURST", default_value_t = 10)]
+    pub control_rate_burst: u32,
+
+    /// Consecutive rate-limited frames after which the connection is closed with 1008.
     #[arg(long, env = "SWITCHBOARD_RATE_ABUSE_LIMIT", default_value_t = 50)]
     pub rate_abuse_limit: u32,
 

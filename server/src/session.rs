@@ -90,6 +90,10 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
                 kick: &kick,
                 send_error: &send_error,
                 bucket: TokenBucket::new(p.settings.rate_per_sec, p.settings.rate_burst),
+                control_bucket: TokenBucket::new(
+                    p.settings.control_rate_per_sec,
+                    p.settings.control_rate_burst,
+                ),
                 strikes: 0,
                 named: p.name.is_some(),
                 store: &*p.store,
@@ -294,7 +298,10 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     session: SessionId,
     kick: &'a Kick,
     send_error: &'a F,
+    /// Chat messages (and frames that do not decode).
     bucket: TokenBucket,
+    /// Typing notices and feed switches.
+    control_bucket: TokenBucket,
     /// Consecutive rate-limited messages.
     strikes: u32,
     named: bool,
@@ -352,24 +359,47 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         }
     }
 
+    /// Decodes a frame, charges it to its kind's token bucket, and handles it.
     async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
-        if !self.bucket.try_take() {
+        let frame = Inbound::decode(text);
+        // Typing and feed switches are cheap and frequent; everything else (chat, and frames
+        // that do not decode) is charged to the message bucket.
+        let control = matches!(
+            frame,
+            Ok(Inbound::Typed(ClientMsg::Typing | ClientMsg::Feed { .. }))
+        );
+        let (bucket, rate, burst) = if control {
+            (
+                &mut self.control_bucket,
+                self.settings.control_rate_per_sec,
+                self.settings.control_rate_burst,
+            )
+        } else {
+            (
+                &mut self.bucket,
+                self.settings.rate_per_sec,
+                self.settings.rate_burst,
+            )
+        };
+        if !bucket.try_take() {
             self.strikes += 1;
             if self.strikes >= self.settings.rate_abuse_limit {
                 self.kick.kick(1008, "rate limit exceeded", true);
             } else {
+                let kind = if control {
+                    "typing/feed frames"
+                } else {
+                    "messages"
+                };
                 (self.send_error)(
                     ErrorCode::RateLimited,
-                    format!(
-                        "more than {} messages per second (burst {}); message dropped",
-                        self.settings.rate_per_sec, self.settings.rate_burst
-                    ),
+                    format!("more than {rate} {kind} per second (burst {burst}); dropped"),
                 );
             }
             return;
         }
         self.strikes = 0;
-        match Inbound::decode(text) {
+        match frame {
             Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => self.chat(&msg, id, tx).await,
             Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
             Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {

@@ -89,3 +89,30 @@ async fn total_connections_are_capped_with_503() {
         other => panic!("expected 503, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn typing_has_its_own_budget_and_never_eats_into_chat() {
+    let app = spawn_app_with(|s| {
+        s.rate_per_sec = 1;
+        s.rate_burst = 2;
+        s.control_rate_per_sec = 1;
+        s.control_rate_burst = 3;
+    })
+    .await;
+    let (mut ada, _) = app.join("ada", "lobby").await;
+    for _ in 0..5 {
+        ada.send(&shared::ClientMsg::Typing).await;
+    }
+    // Two typing notices over their burst are refused...
+    for _ in 0..2 {
+        assert!(matches!(
+            ada.recv().await,
+            ServerMsg::Error { code: ErrorCode::RateLimited, reason } if reason.contains("typing")
+        ));
+    }
+    // ...and the chat budget is untouched.
+    ada.chat("one").await;
+    ada.chat("two").await;
+    let got: Vec<_> = ada.chats(2).await.into_iter().map(|c| c.msg).collect();
+    assert_eq!(got, ["one", "two"]);
+}
