@@ -20,6 +20,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, OriginPolicy};
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CommitListener, Store};
@@ -29,6 +30,7 @@ use crate::store::{CommitListener, Store};
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub origins: Arc<OriginPolicy>,
     pub limiter: Arc<ConnectionLimiter>,
@@ -66,10 +68,12 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
         let local = listener.local_addr()?;
+        let metrics = Metrics::new();
         let hub = Hub::new(
             settings.stats_history,
             settings.name_grace(),
             settings.outbound_queue.max(64) * 4,
+            metrics.clone(),
         );
         let on_commit: CommitListener = {
             let hub = hub.clone();
@@ -81,6 +85,7 @@ impl Application {
         let state = AppState {
             hub,
             store: Arc::new(store),
+            metrics,
             origins: Arc::new(OriginPolicy::new(&settings.allowed_origins, local)),
             limiter: ConnectionLimiter::new(
                 settings.max_connections,
@@ -185,6 +190,7 @@ fn router(state: AppState) -> Router {
         .route("/ws", get(routes::ws::handler))
         .route("/echo", get(routes::echo::handler))
         .route("/healthz", get(routes::health::handler))
+        .route("/metrics", get(routes::metrics::handler))
         .merge(api)
         .fallback_service(spa)
         .layer(CompressionLayer::new())

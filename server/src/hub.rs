@@ -26,6 +26,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::kick::Kick;
+use crate::metrics::Metrics;
+
+/// A chat message's `seq` and commit time, carried with its frame.
+type Committed = (u64, Instant);
 
 /// Typing notices from one session are relayed at most this often.
 const TYPING_THROTTLE: Duration = Duration::from_millis(1000);
@@ -35,6 +39,8 @@ const TYPING_THROTTLE: Duration = Duration::from_millis(1000);
 pub enum Outbound {
     /// A serialized [`ServerMsg`], shared between every recipient.
     Frame(Utf8Bytes),
+    /// A serialized chat message and when it was committed (for the delivery-latency metric).
+    Chat(Utf8Bytes, Instant),
     /// A heartbeat ping.
     Ping,
 }
@@ -59,7 +65,7 @@ struct Subscriber {
     /// Receives the once-a-second live feed.
     feed: bool,
     /// While the session replays history, live frames wait here (with the `seq` of chat frames).
-    held: Option<Vec<(Option<u64>, Utf8Bytes)>>,
+    held: Option<Vec<(Option<Committed>, Utf8Bytes)>>,
     last_typing: Option<Instant>,
 }
 
@@ -90,8 +96,7 @@ pub struct Hub {
     next_session: AtomicU64,
     /// Chat messages published since start.
     messages_total: AtomicU64,
-    /// Clients dropped because their outbound queue overflowed.
-    slow_consumers: AtomicU64,
+    metrics: Arc<Metrics>,
     started: Instant,
     stats_history: usize,
     /// How long a name stays held after its last connection goes.
@@ -123,12 +128,17 @@ pub struct Snapshot {
 }
 
 impl Hub {
-    pub fn new(stats_history: usize, grace: Duration, held_limit: usize) -> Arc<Self> {
+    pub fn new(
+        stats_history: usize,
+        grace: Duration,
+        held_limit: usize,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::default(),
             next_session: AtomicU64::new(1),
             messages_total: AtomicU64::new(0),
-            slow_consumers: AtomicU64::new(0),
+            metrics,
             started: Instant::now(),
             stats_history,
             grace,
@@ -184,9 +194,9 @@ impl Hub {
         let Some(sub) = state.sessions.get_mut(&session) else {
             return;
         };
-        for (seq, frame) in sub.held.take().unwrap_or_default() {
-            if seq.is_none_or(|s| s > replayed_to) {
-                deliver(&mut state.sessions, session, &frame, None, self);
+        for (chat, frame) in sub.held.take().unwrap_or_default() {
+            if chat.is_none_or(|(seq, _)| seq > replayed_to) {
+                deliver(&mut state.sessions, session, &frame, chat, self);
             }
         }
     }
@@ -293,12 +303,14 @@ impl Hub {
         let mut state = self.lock();
         self.messages_total
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        self.metrics.persisted.inc_by(messages.len() as u64);
+        let committed_at = Instant::now();
         for msg in messages {
             let Ok(room) = RoomId::parse(&msg.room) else {
                 continue;
             };
-            let seq = msg.seq;
-            state.fan_out(&room, &encode(&ServerMsg::Chat(msg)), Some(seq), self);
+            let chat = Some((msg.seq, committed_at));
+            state.fan_out(&room, &encode(&ServerMsg::Chat(msg)), chat, self);
         }
     }
 
@@ -375,8 +387,8 @@ impl Hub {
         self.messages_total.load(Ordering::Relaxed)
     }
 
-    pub fn slow_consumers(&self) -> u64 {
-        self.slow_consumers.load(Ordering::Relaxed)
+    pub fn room_count(&self) -> usize {
+        self.lock().rooms.len()
     }
 
     pub fn session_count(&self) -> usize {
@@ -456,13 +468,13 @@ impl State {
         }
     }
 
-    fn fan_out(&mut self, room: &RoomId, frame: &Utf8Bytes, seq: Option<u64>, hub: &Hub) {
+    fn fan_out(&mut self, room: &RoomId, frame: &Utf8Bytes, chat: Option<Committed>, hub: &Hub) {
         let Self {
             sessions, rooms, ..
         } = self;
         if let Some(members) = rooms.get(room) {
             for id in &members.subscribers {
-                deliver(sessions, *id, frame, seq, hub);
+                deliver(sessions, *id, frame, chat, hub);
             }
         }
     }
@@ -474,7 +486,7 @@ fn deliver(
     sessions: &mut HashMap<SessionId, Subscriber>,
     id: SessionId,
     frame: &Utf8Bytes,
-    seq: Option<u64>,
+    chat: Option<Committed>,
     hub: &Hub,
 ) {
     let Some(sub) = sessions.get_mut(&id) else {
@@ -482,11 +494,14 @@ fn deliver(
     };
     let overflow = match &mut sub.held {
         Some(held) => {
-            held.push((seq, frame.clone()));
+            held.push((chat, frame.clone()));
             held.len() > hub.held_limit
         }
         None => matches!(
-            sub.tx.try_send(Outbound::Frame(frame.clone())),
+            sub.tx.try_send(match chat {
+                Some((_, at)) => Outbound::Chat(frame.clone(), at),
+                None => Outbound::Frame(frame.clone()),
+            }),
             Err(mpsc::error::TrySendError::Full(_))
         ),
     };
@@ -497,7 +512,7 @@ fn deliver(
             false,
         )
     {
-        hub.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        hub.metrics.slow_consumers.inc();
         tracing::warn!(session = id, "slow consumer dropped");
     }
 }
@@ -526,7 +541,9 @@ mod tests {
     impl Peer {
         fn next(&mut self) -> Option<ServerMsg> {
             match self.rx.try_recv().ok()? {
-                Outbound::Frame(f) => Some(serde_json::from_str(f.as_str()).unwrap()),
+                Outbound::Frame(f) | Outbound::Chat(f, _) => {
+                    Some(serde_json::from_str(f.as_str()).unwrap())
+                }
                 Outbound::Ping => self.next(),
             }
         }
@@ -557,7 +574,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_name_is_released_exactly_when_the_grace_period_ends() {
-        let hub = Hub::new(60, GRACE, 256);
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
         let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
         let (ada, _) = join(&hub, "r", "ada", "ada-token");
         assert_eq!(
@@ -589,7 +606,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_within_the_grace_period_cancels_the_release() {
-        let hub = Hub::new(60, GRACE, 256);
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
         let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
         let (ada, _) = join(&hub, "r", "ada", "ada-token");
         bob_rx.next();
@@ -615,7 +632,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leaving_on_purpose_releases_at_once_and_other_tokens_are_refused_meanwhile() {
-        let hub = Hub::new(60, GRACE, 256);
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
         let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
         let (ada, _) = join(&hub, "r", "ada", "ada-token");
         bob_rx.next();
@@ -641,7 +658,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn typing_is_throttled_to_once_a_second_per_session() {
-        let hub = Hub::new(60, GRACE, 256);
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
         let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
         let (ada, _) = join(&hub, "r", "ada", "ada-token");
         bob_rx.next();
@@ -660,7 +677,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replaying_session_gets_held_frames_after_its_replay_without_duplicates() {
-        let hub = Hub::new(60, GRACE, 256);
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
         let (tx, rx) = mpsc::channel(64);
         let mut peer = Peer { rx };
         let session = hub.next_session_id();

@@ -10,6 +10,7 @@
 //! - [`store`] — durable per-room history (SQLite, group commit), `seq`, `epoch`, dedup.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
+//! - [`metrics`] — `/metrics` (Prometheus text format).
 //! - [`limits`] — Origin allowlist, connection caps, token bucket.
 //! - [`kick`] — closing a session with a code from anywhere.
 //! - [`telemetry`] — logging.
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod kick;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod resume;
 pub mod routes;
 pub mod session;

@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::hub::{Hub, Identity, NameTaken, Outbound, Registration, Snapshot, encode, unix_millis};
 use crate::kick::Kick;
 use crate::limits::{ConnectionPermit, TokenBucket};
+use crate::metrics::{Metrics, kind};
 use crate::resume::resume_plan;
 use crate::store::{NewMessage, Store, StoreError};
 
@@ -47,6 +48,7 @@ pub struct SessionParams {
     pub position: Option<(String, u64)>,
     pub feed: bool,
     pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     pub tracker: tokio_util::task::TaskTracker,
     /// Held for the connection's life; frees the connection slot when dropped.
@@ -64,7 +66,14 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let (tx, rx) = mpsc::channel(p.settings.outbound_queue.max(2));
     let kick = Kick::default();
     let writer = p.tracker.spawn(
-        write_loop(sink, rx, kick.clone(), p.shutdown.clone()).instrument(tracing::Span::current()),
+        write_loop(
+            sink,
+            rx,
+            kick.clone(),
+            p.shutdown.clone(),
+            p.metrics.clone(),
+        )
+        .instrument(tracing::Span::current()),
     );
 
     let send_error = |code: ErrorCode, reason: String| {
@@ -97,6 +106,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
                 strikes: 0,
                 named: p.name.is_some(),
                 store: &*p.store,
+                metrics: &p.metrics,
             };
             let end = reader.read_loop(&mut stream, &tx, &p.shutdown).await;
             p.hub.unregister(session, end == End::Left);
@@ -306,6 +316,7 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     strikes: u32,
     named: bool,
     store: &'a dyn Store,
+    metrics: &'a Metrics,
 }
 
 impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
@@ -329,10 +340,13 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
                         Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), tx).await,
-                        Some(Ok(Message::Binary(_))) => self.reject(
-                            ErrorCode::BinaryNotSupported,
-                            "the chat socket speaks JSON text frames; /echo takes binary".into(),
-                        ),
+                        Some(Ok(Message::Binary(_))) => {
+                            self.metrics.frames_in.get_or_create(&kind("binary")).inc();
+                            self.reject(
+                                ErrorCode::BinaryNotSupported,
+                                "the chat socket speaks JSON text frames; /echo takes binary".into(),
+                            );
+                        }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         // Close 1000 is a deliberate leave: the name need not be held.
                         Some(Ok(Message::Close(Some(frame)))) if frame.code == 1000 => return End::Left,
@@ -362,6 +376,16 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
     /// Decodes a frame, charges it to its kind's token bucket, and handles it.
     async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
         let frame = Inbound::decode(text);
+        self.metrics
+            .frames_in
+            .get_or_create(&kind(match &frame {
+                Ok(Inbound::Typed(ClientMsg::Chat { .. })) => "chat",
+                Ok(Inbound::Typed(ClientMsg::Typing)) => "typing",
+                Ok(Inbound::Typed(ClientMsg::Feed { .. })) => "feed",
+                Ok(Inbound::Legacy(_)) => "legacy",
+                Err(_) => "invalid",
+            }))
+            .inc();
         // Typing and feed switches are cheap and frequent; everything else (chat, and frames
         // that do not decode) is charged to the message bucket.
         let control = matches!(
@@ -382,6 +406,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
             )
         };
         if !bucket.try_take() {
+            self.metrics.rate_limited.inc();
             self.strikes += 1;
             if self.strikes >= self.settings.rate_abuse_limit {
                 self.kick.kick(1008, "rate limit exceeded", true);
@@ -506,7 +531,10 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outbound>,
     kick: Kick,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) {
+    // Commit times of the chat frames in the current batch (reused between batches).
+    let mut committed = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = tokio::select! {
             biased;
@@ -522,12 +550,18 @@ async fn write_loop(
                 }
             },
         };
+        committed.clear();
+        let mut frames = 0;
         let batch = async {
-            sink.feed(to_message(first)).await?;
-            for _ in 1..MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(item) => sink.feed(to_message(item)).await?,
-                    Err(_) => break,
+            let mut next = Some(first);
+            while let Some(item) = next.take() {
+                if let Outbound::Chat(_, at) = &item {
+                    committed.push(*at);
+                }
+                sink.feed(to_message(item)).await?;
+                frames += 1;
+                if frames < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
             sink.flush().await
@@ -546,6 +580,10 @@ async fn write_loop(
         }
         if !written {
             break;
+        }
+        metrics.frames_out.inc_by(frames as u64);
+        for at in &committed {
+            metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
         }
     }
     let (close, farewell) = match kick.reason() {
@@ -586,7 +624,7 @@ async fn write_loop(
 
 fn to_message(item: Outbound) -> Message {
     match item {
-        Outbound::Frame(text) => Message::Text(text),
+        Outbound::Frame(text) | Outbound::Chat(text, _) => Message::Text(text),
         Outbound::Ping => Message::Ping(Default::default()),
     }
 }

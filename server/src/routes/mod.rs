@@ -3,6 +3,7 @@
 pub mod echo;
 pub mod health;
 pub mod history;
+pub mod metrics;
 pub mod ws;
 
 use axum::extract::ws::WebSocketUpgrade;

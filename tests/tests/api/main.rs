@@ -11,5 +11,6 @@ mod hostile;
 mod legacy;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod presence;
 mod static_files;

@@ -1,0 +1,107 @@
+//! `GET /metrics` in the Prometheus text format, from the `prometheus-client` crate.
+//!
+//! Counters are bumped where things happen; gauges (connections, sessions, rooms) are read at
+//! scrape time from their owners, so they cannot drift.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// One label: what kind of frame (`chat`, `legacy`, `typing`, `feed`, `invalid`, `binary`).
+pub type KindLabel = [(&'static str, &'static str); 1];
+
+pub fn kind(kind: &'static str) -> KindLabel {
+    [("kind", kind)]
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Frames received on chat sessions, by kind.
+    pub frames_in: Family<KindLabel, Counter>,
+    /// Frames written to WebSocket clients (chat sessions).
+    pub frames_out: Counter,
+    /// Chat messages durably stored.
+    pub persisted: Counter,
+    /// Frames refused by a rate limit.
+    pub rate_limited: Counter,
+    /// Clients dropped because their outbound queue overflowed.
+    pub slow_consumers: Counter,
+    /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
+    pub delivery_seconds: Histogram,
+    connections: Gauge,
+    sessions: Gauge,
+    rooms: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("switchboard");
+        let m = Self {
+            frames_in: Family::default(),
+            frames_out: Counter::default(),
+            persisted: Counter::default(),
+            rate_limited: Counter::default(),
+            slow_consumers: Counter::default(),
+            // 50 µs .. ~1.6 s
+            delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            connections: Gauge::default(),
+            sessions: Gauge::default(),
+            rooms: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "frames_in",
+            "Frames received on chat sessions, by kind",
+            m.frames_in.clone(),
+        );
+        registry.register(
+            "frames_out",
+            "Frames written to chat clients",
+            m.frames_out.clone(),
+        );
+        registry.register(
+            "messages_persisted",
+            "Chat messages durably stored",
+            m.persisted.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Frames refused by a rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "slow_consumers_dropped",
+            "Clients dropped because their outbound queue overflowed",
+            m.slow_consumers.clone(),
+        );
+        registry.register(
+            "delivery_seconds",
+            "From a chat message's commit to its frame flushed to a member",
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open WebSocket connections (chat and echo)",
+            m.connections.clone(),
+        );
+        registry.register("sessions", "Chat sessions", m.sessions.clone());
+        registry.register("rooms", "Rooms with members", m.rooms.clone());
+        Arc::new(Self { registry, ..m })
+    }
+
+    /// The text exposition, with the gauges set to the values given.
+    pub fn render(&self, connections: usize, sessions: usize, rooms: usize) -> String {
+        self.connections.set(connections as i64);
+        self.sessions.set(sessions as i64);
+        self.rooms.set(rooms as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
