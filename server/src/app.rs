@@ -22,6 +22,7 @@ use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, OriginPolicy};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::routes::relay::Relay;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CommitListener, Store};
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// The benchmarks' raw relay (`--bench-relay`).
+    pub relay: Arc<Relay>,
     pub settings: Arc<Settings>,
     pub origins: Arc<OriginPolicy>,
     pub limiter: Arc<ConnectionLimiter>,
@@ -86,6 +89,7 @@ impl Application {
             hub,
             store: Arc::new(store),
             metrics,
+            relay: Arc::new(Relay::new(settings.outbound_queue)),
             origins: Arc::new(OriginPolicy::new(&settings.allowed_origins, local)),
             limiter: ConnectionLimiter::new(
                 settings.max_connections,
@@ -191,6 +195,7 @@ fn router(state: AppState) -> Router {
         .route("/echo", get(routes::echo::handler))
         .route("/healthz", get(routes::health::handler))
         .route("/metrics", get(routes::metrics::handler))
+        .route("/relay", get(routes::relay::handler))
         .merge(api)
         .fallback_service(spa)
         .layer(CompressionLayer::new())

@@ -107,6 +107,11 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_STATS_HISTORY", default_value_t = 60)]
     pub stats_history: usize,
 
+    /// Serve `GET /relay`, a raw broadcast of every frame to all other relay clients, for the
+    /// benchmarks' comparison with other servers. Off by default (it is unauthenticated).
+    #[arg(long, env = "SWITCHBOARD_BENCH_RELAY")]
+    pub bench_relay: bool,
+
     /// The SQLite history database (created with its directory if missing).
     #[arg(long, env = "SWITCHBOARD_DB", default_value = "switchboard.db")]
     pub db: PathBuf,

@@ -4,6 +4,7 @@ pub mod echo;
 pub mod health;
 pub mod history;
 pub mod metrics;
+pub mod relay;
 pub mod ws;
 
 use axum::extract::ws::WebSocketUpgrade;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs the load scenarios against Switchboard and the peers in one run, server pinned to core 0
+# and load generator to core 1, and writes bench/results/<date>.{json,md}.
+#
+#   bench/run.sh            # echo and fan-out, Switchboard (raw and chat path) vs Node ws
+#
+# Scenarios now: (d) echo, 100 connections x 20 B, closed loop; (b) fan-out to 1,000 receivers
+# at rising publish rates. Peers now: Node `ws`. Not yet: idle RSS at 10k, 10k receivers,
+# chat room, connection setup, Bun / Deno / Python peers (see BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+ulimit -n 65536 2>/dev/null || true
+SECS=${SECS:-10}
+RATES=${RATES:-"200 1000 2000"}
+RECEIVERS=${RECEIVERS:-1000}
+date=$(date -u +%Y-%m-%d)
+out=bench/results/$date
+mkdir -p bench/results
+: >"$out.jsonl"
+
+echo "==> building (release)"
+cargo build --release -q -p server -p bench --bins
+(cd bench/peers/node-ws && [ -d node_modules/ws ] || npm ci --no-audit --no-fund)
+
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+start() { # label, command...: starts a server pinned to core 0; sets ADDR and PID
+    local label=$1; shift
+    taskset -c 0 "$@" >"$work/$label.out" 2>"$work/$label.err" &
+    PID=$!
+    pids+=("$PID")
+    for _ in $(seq 100); do grep -q 'listening on' "$work/$label.out" && break; sleep 0.1; done
+    ADDR=$(sed -n 's/^listening on http:\/\///p' "$work/$label.out")
+    [ -n "$ADDR" ] || { echo "$label did not start" >&2; cat "$work/$label.err" >&2; exit 1; }
+}
+
+load() { # label, pid, addr, loadgen args...
+    local label=$1 pid=$2 addr=$3; shift 3
+    echo "    $label $*"
+    taskset -c 1 target/release/loadgen --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl"
+}
+
+start switchboard target/release/server --bind 127.0.0.1:0 --db "$work/bench.db" --static-dir "$work" \
+    --bench-relay --rate-per-sec 1000000 --rate-burst 1000000 --max-connections-per-ip 100000 \
+    --outbound-queue 1024
+SB_ADDR=$ADDR SB_PID=$PID
+PORT=0 start node-ws node bench/peers/node-ws/server.js
+NODE_ADDR=$ADDR NODE_PID=$PID
+
+echo "==> echo: 100 connections x 20 B, ${SECS} s"
+load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
+load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
+load node-ws "$NODE_PID" "$NODE_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
+
+echo "==> fan-out: $RECEIVERS receivers, rates $RATES"
+for rate in $RATES; do
+    load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+    load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario fanout --path switchboard --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+    load node-ws "$NODE_PID" "$NODE_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+done
+
+python3 bench/report.py "$out.jsonl" "$out.json" "$out.md"
+cat "$out.md"

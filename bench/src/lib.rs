@@ -1,0 +1,320 @@
+//! The load generator's scenarios, as a library so the test suite can run them in smoke mode.
+//!
+//! - [`echo`]: closed loop, N connections each sending a payload and awaiting its echo.
+//! - [`fanout`]: open loop, one publisher at a fixed rate, R receivers; latency is measured
+//!   from each message's *scheduled* send time, so a stalled publisher cannot hide latency
+//!   (no coordinated omission).
+//!
+//! Client sockets bind round-robin to 127.0.0.2–127.0.0.9 so ephemeral ports do not run out.
+//! Two paths: `raw` (the server's `/echo` and `/relay`, which every peer implements) and
+//! `switchboard` (the real chat path: `/ws`, JSON, validation, sequencing, persistence).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+
+pub type Ws = WebSocketStream<tokio::net::TcpStream>;
+
+/// Which server path a scenario drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    /// `/echo` and `/relay`: raw frames.
+    Raw,
+    /// `/ws`: Switchboard's chat path (JSON, validation, seq, persistence).
+    Switchboard,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub path: PathKind,
+    pub connections: usize,
+    pub payload: usize,
+    /// Offered publish rate (fan-out), messages per second.
+    pub rate: Option<u64>,
+    pub sent: u64,
+    pub delivered: u64,
+    pub expected: u64,
+    pub loss: f64,
+    pub per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub secs: f64,
+}
+
+/// Small buffers: the load generator holds many connections.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+}
+
+/// Connects to `addr` + `path`, binding the client socket to 127.0.0.{2..=9} round-robin.
+pub async fn connect(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<Ws> {
+    let socket = TcpSocket::new_v4()?;
+    let source: SocketAddr = format!("127.0.0.{}:0", 2 + n % 8).parse()?;
+    socket.bind(source)?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connecting from {source}"))?;
+    stream.set_nodelay(true)?;
+    let url = format!("ws://{addr}{path}");
+    let (ws, _) = client_async_with_config(url, stream, Some(client_config())).await?;
+    Ok(ws)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// What a run was asked to do.
+struct Run {
+    scenario: &'static str,
+    path: PathKind,
+    connections: usize,
+    payload: usize,
+    rate: Option<u64>,
+}
+
+impl Run {
+    fn report(
+        self,
+        sent: u64,
+        expected: u64,
+        delivered: u64,
+        hist: &Histogram<u64>,
+        secs: f64,
+    ) -> Report {
+        Report {
+            scenario: self.scenario,
+            path: self.path,
+            connections: self.connections,
+            payload: self.payload,
+            rate: self.rate,
+            sent,
+            delivered,
+            expected,
+            loss: if expected == 0 {
+                0.0
+            } else {
+                1.0 - delivered as f64 / expected as f64
+            },
+            per_sec: delivered as f64 / secs,
+            p50_us: hist.value_at_quantile(0.5),
+            p99_us: hist.value_at_quantile(0.99),
+            p999_us: hist.value_at_quantile(0.999),
+            max_us: hist.max(),
+            secs,
+        }
+    }
+}
+
+/// Closed-loop echo: `conns` connections each send `payload` bytes and await the echo, for
+/// `duration`. Switchboard's chat path is measured through `/ws` (a chat message comes back
+/// as the sender's own broadcast).
+pub async fn echo(
+    addr: SocketAddr,
+    path: PathKind,
+    conns: usize,
+    payload: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for c in 0..conns {
+        let mut ws = match path {
+            PathKind::Raw => connect(addr, "/echo", c).await?,
+            PathKind::Switchboard => {
+                let mut ws =
+                    connect(addr, &format!("/ws?name=echo{c}&room=echo{c}&feed=0"), c).await?;
+                ws.next().await.context("welcome")??;
+                ws
+            }
+        };
+        let body = "x".repeat(payload);
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let frame = match path {
+                PathKind::Raw => body,
+                PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
+                    msg: body,
+                    id: None,
+                })?,
+            };
+            while start.elapsed() < duration {
+                let sent = Instant::now();
+                ws.send(Message::text(frame.clone())).await?;
+                loop {
+                    match ws.next().await.context("echo ended")?? {
+                        Message::Text(_) | Message::Binary(_) => break,
+                        _ => {}
+                    }
+                }
+                hist.record(sent.elapsed().as_micros().max(1) as u64)?;
+            }
+            let _ = ws.close(None).await;
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut hist = histogram();
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = hist.len();
+    let run = Run {
+        scenario: "echo",
+        path,
+        connections: conns,
+        payload,
+        rate: None,
+    };
+    Ok(run.report(n, n, n, &hist, secs))
+}
+
+/// Open-loop fan-out: one publisher sends `rate` messages a second for `duration` to
+/// `receivers` clients. Each message carries its scheduled send time.
+pub async fn fanout(
+    addr: SocketAddr,
+    path: PathKind,
+    receivers: usize,
+    rate: u64,
+    payload: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let epoch = Instant::now();
+    let (recv_path, pub_path) = match path {
+        PathKind::Raw => ("/relay".to_owned(), "/relay".to_owned()),
+        PathKind::Switchboard => (
+            String::new(),
+            "/ws?name=publisher&room=fanout&feed=0".to_owned(),
+        ),
+    };
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for r in 0..receivers {
+        let p = match path {
+            PathKind::Raw => recv_path.clone(),
+            PathKind::Switchboard => format!("/ws?name=r{r}&room=fanout&feed=0"),
+        };
+        let mut ws = connect(addr, &p, r).await?;
+        let received = received.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            loop {
+                let frame = tokio::select! {
+                    frame = ws.next() => match frame {
+                        Some(Ok(frame)) => frame,
+                        _ => break,
+                    },
+                    _ = stop.changed() => break,
+                };
+                let text = match &frame {
+                    Message::Text(t) => t.as_str(),
+                    _ => continue,
+                };
+                let Some(scheduled_us) = scheduled(text, path) else {
+                    continue;
+                };
+                let now = epoch.elapsed().as_micros() as u64;
+                hist.record(now.saturating_sub(scheduled_us).max(1))?;
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut publisher = connect(addr, &pub_path, receivers).await?;
+    if path == PathKind::Switchboard {
+        publisher.next().await.context("welcome")??;
+    }
+    let (mut pub_tx, mut pub_rx) = publisher.split();
+    // The publisher's own echoes (Switchboard) are read and dropped.
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = pub_rx.next().await {} });
+    let pad = "x".repeat(payload.saturating_sub(24));
+    let total = rate * duration.as_secs().max(1);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = epoch.elapsed();
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(epoch + due)).await;
+        let body = format!("{} {pad}", due.as_micros());
+        let frame = match path {
+            PathKind::Raw => body,
+            PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
+                msg: body,
+                id: None,
+            })?,
+        };
+        // Sent at its scheduled time, not batched: batching would add latency the receivers
+        // then measure.
+        pub_tx.send(Message::text(frame)).await?;
+    }
+    let expected = total * receivers as u64;
+    // Let the tail arrive (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = (epoch.elapsed() - start).as_secs_f64();
+    let _ = pub_tx.close().await;
+    drain.abort();
+    let _ = stop_tx.send(true);
+    let mut hist = histogram();
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    let run = Run {
+        scenario: "fanout",
+        path,
+        connections: receivers,
+        payload,
+        rate: Some(rate),
+    };
+    Ok(run.report(
+        total,
+        expected,
+        received.load(Ordering::Relaxed),
+        &hist,
+        secs,
+    ))
+}
+
+/// The scheduled send time (µs since the run's start) at the head of a message.
+fn scheduled(text: &str, path: PathKind) -> Option<u64> {
+    let body = match path {
+        PathKind::Raw => text,
+        PathKind::Switchboard => {
+            // {"type":"chat",...,"msg":"<us> xxx",...}: find the msg field without a full parse.
+            let i = text.find("\"msg\":\"")? + 7;
+            &text[i..]
+        }
+    };
+    body.split(' ').next()?.parse().ok()
+}
+
+/// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
+pub fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}

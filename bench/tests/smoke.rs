@@ -1,0 +1,40 @@
+//! The load generator in smoke mode (tiny counts) against a real server, both paths, so the
+//! harness never rots.
+
+use std::time::Duration;
+
+use bench::{PathKind, echo, fanout};
+use server::{Application, Settings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_runs_each_scenario_against_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::with_bind("127.0.0.1:0".parse().unwrap());
+    settings.db = dir.path().join("smoke.db");
+    settings.static_dir = dir.path().to_owned();
+    settings.bench_relay = true;
+    settings.rate_per_sec = 100_000;
+    settings.rate_burst = 100_000;
+    let app = Application::build(settings).await.unwrap();
+    let addr = app.local_addr();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    for path in [PathKind::Raw, PathKind::Switchboard] {
+        let e = echo(addr, path, 4, 20, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(e.delivered > 0 && e.p50_us > 0, "{e:?}");
+        let f = fanout(addr, path, 5, 50, 64, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(f.expected, 50 * 5, "{f:?}");
+        assert_eq!(f.delivered, f.expected, "{f:?}");
+        assert!(f.p99_us > 0, "{f:?}");
+        println!(
+            "smoke {path:?}: echo {:.0}/s p50 {} µs; fanout {} of {} p99 {} µs",
+            e.per_sec, e.p50_us, f.delivered, f.expected, f.p99_us
+        );
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
