@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Turns the load generator's JSON lines into results JSON and a Markdown table with ratios
-of every Switchboard figure to the Node ws peer measured in the same run."""
+"""Turns the load generator's JSON lines into results JSON and a Markdown table with the ratio
+of every figure to each peer's, measured in the same run."""
 import json
 import platform
 import sys
@@ -16,20 +16,24 @@ def key(r):
     return (r["scenario"], r.get("rate"))
 
 
-peer = {key(r): r for r in rows if r["server"] == "node-ws"}
+PEERS = ["node-ws", "bun", "deno", "python"]
+by_server = {(r["server"], key(r)): r for r in rows}
 lines = [
     f"Machine: {machine['cpu']}, Linux {machine['kernel']}; server on core 0, load generator on core 1.",
     "",
-    "| scenario | server (path) | rate/s | delivered/s | loss | p50 µs | p99 µs | p99.9 µs | max µs | server CPU | client-bound | × node-ws (delivered/s) |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| scenario | server (path) | rate/s | delivered/s | loss | p50 µs | p99 µs | p99.9 µs | max µs | server CPU | client-bound | "
+    + " | ".join(f"× {p}" for p in PEERS) + " |",
+    "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(PEERS),
 ]
 for r in rows:
-    p = peer.get(key(r))
-    ratio = f"{r['per_sec'] / p['per_sec']:.2f}×" if p and p["per_sec"] else "–"
-    path = "raw /echo, /relay" if r["path"] == "raw" else "chat /ws: JSON, seq, SQLite"
+    ratios = []
+    for p in PEERS:
+        peer = by_server.get((p, key(r)))
+        ratios.append(f"{r['per_sec'] / peer['per_sec']:.2f}×" if peer and peer["per_sec"] else "–")
+    path = "raw" if r["path"] == "raw" else "chat: JSON, seq, SQLite"
     cpu = f"{r['server_cpu']:.2f}" if r.get("server_cpu") is not None else "–"
     lines.append(
         f"| {r['scenario']} × {r['connections']} | {r['server']} ({path}) | {r.get('rate') or '–'} | "
         f"{r['per_sec']:.0f} | {r['loss']:.2%} | {r['p50_us']} | {r['p99_us']} | {r['p999_us']} | {r['max_us']} | "
-        f"{cpu} | {'yes' if r['client_bound'] else 'no'} | {ratio} |")
+        f"{cpu} | {'yes' if r['client_bound'] else 'no'} | " + " | ".join(ratios) + " |")
 open(md_out, "w").write("\n".join(lines) + "\n")

@@ -2,17 +2,18 @@
 # Runs the load scenarios against Switchboard and the peers in one run, server pinned to core 0
 # and load generator to core 1, and writes bench/results/<date>.{json,md}.
 #
-#   bench/run.sh            # echo and fan-out, Switchboard (raw and chat path) vs Node ws
+#   bench/run.sh     # echo and fan-out: Switchboard (raw and chat paths) vs Node ws, Bun, Deno,
+#                    # Python websockets (installed from npm / PyPI into bench/peers)
 #
 # Scenarios now: (d) echo, 100 connections x 20 B, closed loop; (b) fan-out to 1,000 receivers
-# at rising publish rates. Peers now: Node `ws`. Not yet: idle RSS at 10k, 10k receivers,
-# chat room, connection setup, Bun / Deno / Python peers (see BENCHMARKS.md).
+# at rising publish rates. Not yet: idle RSS at 10k, 10k receivers, chat room, connection setup
+# (see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ulimit -n 65536 2>/dev/null || true
 SECS=${SECS:-10}
-RATES=${RATES:-"200 1000 2000"}
+RATES=${RATES:-"200 500 1000 2000"}
 RECEIVERS=${RECEIVERS:-1000}
 date=$(date -u +%Y-%m-%d)
 out=bench/results/$date
@@ -21,7 +22,11 @@ mkdir -p bench/results
 
 echo "==> building (release)"
 cargo build --release -q -p server -p bench --bins
-(cd bench/peers/node-ws && [ -d node_modules/ws ] || npm ci --no-audit --no-fund)
+(cd bench/peers && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund; })
+if [ ! -x bench/peers/python/.venv/bin/python ]; then
+    python3 -m venv bench/peers/python/.venv
+    bench/peers/python/.venv/bin/pip install -q -r bench/peers/python/requirements.txt
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -49,17 +54,31 @@ start switchboard target/release/server --bind 127.0.0.1:0 --db "$work/bench.db"
 SB_ADDR=$ADDR SB_PID=$PID
 PORT=0 start node-ws node bench/peers/node-ws/server.js
 NODE_ADDR=$ADDR NODE_PID=$PID
+PORT=0 start bun bench/peers/node_modules/.bin/bun bench/peers/bun/server.ts
+BUN_ADDR=$ADDR BUN_PID=$PID
+PORT=0 start deno bench/peers/node_modules/.bin/deno run --allow-net --allow-env bench/peers/deno/server.ts
+DENO_ADDR=$ADDR DENO_PID=$PID
+PORT=0 start python bench/peers/python/.venv/bin/python bench/peers/python/server.py
+PY_ADDR=$ADDR PY_PID=$PID
+
+peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $DENO_ADDR" "python $PY_PID $PY_ADDR")
 
 echo "==> echo: 100 connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
 load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
-load node-ws "$NODE_PID" "$NODE_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
+for p in "${peers[@]}"; do
+    # shellcheck disable=SC2086
+    load $p --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
+done
 
 echo "==> fan-out: $RECEIVERS receivers, rates $RATES"
 for rate in $RATES; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
     load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario fanout --path switchboard --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
-    load node-ws "$NODE_PID" "$NODE_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+    for p in "${peers[@]}"; do
+        # shellcheck disable=SC2086
+        load $p --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+    done
 done
 
 python3 bench/report.py "$out.jsonl" "$out.json" "$out.md"

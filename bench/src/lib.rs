@@ -199,11 +199,14 @@ pub async fn fanout(
     duration: Duration,
 ) -> anyhow::Result<Report> {
     let epoch = Instant::now();
+    // A fresh room per run: on the chat path a joining receiver is sent the room's recent
+    // history, which must not count as deliveries of this run.
+    let room = format!("fanout-{}", epoch_nanos() % 1_000_000_000_000);
     let (recv_path, pub_path) = match path {
         PathKind::Raw => ("/relay".to_owned(), "/relay".to_owned()),
         PathKind::Switchboard => (
             String::new(),
-            "/ws?name=publisher&room=fanout&feed=0".to_owned(),
+            format!("/ws?name=publisher&room={room}&feed=0"),
         ),
     };
     let received = Arc::new(AtomicU64::new(0));
@@ -212,7 +215,7 @@ pub async fn fanout(
     for r in 0..receivers {
         let p = match path {
             PathKind::Raw => recv_path.clone(),
-            PathKind::Switchboard => format!("/ws?name=r{r}&room=fanout&feed=0"),
+            PathKind::Switchboard => format!("/ws?name=r{r}&room={room}&feed=0"),
         };
         let mut ws = connect(addr, &p, r).await?;
         let received = received.clone();
@@ -295,6 +298,12 @@ pub async fn fanout(
         &hist,
         secs,
     ))
+}
+
+fn epoch_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// The scheduled send time (µs since the run's start) at the head of a message.
