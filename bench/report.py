@@ -25,6 +25,8 @@ lines = [
     + " | ".join(f"× {p}" for p in PEERS) + " |",
     "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(PEERS),
 ]
+idle = [r for r in rows if r["scenario"] == "idle"]
+rows = [r for r in rows if r["scenario"] != "idle"]
 for r in rows:
     ratios = []
     for p in PEERS:
@@ -36,4 +38,15 @@ for r in rows:
         f"| {r['scenario']} × {r['connections']} | {r['server']} ({path}) | {r.get('rate') or '–'} | "
         f"{r['per_sec']:.0f} | {r['loss']:.2%} | {r['p50_us']} | {r['p99_us']} | {r['p999_us']} | {r['max_us']} | "
         f"{cpu} | {'yes' if r['client_bound'] else 'no'} | " + " | ".join(ratios) + " |")
+if idle:
+    lines += ["", "| idle connections | server (path) | alive | server RSS per connection | × " + " | × ".join(PEERS) + " |",
+              "|---|---|---|---|" + "---|" * len(PEERS)]
+    rss = {r["server"]: r.get("rss_per_conn_kib") for r in idle}
+    for r in idle:
+        mine = r.get("rss_per_conn_kib")
+        ratios = [f"{mine / rss[p]:.2f}×" if mine is not None and rss.get(p) else "–" for p in PEERS]
+        path = "raw" if r["path"] == "raw" else "chat: JSON, seq, SQLite"
+        lines.append(f"| {r['connections']} | {r['server']} ({path}) | {r['delivered']} of {r['expected']} | "
+                     f"{mine:.1f} KiB | " + " | ".join(ratios) + " |" if mine is not None else
+                     f"| {r['connections']} | {r['server']} ({path}) | {r['delivered']} of {r['expected']} | – |" + " – |" * len(PEERS))
 open(md_out, "w").write("\n".join(lines) + "\n")

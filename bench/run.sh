@@ -5,9 +5,9 @@
 #   bench/run.sh     # echo and fan-out: Switchboard (raw and chat paths) vs Node ws, Bun, Deno,
 #                    # Python websockets (installed from npm / PyPI into bench/peers)
 #
-# Scenarios now: (d) echo, 100 connections x 20 B, closed loop; (b) fan-out to 1,000 receivers
-# at rising publish rates. Not yet: idle RSS at 10k, 10k receivers, chat room, connection setup
-# (see BENCHMARKS.md).
+# Scenarios now: (a) idle, 10,000 connections held, server RSS per connection, all checked alive
+# with one broadcast; (d) echo, 100 connections x 20 B, closed loop; (b) fan-out to 1,000
+# receivers at rising publish rates. Not yet: 10k receivers, chat room, connection setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -62,6 +62,15 @@ PORT=0 start python bench/peers/python/.venv/bin/python bench/peers/python/serve
 PY_ADDR=$ADDR PY_PID=$PID
 
 peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $DENO_ADDR" "python $PY_PID $PY_ADDR")
+
+IDLE=${IDLE:-10000}
+echo "==> idle: $IDLE connections held, server RSS per connection"
+load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$IDLE"
+load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario idle --path switchboard --conns "$IDLE"
+for p in "${peers[@]}"; do
+    # shellcheck disable=SC2086
+    load $p --scenario idle --path raw --conns "$IDLE"
+done
 
 echo "==> echo: 100 connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"

@@ -54,6 +54,8 @@ pub struct Report {
     pub p999_us: u64,
     pub max_us: u64,
     pub secs: f64,
+    /// Idle scenario: the server's resident memory per open connection, KiB.
+    pub rss_per_conn_kib: Option<f64>,
 }
 
 /// Small buffers: the load generator holds many connections.
@@ -121,6 +123,7 @@ impl Run {
             p999_us: hist.value_at_quantile(0.999),
             max_us: hist.max(),
             secs,
+            rss_per_conn_kib: None,
         }
     }
 }
@@ -298,6 +301,123 @@ pub async fn fanout(
         &hist,
         secs,
     ))
+}
+
+/// Idle: opens `conns` connections (64 at a time), holds them, reads the server's resident
+/// memory per connection, then checks every one is alive with one broadcast that all must
+/// receive.
+pub async fn idle(
+    addr: SocketAddr,
+    path: PathKind,
+    conns: usize,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Report> {
+    let rss_before = server_pid.and_then(rss_kib);
+    let room = format!("idle-{}", epoch_nanos() % 1_000_000_000_000);
+    let start = Instant::now();
+    let mut clients = Vec::with_capacity(conns);
+    for chunk in (0..conns).collect::<Vec<_>>().chunks(64) {
+        let batch = chunk.iter().map(|&c| {
+            let p = match path {
+                PathKind::Raw => "/relay".to_owned(),
+                PathKind::Switchboard => format!("/ws?name=i{c}&room={room}&feed=0"),
+            };
+            async move { connect(addr, &p, c).await }
+        });
+        for ws in futures_util::future::join_all(batch).await {
+            clients.push(ws?);
+        }
+    }
+    // Let the server settle, then read its memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = server_pid.and_then(rss_kib);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let got = Arc::new(AtomicU64::new(0));
+    let marker = format!("alive-{}", epoch_nanos());
+    let mut tasks = Vec::with_capacity(conns);
+    for mut ws in clients {
+        let (got, marker, mut stop) = (got.clone(), marker.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    frame = ws.next() => match frame {
+                        Some(Ok(Message::Text(t))) if t.contains(&marker) => {
+                            got.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+            ws
+        }));
+    }
+    let mut publisher = match path {
+        PathKind::Raw => connect(addr, "/relay", conns).await?,
+        PathKind::Switchboard => {
+            let mut ws = connect(
+                addr,
+                &format!("/ws?name=announcer&room={room}&feed=0"),
+                conns,
+            )
+            .await?;
+            ws.next().await.context("welcome")??;
+            ws
+        }
+    };
+    let body = match path {
+        PathKind::Raw => marker.clone(),
+        PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
+            msg: marker.clone(),
+            id: None,
+        })?,
+    };
+    let sent_at = Instant::now();
+    publisher.send(Message::text(body)).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (got.load(Ordering::Relaxed) as usize) < conns && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut hist = histogram();
+    hist.record(sent_at.elapsed().as_micros().max(1) as u64)?;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let delivered = got.load(Ordering::Relaxed);
+    let run = Run {
+        scenario: "idle",
+        path,
+        connections: conns,
+        payload: 0,
+        rate: None,
+    };
+    let mut report = run.report(
+        1,
+        conns as u64,
+        delivered,
+        &hist,
+        start.elapsed().as_secs_f64(),
+    );
+    report.rss_per_conn_kib = match (rss_before, rss_after) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / conns as f64),
+        _ => None,
+    };
+    Ok(report)
+}
+
+/// A process's resident memory, KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn epoch_nanos() -> u128 {

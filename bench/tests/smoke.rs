@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bench::{PathKind, echo, fanout};
+use bench::{PathKind, echo, fanout, idle};
 use server::{Application, Settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,6 +30,11 @@ async fn the_load_generator_runs_each_scenario_against_a_real_server() {
         assert_eq!(f.expected, 50 * 5, "{f:?}");
         assert_eq!(f.delivered, f.expected, "{f:?}");
         assert!(f.p99_us > 0, "{f:?}");
+        let i = idle(addr, path, 20, Some(std::process::id()))
+            .await
+            .unwrap();
+        assert_eq!(i.delivered, 20, "every idle connection is alive: {i:?}");
+        assert!(i.rss_per_conn_kib.is_some(), "{i:?}");
         println!(
             "smoke {path:?}: echo {:.0}/s p50 {} µs; fanout {} of {} p99 {} µs",
             e.per_sec, e.p50_us, f.delivered, f.expected, f.p99_us

@@ -11,13 +11,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bench::{PathKind, cpu_secs, echo, fanout};
+use bench::{PathKind, cpu_secs, echo, fanout, idle};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Scenario {
     Echo,
     Fanout,
+    Idle,
 }
 
 #[derive(Debug, Parser)]
@@ -71,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
+        Scenario::Idle => idle(args.addr, args.path, args.conns, args.server_pid).await?,
     };
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = match (pid.as_deref().and_then(cpu_secs), server_cpu_before) {
