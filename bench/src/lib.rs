@@ -305,7 +305,9 @@ pub async fn fanout(
 
 /// Idle: opens `conns` connections (64 at a time), holds them, reads the server's resident
 /// memory per connection, then checks every one is alive with one broadcast that all must
-/// receive.
+/// receive. On the raw path that is one frame through `/relay`. On the chat path each
+/// connection is in a room of its own (10,000 people joining one room is a presence storm, not
+/// idle) with the live feed on, and the broadcast is the next once-a-second `stats` frame.
 pub async fn idle(
     addr: SocketAddr,
     path: PathKind,
@@ -320,7 +322,7 @@ pub async fn idle(
         let batch = chunk.iter().map(|&c| {
             let p = match path {
                 PathKind::Raw => "/relay".to_owned(),
-                PathKind::Switchboard => format!("/ws?name=i{c}&room={room}&feed=0"),
+                PathKind::Switchboard => format!("/ws?name=i&room={room}-{c}"),
             };
             async move { connect(addr, &p, c).await }
         });
@@ -333,7 +335,10 @@ pub async fn idle(
     let rss_after = server_pid.and_then(rss_kib);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let got = Arc::new(AtomicU64::new(0));
-    let marker = format!("alive-{}", epoch_nanos());
+    let marker = match path {
+        PathKind::Raw => format!("alive-{}", epoch_nanos()),
+        PathKind::Switchboard => "\"type\":\"stats\"".to_owned(),
+    };
     let mut tasks = Vec::with_capacity(conns);
     for mut ws in clients {
         let (got, marker, mut stop) = (got.clone(), marker.clone(), stop_rx.clone());
@@ -354,28 +359,11 @@ pub async fn idle(
             ws
         }));
     }
-    let mut publisher = match path {
-        PathKind::Raw => connect(addr, "/relay", conns).await?,
-        PathKind::Switchboard => {
-            let mut ws = connect(
-                addr,
-                &format!("/ws?name=announcer&room={room}&feed=0"),
-                conns,
-            )
-            .await?;
-            ws.next().await.context("welcome")??;
-            ws
-        }
-    };
-    let body = match path {
-        PathKind::Raw => marker.clone(),
-        PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
-            msg: marker.clone(),
-            id: None,
-        })?,
-    };
     let sent_at = Instant::now();
-    publisher.send(Message::text(body)).await?;
+    if path == PathKind::Raw {
+        let mut publisher = connect(addr, "/relay", conns).await?;
+        publisher.send(Message::text(marker.clone())).await?;
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while (got.load(Ordering::Relaxed) as usize) < conns && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
