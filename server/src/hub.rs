@@ -549,20 +549,27 @@ mod tests {
         }
     }
 
-    fn join(hub: &Hub, room: &str, name: &str, token: &str) -> (SessionId, Peer) {
+    /// A registration in room "r" (feed off), and the receiving end of its queue.
+    fn registration(name: Option<&str>, identity: Identity) -> (Registration, Peer) {
         let (tx, rx) = mpsc::channel(64);
-        let session = hub.next_session_id();
         let reg = Registration {
-            room: RoomId::parse(room).unwrap(),
-            name: Some(Username::parse(name, 32).unwrap()),
-            identity: Identity::Token(token.into()),
+            room: RoomId::parse("r").unwrap(),
+            name: name.map(|n| Username::parse(n, 32).unwrap()),
+            identity,
             tx,
             kick: Kick::default(),
             feed: false,
         };
+        (reg, Peer { rx })
+    }
+
+    /// Joins room "r" as `name` held by `token`, already live.
+    fn join(hub: &Hub, name: &str, token: &str) -> (SessionId, Peer) {
+        let session = hub.next_session_id();
+        let (reg, peer) = registration(Some(name), Identity::Token(token.into()));
         hub.register(session, reg).expect("registered");
         hub.go_live(session, 0);
-        (session, Peer { rx })
+        (session, peer)
     }
 
     fn member(name: &str, connections: u32) -> Member {
@@ -575,8 +582,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_name_is_released_exactly_when_the_grace_period_ends() {
         let hub = Hub::new(60, GRACE, 256, Metrics::new());
-        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
-        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
+        let (ada, _) = join(&hub, "ada", "ada-token");
         assert_eq!(
             bob_rx.next(),
             Some(ServerMsg::Joined {
@@ -607,12 +614,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_within_the_grace_period_cancels_the_release() {
         let hub = Hub::new(60, GRACE, 256, Metrics::new());
-        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
-        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
+        let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
         hub.unregister(ada, false);
         tokio::time::sleep(GRACE / 2).await;
-        let (_ada_again, _) = join(&hub, "r", "ada", "ada-token");
+        let (_ada_again, _) = join(&hub, "ada", "ada-token");
         tokio::time::sleep(GRACE).await;
         let events: Vec<_> = std::iter::from_fn(|| bob_rx.next()).collect();
         assert_eq!(
@@ -633,18 +640,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn leaving_on_purpose_releases_at_once_and_other_tokens_are_refused_meanwhile() {
         let hub = Hub::new(60, GRACE, 256, Metrics::new());
-        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
-        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
+        let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
-        let (tx, _rx) = mpsc::channel(8);
-        let thief = Registration {
-            room: RoomId::parse("r").unwrap(),
-            name: Some(Username::parse("ada", 32).unwrap()),
-            identity: Identity::Token("eve-token".into()),
-            tx,
-            kick: Kick::default(),
-            feed: false,
-        };
+        let (thief, _) = registration(Some("ada"), Identity::Token("eve-token".into()));
         assert!(hub.register(hub.next_session_id(), thief).is_err());
         hub.unregister(ada, true);
         assert_eq!(
@@ -659,8 +658,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn typing_is_throttled_to_once_a_second_per_session() {
         let hub = Hub::new(60, GRACE, 256, Metrics::new());
-        let (_bob, mut bob_rx) = join(&hub, "r", "bob", "bob-token");
-        let (ada, _) = join(&hub, "r", "ada", "ada-token");
+        let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
+        let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
         let typing = || ServerMsg::Typing {
             room: "r".into(),
@@ -678,17 +677,8 @@ mod tests {
     #[tokio::test]
     async fn a_replaying_session_gets_held_frames_after_its_replay_without_duplicates() {
         let hub = Hub::new(60, GRACE, 256, Metrics::new());
-        let (tx, rx) = mpsc::channel(64);
-        let mut peer = Peer { rx };
         let session = hub.next_session_id();
-        let reg = Registration {
-            room: RoomId::parse("r").unwrap(),
-            name: None,
-            identity: Identity::Session(session),
-            tx,
-            kick: Kick::default(),
-            feed: false,
-        };
+        let (reg, mut peer) = registration(None, Identity::Session(session));
         hub.register(session, reg).unwrap();
         let chat = |seq: u64| ChatMsg {
             room: "r".into(),

@@ -280,6 +280,23 @@ impl WsClient {
         }
     }
 
+    /// Reads out a backlog: counts the chat messages until the connection closes, and returns
+    /// them with the close code (1006 if the connection just ended, as for a client that was
+    /// dropped while its socket was full).
+    pub async fn drain_to_close(&mut self) -> (usize, u16) {
+        let mut chats = 0;
+        loop {
+            match self.next_event().await {
+                Ok(Event::Msg(ServerMsg::Chat(_))) => chats += 1,
+                Ok(Event::Close(frame)) => {
+                    return (chats, frame.map_or(1006, |f| u16::from(f.code)));
+                }
+                Ok(_) => {}
+                Err(_) => return (chats, 1006),
+            }
+        }
+    }
+
     /// Reads until the close frame and returns its code (1006 if the connection just ended).
     pub async fn close_code(&mut self) -> u16 {
         loop {

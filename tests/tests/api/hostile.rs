@@ -173,20 +173,7 @@ async fn fan_out_run(with_stalled: bool) -> (Duration, Option<(usize, u16)>, f64
     let rss_growth = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
     let stalled_outcome = match stalled {
         None => None,
-        Some(mut s) => {
-            let mut got = 0;
-            let code = loop {
-                match s.next_event().await {
-                    Ok(switchboard_tests::Event::Msg(ServerMsg::Chat(_))) => got += 1,
-                    Ok(switchboard_tests::Event::Close(frame)) => {
-                        break frame.map_or(1006, |f| u16::from(f.code));
-                    }
-                    Ok(_) => {}
-                    Err(_) => break 1006,
-                }
-            };
-            Some((got, code))
-        }
+        Some(mut s) => Some(s.drain_to_close().await),
     };
     (p99, stalled_outcome, rss_growth)
 }

@@ -39,15 +39,7 @@ async fn a_stalled_reader_is_dropped_and_does_not_delay_the_others() {
     }
 
     // The stalled client finds its backlog cut short and the connection closed.
-    let mut got = 0;
-    let code = loop {
-        match stalled.next_event().await {
-            Ok(Event::Msg(ServerMsg::Chat(_))) => got += 1,
-            Ok(Event::Close(frame)) => break frame.map_or(1006, |f| u16::from(f.code)),
-            Ok(_) => {}
-            Err(_) => break 1006,
-        }
-    };
+    let (got, code) = stalled.drain_to_close().await;
     assert!(got < MESSAGES, "stalled client got everything ({got})");
     assert!(
         code == close_code::SLOW_CONSUMER || code == 1006,
