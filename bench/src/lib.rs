@@ -81,6 +81,18 @@ pub async fn connect(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<W
     Ok(ws)
 }
 
+/// What a client sends for `body`: the bytes themselves on the raw path, a chat message on
+/// Switchboard's chat path.
+fn frame(path: PathKind, body: String) -> anyhow::Result<String> {
+    Ok(match path {
+        PathKind::Raw => body,
+        PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
+            msg: body,
+            id: None,
+        })?,
+    })
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
@@ -153,13 +165,7 @@ pub async fn echo(
         let body = "x".repeat(payload);
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
-            let frame = match path {
-                PathKind::Raw => body,
-                PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
-                    msg: body,
-                    id: None,
-                })?,
-            };
+            let frame = frame(path, body)?;
             while start.elapsed() < duration {
                 let sent = Instant::now();
                 ws.send(Message::text(frame.clone())).await?;
@@ -262,13 +268,7 @@ pub async fn fanout(
         let due = start + interval * i as u32;
         tokio::time::sleep_until(tokio::time::Instant::from_std(epoch + due)).await;
         let body = format!("{} {pad}", due.as_micros());
-        let frame = match path {
-            PathKind::Raw => body,
-            PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
-                msg: body,
-                id: None,
-            })?,
-        };
+        let frame = frame(path, body)?;
         // Sent at its scheduled time, not batched: batching would add latency the receivers
         // then measure.
         pub_tx.send(Message::text(frame)).await?;

@@ -4,6 +4,7 @@ use leptos::prelude::*;
 
 use crate::components::{chat_room::ChatRoom, join_form::JoinForm};
 use crate::endpoint;
+use crate::identity::storage;
 
 /// Who joins where.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +15,6 @@ pub struct JoinInfo {
 
 const NAME_KEY: &str = "switchboard.name";
 const ROOM_KEY: &str = "switchboard.room";
-
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok()?
-}
 
 pub fn remembered(key: &str) -> Option<String> {
     storage()?.get_item(key).ok()?

@@ -5,7 +5,8 @@ use shared::RoomId;
 
 const TOKEN_KEY: &str = "switchboard.token";
 
-fn storage() -> Option<web_sys::Storage> {
+/// The browser's `localStorage`, if it has one.
+pub(crate) fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 

@@ -224,6 +224,3 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
-
-/// How long the feed waits between samples.
-pub const FEED_PERIOD: Duration = Duration::from_secs(1);

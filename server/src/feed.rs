@@ -5,8 +5,10 @@ use std::sync::Arc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::FEED_PERIOD;
 use crate::hub::Hub;
+
+/// How long the feed waits between samples.
+pub const FEED_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn run(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(FEED_PERIOD);

@@ -94,8 +94,6 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     next_session: AtomicU64,
-    /// Chat messages published since start.
-    messages_total: AtomicU64,
     metrics: Arc<Metrics>,
     started: Instant,
     stats_history: usize,
@@ -137,7 +135,6 @@ impl Hub {
         Arc::new(Self {
             state: Mutex::default(),
             next_session: AtomicU64::new(1),
-            messages_total: AtomicU64::new(0),
             metrics,
             started: Instant::now(),
             stats_history,
@@ -301,8 +298,6 @@ impl Hub {
     /// Fans out freshly committed messages, in the order given (per room, `seq` order).
     pub fn publish_committed(&self, messages: Vec<ChatMsg>) {
         let mut state = self.lock();
-        self.messages_total
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.metrics.persisted.inc_by(messages.len() as u64);
         let committed_at = Instant::now();
         for msg in messages {
@@ -383,8 +378,9 @@ impl Hub {
         stats
     }
 
+    /// Chat messages published since start (the store's commits).
     pub fn messages_total(&self) -> u64 {
-        self.messages_total.load(Ordering::Relaxed)
+        self.metrics.persisted.get()
     }
 
     pub fn room_count(&self) -> usize {
