@@ -17,12 +17,14 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, OriginPolicy};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routes::relay::Relay;
+use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CommitListener, Store};
 
@@ -31,6 +33,8 @@ use crate::store::{CommitListener, Store};
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn Store>,
+    /// Set when clustered (`--redis-url`).
+    pub cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
     /// The benchmarks' raw relay (`--bench-relay`).
     pub relay: Arc<Relay>,
@@ -78,16 +82,42 @@ impl Application {
             settings.outbound_queue.max(64) * 4,
             metrics.clone(),
         );
-        let on_commit: CommitListener = {
-            let hub = hub.clone();
-            Arc::new(move |messages| hub.publish_committed(messages))
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (store, cluster): (Arc<dyn Store>, _) = match settings.redis() {
+            Some(config) => {
+                let store = Arc::new(
+                    RedisStore::connect(config)
+                        .await
+                        .context("connecting to Redis (--redis-url)")?,
+                );
+                tracing::info!(epoch = store.epoch(), "history store ready (Redis)");
+                let cluster = Cluster::start(
+                    store.clone(),
+                    hub.clone(),
+                    settings.presence_ttl(),
+                    shutdown.clone(),
+                    &tracker,
+                );
+                (store, Some(cluster))
+            }
+            None => {
+                let on_commit: CommitListener = {
+                    let hub = hub.clone();
+                    Arc::new(move |messages| hub.publish_committed(messages))
+                };
+                let store = SqliteStore::open(&settings.db, settings.retention(), on_commit)
+                    .with_context(|| {
+                        format!("opening the history database {}", settings.db.display())
+                    })?;
+                tracing::info!(db = %settings.db.display(), epoch = store.epoch(), "history store ready");
+                (Arc::new(store), None)
+            }
         };
-        let store = SqliteStore::open(&settings.db, settings.retention(), on_commit)
-            .with_context(|| format!("opening the history database {}", settings.db.display()))?;
-        tracing::info!(db = %settings.db.display(), epoch = store.epoch(), "history store ready");
         let state = AppState {
             hub,
-            store: Arc::new(store),
+            store,
+            cluster,
             metrics,
             relay: Arc::new(Relay::new(settings.outbound_queue)),
             origins: Arc::new(OriginPolicy::new(&settings.allowed_origins, local)),
@@ -96,8 +126,8 @@ impl Application {
                 settings.max_connections_per_ip,
             ),
             settings: Arc::new(settings),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            shutdown,
+            tracker,
         };
         let router = router(state.clone());
         Ok(Self {
@@ -194,6 +224,7 @@ fn router(state: AppState) -> Router {
         .route("/ws", get(routes::ws::handler))
         .route("/echo", get(routes::echo::handler))
         .route("/healthz", get(routes::health::handler))
+        .route("/readyz", get(routes::health::ready))
         .route("/metrics", get(routes::metrics::handler))
         .route("/relay", get(routes::relay::handler))
         .merge(api)

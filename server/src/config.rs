@@ -144,6 +144,28 @@ pub struct Settings {
     /// On SIGINT/SIGTERM, how long to wait for sessions to send close 1001 and finish.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+
+    /// Run as one node of a cluster: history, fan-out, presence and names live in this Redis
+    /// server (e.g. `redis://127.0.0.1:6379/`) instead of SQLite and this process. Unset: one
+    /// node with SQLite. The no-loss promise needs Redis with `appendonly yes` and
+    /// `appendfsync always` (see README).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Clustered: seconds a node's presence entry and name claims live without a refresh (each
+    /// node refreshes every third of it). A crashed node's members leave within this.
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_TTL_SECS", default_value_t = 10)]
+    pub presence_ttl_secs: u64,
+
+    /// Clustered: seconds an append keeps retrying while Redis is unreachable before the client
+    /// is told to send the message again (it stays in the client's outbox meanwhile).
+    #[arg(long, env = "SWITCHBOARD_STORE_RETRY_SECS", default_value_t = 10)]
+    pub store_retry_secs: u64,
+
+    /// Clustered: seconds a message id is remembered for dedup (SQLite remembers while the
+    /// message is kept).
+    #[arg(long, env = "SWITCHBOARD_DEDUP_TTL_SECS", default_value_t = 24 * 3600)]
+    pub dedup_ttl_secs: u64,
 }
 
 impl Settings {
@@ -172,6 +194,20 @@ impl Settings {
             max_age_ms: self.retention_max_age_secs.saturating_mul(1000),
             prune_every: Duration::from_secs(10),
         }
+    }
+
+    /// The Redis store's settings, when clustered.
+    pub fn redis(&self) -> Option<crate::store::redis::RedisConfig> {
+        Some(crate::store::redis::RedisConfig {
+            url: self.redis_url.clone()?,
+            max_messages: self.retention_max_messages,
+            retry: Duration::from_secs(self.store_retry_secs),
+            dedup_ttl: Duration::from_secs(self.dedup_ttl_secs.max(1)),
+        })
+    }
+
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_secs.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -14,10 +14,15 @@
 //! A name is held by a token (one person, any number of tabs). When its last connection goes,
 //! the name stays held, and the member shown with 0 connections, for the grace period; a
 //! reconnect within it takes the name back without a leave/join flicker.
+//!
+//! Clustered (`--redis-url`), a [`Backplane`] carries names and typing notices to the other
+//! nodes, and [`Hub::set_remote`] merges the other nodes' members into each room's presence.
+//! Every session remembers the last chat `seq` it was given and skips anything not newer, so
+//! a message that reaches the node twice (a live copy and a catch-up read) is delivered once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
@@ -66,6 +71,8 @@ struct Subscriber {
     feed: bool,
     /// While the session replays history, live frames wait here (with the `seq` of chat frames).
     held: Option<Vec<(Option<Committed>, Utf8Bytes)>>,
+    /// The newest chat `seq` queued for this session; older or equal ones are skipped.
+    last_seq: u64,
     last_typing: Option<Instant>,
 }
 
@@ -83,11 +90,23 @@ struct Room {
     names: BTreeMap<Username, Holder>,
 }
 
+/// Members held on other nodes, by room: name → connections there.
+pub type RemoteMembers = HashMap<RoomId, BTreeMap<Username, u32>>;
+
 #[derive(Debug, Default)]
 struct State {
     sessions: HashMap<SessionId, Subscriber>,
     rooms: HashMap<RoomId, Room>,
+    remote: RemoteMembers,
     recent_stats: VecDeque<Stats>,
+}
+
+/// What the hub tells the other nodes of a cluster.
+pub trait Backplane: Send + Sync + std::fmt::Debug {
+    /// The last local holder of a name let it go.
+    fn released(&self, room: &RoomId, name: &Username, identity: &Identity);
+    /// A local member is typing.
+    fn typing(&self, room: &RoomId, name: &Username);
 }
 
 #[derive(Debug)]
@@ -101,6 +120,7 @@ pub struct Hub {
     grace: Duration,
     /// Most frames held back for one replaying session before it counts as a slow consumer.
     held_limit: usize,
+    backplane: OnceLock<Arc<dyn Backplane>>,
 }
 
 /// Another person holds the name in this room.
@@ -140,7 +160,13 @@ impl Hub {
             stats_history,
             grace,
             held_limit,
+            backplane: OnceLock::new(),
         })
+    }
+
+    /// Connects the hub to a cluster (once, before serving).
+    pub fn set_backplane(&self, backplane: Arc<dyn Backplane>) {
+        let _ = self.backplane.set(backplane);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -178,6 +204,7 @@ impl Hub {
                 kick: reg.kick,
                 feed: reg.feed,
                 held: Some(Vec::new()),
+                last_seq: 0,
                 last_typing: None,
             },
         );
@@ -191,10 +218,10 @@ impl Hub {
         let Some(sub) = state.sessions.get_mut(&session) else {
             return;
         };
+        sub.last_seq = sub.last_seq.max(replayed_to);
+        // `deliver` skips the chat frames the replay already sent.
         for (chat, frame) in sub.held.take().unwrap_or_default() {
-            if chat.is_none_or(|(seq, _)| seq > replayed_to) {
-                deliver(&mut state.sessions, session, &frame, chat, self);
-            }
+            deliver(&mut state.sessions, session, &frame, chat, self);
         }
     }
 
@@ -239,7 +266,7 @@ impl Hub {
             if connections > 0 || keep {
                 let member = Member {
                     name: name.to_string(),
-                    connections,
+                    connections: connections + state.remote_connections(&sub.room, name),
                 };
                 let msg = ServerMsg::Presence {
                     room: sub.room.to_string(),
@@ -276,16 +303,41 @@ impl Hub {
         {
             return;
         }
-        room.names.remove(name);
-        let left = ServerMsg::Left {
-            room: room_id.to_string(),
-            member: Member {
-                name: name.to_string(),
-                connections: 0,
+        let Some(holder) = room.names.remove(name) else {
+            return;
+        };
+        let member = Member {
+            name: name.to_string(),
+            connections: 0,
+        };
+        let room_name = room_id.to_string();
+        // Held on another node too: still a member, with only the connections there.
+        let msg = match state.remote.get(room_id).and_then(|r| r.get(name)) {
+            Some(&connections) => ServerMsg::Presence {
+                room: room_name,
+                member: Member {
+                    connections,
+                    ..member
+                },
+            },
+            None => ServerMsg::Left {
+                room: room_name,
+                member,
             },
         };
-        state.fan_out(room_id, &encode(&left), None, self);
+        state.fan_out(room_id, &encode(&msg), None, self);
         state.drop_room_if_empty(room_id);
+        drop(state);
+        if let Some(backplane) = self.backplane.get() {
+            backplane.released(room_id, name, &holder.identity);
+        }
+    }
+
+    /// The session's room and who it is.
+    pub fn identity(&self, session: SessionId) -> Option<(RoomId, Identity)> {
+        let state = self.lock();
+        let sub = state.sessions.get(&session)?;
+        Some((sub.room.clone(), sub.identity.clone()))
     }
 
     /// The session's room and name, if it has one.
@@ -297,8 +349,14 @@ impl Hub {
 
     /// Fans out freshly committed messages, in the order given (per room, `seq` order).
     pub fn publish_committed(&self, messages: Vec<ChatMsg>) {
-        let mut state = self.lock();
         self.metrics.persisted.inc_by(messages.len() as u64);
+        self.publish_recovered(messages);
+    }
+
+    /// Fans out stored messages that may have been published before (a cluster node catching
+    /// up after missing some): each session gets only those newer than its last.
+    pub fn publish_recovered(&self, messages: Vec<ChatMsg>) {
+        let mut state = self.lock();
         let committed_at = Instant::now();
         for msg in messages {
             let Ok(room) = RoomId::parse(&msg.room) else {
@@ -324,24 +382,116 @@ impl Hub {
         }
         sub.last_typing = Some(Instant::now());
         let room = sub.room.clone();
-        let frame = encode(&ServerMsg::Typing {
-            room: room.to_string(),
-            name: name.to_string(),
-        });
-        let State {
-            sessions, rooms, ..
-        } = &mut *state;
-        let Some(members) = rooms.get(&room) else {
-            return;
-        };
-        for id in &members.subscribers {
-            if sessions
-                .get(id)
-                .is_some_and(|s| s.name.as_ref() != Some(&name))
-            {
-                deliver(sessions, *id, &frame, None, self);
+        state.typing_to_others(&room, &name, self);
+        drop(state);
+        if let Some(backplane) = self.backplane.get() {
+            backplane.typing(&room, &name);
+        }
+    }
+
+    /// Relays a typing notice from another node (throttled there).
+    pub fn remote_typing(&self, room: &RoomId, name: &Username) {
+        self.lock().typing_to_others(room, name, self);
+    }
+
+    /// Replaces the members other nodes hold and announces the differences in each room.
+    pub fn set_remote(&self, remote: RemoteMembers) {
+        let mut state = self.lock();
+        let old = std::mem::replace(&mut state.remote, remote);
+        let rooms: BTreeSet<RoomId> = old
+            .keys()
+            .chain(state.remote.keys())
+            .filter(|r| state.rooms.contains_key(*r))
+            .cloned()
+            .collect();
+        let empty = BTreeMap::new();
+        for room_id in rooms {
+            let before = old.get(&room_id).unwrap_or(&empty);
+            let after = state.remote.get(&room_id).unwrap_or(&empty);
+            let names: BTreeSet<Username> = before.keys().chain(after.keys()).cloned().collect();
+            let mut frames = Vec::new();
+            for name in names {
+                let local = state.rooms[&room_id]
+                    .names
+                    .get(&name)
+                    .map(|h| h.connections);
+                let was = merge(local, before.get(&name).copied());
+                let now = merge(local, after.get(&name).copied());
+                let room = room_id.to_string();
+                let member = |connections| Member {
+                    name: name.to_string(),
+                    connections,
+                };
+                let msg = match (was, now) {
+                    (None, Some(c)) => ServerMsg::Joined {
+                        room,
+                        member: member(c),
+                    },
+                    (Some(_), None) => ServerMsg::Left {
+                        room,
+                        member: member(0),
+                    },
+                    (Some(a), Some(b)) if a != b => ServerMsg::Presence {
+                        room,
+                        member: member(b),
+                    },
+                    _ => continue,
+                };
+                frames.push(encode(&msg));
+            }
+            for frame in frames {
+                state.fan_out(&room_id, &frame, None, self);
             }
         }
+    }
+
+    /// Every name held on this node (grace periods included): room, name, holder, connections.
+    pub fn local_names(&self) -> Vec<(RoomId, Username, Identity, u32)> {
+        let state = self.lock();
+        state
+            .rooms
+            .iter()
+            .flat_map(|(room, r)| {
+                r.names.iter().map(move |(name, h)| {
+                    (
+                        room.clone(),
+                        name.clone(),
+                        h.identity.clone(),
+                        h.connections,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// For each room with live (not replaying) sessions, the oldest last `seq` among them:
+    /// what a node that may have missed messages must read on from.
+    pub fn room_floors(&self) -> Vec<(RoomId, u64)> {
+        let state = self.lock();
+        state
+            .rooms
+            .keys()
+            .filter_map(|room| Some((room.clone(), state.floor(room)?)))
+            .collect()
+    }
+
+    /// The fewest free slots in the outbound queue of any live session in the room.
+    pub fn room_headroom(&self, room: &RoomId) -> Option<usize> {
+        let state = self.lock();
+        state
+            .rooms
+            .get(room)?
+            .subscribers
+            .iter()
+            .filter_map(|id| state.sessions.get(id))
+            .filter(|s| s.held.is_none())
+            .map(|s| s.tx.capacity())
+            .min()
+    }
+
+    /// [`room_floors`](Self::room_floors) for one room.
+    pub fn room_floor(&self, room: &RoomId) -> Option<u64> {
+        self.lock().floor(room)
     }
 
     pub fn set_feed(&self, session: SessionId, enabled: bool) {
@@ -411,11 +561,12 @@ impl State {
             Some(holder) => {
                 holder.connections += 1;
                 holder.generation += 1;
+                let connections = holder.connections + self.remote_connections(room_id, name);
                 ServerMsg::Presence {
                     room: room_id.to_string(),
                     member: Member {
                         name: name.to_string(),
-                        connections: holder.connections,
+                        connections,
                     },
                 }
             }
@@ -428,12 +579,19 @@ impl State {
                         generation: 0,
                     },
                 );
-                ServerMsg::Joined {
-                    room: room_id.to_string(),
-                    member: Member {
-                        name: name.to_string(),
-                        connections: 1,
-                    },
+                let member = Member {
+                    name: name.to_string(),
+                    connections: 1 + self.remote_connections(room_id, name),
+                };
+                let room = room_id.to_string();
+                if self
+                    .remote
+                    .get(room_id)
+                    .is_some_and(|r| r.contains_key(name))
+                {
+                    ServerMsg::Presence { room, member }
+                } else {
+                    ServerMsg::Joined { room, member }
                 }
             }
         };
@@ -441,17 +599,65 @@ impl State {
         Ok(())
     }
 
+    /// Everyone in the room, on this node and the others.
     fn members(&self, room: &RoomId) -> Vec<Member> {
-        let Some(room) = self.rooms.get(room) else {
-            return Vec::new();
-        };
-        room.names
-            .iter()
-            .map(|(name, h)| Member {
+        let mut members: BTreeMap<&Username, u32> = BTreeMap::new();
+        if let Some(remote) = self.remote.get(room) {
+            members.extend(remote.iter().map(|(name, c)| (name, *c)));
+        }
+        if let Some(room) = self.rooms.get(room) {
+            for (name, h) in &room.names {
+                *members.entry(name).or_default() += h.connections;
+            }
+        }
+        members
+            .into_iter()
+            .map(|(name, connections)| Member {
                 name: name.to_string(),
-                connections: h.connections,
+                connections,
             })
             .collect()
+    }
+
+    /// Connections other nodes report for a name.
+    fn remote_connections(&self, room: &RoomId, name: &Username) -> u32 {
+        self.remote
+            .get(room)
+            .and_then(|r| r.get(name))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn floor(&self, room: &RoomId) -> Option<u64> {
+        self.rooms
+            .get(room)?
+            .subscribers
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
+            .filter(|s| s.held.is_none())
+            .map(|s| s.last_seq)
+            .min()
+    }
+
+    fn typing_to_others(&mut self, room: &RoomId, name: &Username, hub: &Hub) {
+        let frame = encode(&ServerMsg::Typing {
+            room: room.to_string(),
+            name: name.to_string(),
+        });
+        let Self {
+            sessions, rooms, ..
+        } = self;
+        let Some(members) = rooms.get(room) else {
+            return;
+        };
+        for id in &members.subscribers {
+            if sessions
+                .get(id)
+                .is_some_and(|s| s.name.as_ref() != Some(name))
+            {
+                deliver(sessions, *id, &frame, None, hub);
+            }
+        }
     }
 
     fn drop_room_if_empty(&mut self, room: &RoomId) {
@@ -488,6 +694,12 @@ fn deliver(
     let Some(sub) = sessions.get_mut(&id) else {
         return;
     };
+    if let (Some((seq, _)), None) = (chat, &sub.held) {
+        if seq <= sub.last_seq {
+            return;
+        }
+        sub.last_seq = seq;
+    }
     let overflow = match &mut sub.held {
         Some(held) => {
             held.push((chat, frame.clone()));
@@ -516,6 +728,14 @@ fn deliver(
 /// Serializes a message once; the result is cloned by reference count for every recipient.
 pub fn encode(msg: &ServerMsg) -> Utf8Bytes {
     Utf8Bytes::from(msg.to_json())
+}
+
+/// A member's connections on this node and the others; `None` if it is on neither.
+fn merge(local: Option<u32>, remote: Option<u32>) -> Option<u32> {
+    match (local, remote) {
+        (None, None) => None,
+        (l, r) => Some(l.unwrap_or(0) + r.unwrap_or(0)),
+    }
 }
 
 pub fn unix_millis() -> u64 {

@@ -7,7 +7,9 @@
 //! - [`resume`] — what a reconnecting client gets replayed, and the outcome it is told.
 //! - [`session`] — one chat WebSocket: validation, reader loop, writer task, heartbeat.
 //! - [`hub`] — rooms, names held by tokens, presence, fan-out through bounded per-session queues.
-//! - [`store`] — durable per-room history (SQLite, group commit), `seq`, `epoch`, dedup.
+//! - [`store`] — durable per-room history (SQLite with group commit, or Redis Streams when
+//!   clustered), `seq`, `epoch`, dedup.
+//! - [`cluster`] — several nodes on one Redis: fan-out, catch-up, presence and names.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
 //! - [`metrics`] — `/metrics` (Prometheus text format).
@@ -16,6 +18,7 @@
 //! - [`telemetry`] — logging.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod feed;
 pub mod hub;

@@ -18,6 +18,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::{Hub, Identity, NameTaken, Outbound, Registration, Snapshot, encode, unix_millis};
 use crate::kick::Kick;
@@ -48,6 +49,8 @@ pub struct SessionParams {
     pub position: Option<(String, u64)>,
     pub feed: bool,
     pub store: Arc<dyn Store>,
+    /// Set when clustered: names are claimed across nodes.
+    pub cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     pub tracker: tokio_util::task::TaskTracker,
@@ -79,7 +82,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let send_error = |code: ErrorCode, reason: String| {
         let _ = tx.try_send(Outbound::Frame(encode(&ServerMsg::error(code, reason))));
     };
-    let admitted = match admit(&p, session, tx.clone(), kick.clone()) {
+    let admitted = match admit(&p, session, tx.clone(), kick.clone()).await {
         Ok((room, snapshot, name)) => match replay(&p, session, &room, snapshot, name, &tx).await {
             Ok(()) => Ok(room),
             Err(e) => {
@@ -106,6 +109,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
                 strikes: 0,
                 named: p.name.is_some(),
                 store: &*p.store,
+                cluster: p.cluster.as_deref(),
                 metrics: &p.metrics,
             };
             let end = reader.read_loop(&mut stream, &tx, &p.shutdown).await;
@@ -164,7 +168,7 @@ type Refused = (ErrorCode, u16, String);
 
 /// Validates the request and registers the session (the hub holds live frames back until the
 /// replay is queued).
-fn admit(
+async fn admit(
     p: &SessionParams,
     session: SessionId,
     tx: mpsc::Sender<Outbound>,
@@ -203,6 +207,20 @@ fn admit(
             ));
         }
     };
+    let name_taken = |name: &Option<Username>| {
+        let name = name.as_ref().map(ToString::to_string).unwrap_or_default();
+        (
+            ErrorCode::NameTaken,
+            close_code::NAME_TAKEN,
+            format!("the name \"{name}\" is already in use in room \"{room}\""),
+        )
+    };
+    if let (Some(cluster), Some(taken)) = (&p.cluster, &name) {
+        cluster
+            .claim_name(&room, taken, &identity)
+            .await
+            .map_err(|NameTaken| name_taken(&name))?;
+    }
     let reg = Registration {
         room: room.clone(),
         name: name.clone(),
@@ -211,14 +229,10 @@ fn admit(
         kick,
         feed: p.feed,
     };
-    let snapshot = p.hub.register(session, reg).map_err(|NameTaken| {
-        let name = name.as_ref().map(ToString::to_string).unwrap_or_default();
-        (
-            ErrorCode::NameTaken,
-            close_code::NAME_TAKEN,
-            format!("the name \"{name}\" is already in use in room \"{room}\""),
-        )
-    })?;
+    let snapshot = p
+        .hub
+        .register(session, reg)
+        .map_err(|NameTaken| name_taken(&name))?;
     Ok((room, snapshot, name))
 }
 
@@ -246,8 +260,9 @@ async fn replay(
 ) -> Result<(), StoreError> {
     let store = &p.store;
     let bounds = store.bounds(room).await?;
+    let epoch = store.epoch();
     let (resume, after) = resume_plan(
-        store.epoch(),
+        &epoch,
         p.position.as_ref(),
         bounds,
         p.settings.history_on_join,
@@ -260,7 +275,7 @@ async fn replay(
         room: room.to_string(),
         peer_addr: p.peer.to_string(),
         members: snapshot.members,
-        epoch: store.epoch().to_owned(),
+        epoch,
         resume,
         limits: p.settings.limits(),
         recent_stats: snapshot.recent_stats,
@@ -316,6 +331,7 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     strikes: u32,
     named: bool,
     store: &'a dyn Store,
+    cluster: Option<&'a Cluster>,
     metrics: &'a Metrics,
 }
 
@@ -431,7 +447,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 self.hub.set_feed(self.session, enabled)
             }
             Ok(Inbound::Legacy(LegacyChat { name, msg })) => {
-                if !self.named && !self.take_name(&name) {
+                if !self.named && !self.take_name(&name).await {
                     return;
                 }
                 self.chat(&msg, None, tx).await;
@@ -441,7 +457,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
     }
 
     /// A nameless session takes the name of its first legacy frame.
-    fn take_name(&mut self, raw: &str) -> bool {
+    async fn take_name(&mut self, raw: &str) -> bool {
         let name = match Username::parse(raw, self.settings.max_name_chars) {
             Ok(name) => name,
             Err(e) => {
@@ -449,7 +465,16 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 return false;
             }
         };
-        if self.hub.claim_name(self.session, name.clone()).is_err() {
+        let claimed = match (self.cluster, self.hub.identity(self.session)) {
+            (Some(cluster), Some((room, identity))) => {
+                cluster.claim_name(&room, &name, &identity).await
+            }
+            _ => Ok(()),
+        };
+        if claimed
+            .and_then(|()| self.hub.claim_name(self.session, name.clone()))
+            .is_err()
+        {
             self.reject(
                 ErrorCode::NameTaken,
                 format!("the name \"{name}\" is already in use"),

@@ -1,5 +1,9 @@
 //! Test harness: [`spawn_app`] starts the real server on `127.0.0.1:0` and returns a [`TestApp`];
-//! [`WsClient`] is a typed WebSocket client with timeouts.
+//! [`WsClient`] is a typed WebSocket client with timeouts. [`Endpoint`] is what a client needs
+//! of any server (in this process or another); [`process`] starts the server binary and
+//! `redis-server` as processes.
+
+pub mod process;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,8 +25,14 @@ use tokio_util::sync::CancellationToken;
 /// How long a test waits for a frame before failing.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct TestApp {
+/// A server's address, and how clients talk to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
     pub addr: SocketAddr,
+}
+
+pub struct TestApp {
+    endpoint: Endpoint,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
     /// Holds the static directory and the database for the server's life.
@@ -58,14 +68,22 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let shutdown = app.shutdown_token();
     let handle = tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
-        addr,
+        endpoint: Endpoint { addr },
         shutdown,
         handle,
         _static_dir: static_dir,
     }
 }
 
-impl TestApp {
+impl std::ops::Deref for TestApp {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+impl Endpoint {
     pub fn url(&self, path_and_query: &str) -> String {
         format!("ws://{}{}", self.addr, path_and_query)
     }
@@ -142,7 +160,9 @@ impl TestApp {
         let status = head.split(' ').nth(1).context("no status")?.parse()?;
         Ok((status, head.to_owned(), body.to_owned()))
     }
+}
 
+impl TestApp {
     /// Stops the server as SIGTERM would and waits for it to finish.
     pub async fn shutdown(self) {
         self.shutdown.cancel();

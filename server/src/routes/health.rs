@@ -1,7 +1,9 @@
 //! `GET /healthz`: liveness, with a few numbers an operator wants at a glance.
+//! `GET /readyz`: whether a load balancer should send this node new clients.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::app::AppState;
@@ -25,4 +27,34 @@ pub async fn handler(State(state): State<AppState>) -> Json<Health> {
         sessions: state.hub.session_count(),
         connections: state.limiter.open(),
     })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    ready: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// 200 when this node can take clients; 503 while it shuts down or, clustered, while Redis is
+/// unreachable (its sessions carry on; new ones are better served by a node that is ready).
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let verdict = if state.shutdown.is_cancelled() {
+        Err("shutting down")
+    } else {
+        state.cluster.as_ref().map_or(Ok(()), |c| c.ready())
+    };
+    let status = if verdict.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready: verdict.is_ok(),
+            reason: verdict.err(),
+        }),
+    )
 }

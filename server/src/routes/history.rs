@@ -40,7 +40,7 @@ pub async fn handler(
     match page.await {
         Ok((messages, bounds)) => Json(HistoryPage {
             room: room.to_string(),
-            epoch: state.store.epoch().to_owned(),
+            epoch: state.store.epoch(),
             has_more: messages.first().is_some_and(|m| m.seq > bounds.first),
             messages,
         })

@@ -49,6 +49,7 @@ pub async fn handler(
         position: query.epoch.map(|epoch| (epoch, query.seq.unwrap_or(0))),
         feed,
         store: state.store.clone(),
+        cluster: state.cluster.clone(),
         metrics: state.metrics.clone(),
         shutdown: state.shutdown.clone(),
         tracker: state.tracker.clone(),

@@ -6,6 +6,7 @@
 //! has no SQLite in it, so a clustered store (Redis Streams, with ids assigned atomically by a
 //! script) can implement the same contract.
 
+pub mod redis;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -65,8 +66,9 @@ pub struct Retention {
 }
 
 pub trait Store: Send + Sync + 'static {
-    /// The history's identity, made when it was created.
-    fn epoch(&self) -> &str;
+    /// The history's identity, made when it was created. It changes only if the history is
+    /// lost and started again (e.g. a Redis server that restarted without its data).
+    fn epoch(&self) -> String;
 
     /// Stores a message (or finds its earlier copy by client id). Resolves after the commit.
     fn append(&self, msg: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>>;

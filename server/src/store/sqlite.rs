@@ -168,8 +168,8 @@ fn row_to_msg(room: &str) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Cha
 }
 
 impl Store for SqliteStore {
-    fn epoch(&self) -> &str {
-        &self.epoch
+    fn epoch(&self) -> String {
+        self.epoch.clone()
     }
 
     fn append(&self, msg: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
@@ -455,7 +455,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            store.epoch().to_owned()
+            store.epoch()
         };
         let store = open(&dir, KEEP_ALL);
         assert_eq!(store.epoch(), epoch);

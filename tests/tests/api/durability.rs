@@ -4,8 +4,6 @@
 //! room's seq is gap-free, and SQLite's integrity check passes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,8 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use shared::{ClientMsg, ServerMsg};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use switchboard_tests::process::ServerProcess;
 use tokio_tungstenite::tungstenite::Message;
 
 const WRITERS: usize = 4;
@@ -22,51 +19,18 @@ const PER_WRITER: usize = 1500;
 /// Messages a writer keeps in flight without an ack.
 const WINDOW: usize = 64;
 
-/// The server binary next to this test's (built on demand so `cargo test` alone works).
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("server");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "server", "--bin", "server"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the server binary failed");
+async fn start(bind: &str, db: &std::path::Path) -> (ServerProcess, String) {
+    let mut args: Vec<String> = vec!["--db".into(), db.display().to_string()];
+    for (flag, value) in [
+        ("--rate-per-sec", "1000000"),
+        ("--rate-burst", "1000000"),
+        ("--outbound-queue", "4096"),
+    ] {
+        args.extend([flag.to_owned(), value.to_owned()]);
     }
-    bin
-}
-
-async fn start(bind: &str, db: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(server_binary())
-        .args(["--bind", bind, "--static-dir", "/nonexistent", "--db"])
-        .arg(db)
-        .args([
-            "--rate-per-sec",
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--outbound-queue",
-            "4096",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                return addr.to_owned();
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("server listening");
-    (child, addr)
+    let server = ServerProcess::start(bind, &args).await;
+    let addr = server.addr.to_string();
+    (server, addr)
 }
 
 /// Sends `PER_WRITER` messages with ids, reconnecting and resending unacknowledged ones until
@@ -137,7 +101,7 @@ async fn writer(
 async fn every_acknowledged_message_survives_sigkill_exactly_once_with_gap_free_seqs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let (mut child, addr) = start("127.0.0.1:0", &db).await;
+    let (mut server, addr) = start("127.0.0.1:0", &db).await;
     let rooms = ["crash-a", "crash-b"];
     let progress = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
@@ -153,15 +117,14 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once_with_gap_free_
         while progress.load(Ordering::Relaxed) < point {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        child.start_kill().expect("SIGKILL");
-        child.wait().await.unwrap();
+        server.kill().await;
         eprintln!(
             "killed the server ({} of 3) at {} acknowledged messages",
             kill + 1,
             progress.load(Ordering::Relaxed)
         );
         let (restarted, _) = start(&addr, &db).await;
-        child = restarted;
+        server = restarted;
     }
     let mut acked = HashMap::new();
     for w in writers {
@@ -172,8 +135,7 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once_with_gap_free_
                 .unwrap(),
         );
     }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    server.kill().await;
     assert_eq!(acked.len(), WRITERS * PER_WRITER);
 
     let conn = rusqlite::Connection::open(&db).unwrap();

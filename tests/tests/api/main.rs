@@ -3,6 +3,7 @@
 mod advisories;
 mod battery;
 mod chat;
+mod cluster;
 mod durability;
 mod echo_and_feed;
 mod handshake;

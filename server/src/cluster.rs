@@ -1,0 +1,501 @@
+//! Several nodes sharing rooms through Redis (`--redis-url`), with no sticky sessions.
+//!
+//! - History lives in Redis ([`RedisStore`]): every node appends to the same streams and the
+//!   append script publishes each message on [`CHAT_CHANNEL`]. A node fans out only what it
+//!   receives there, its own messages included, so every node delivers the same `seq` order and
+//!   none delivers a message twice.
+//! - Pub/sub loses what is published while a node is not subscribed. So a node reads the
+//!   stream on from each room's floor (the oldest last `seq` among its live sessions) whenever
+//!   it (re)subscribes, and before any message that is more than one past that floor. Sessions
+//!   skip `seq`s they already have, so over-reading is harmless.
+//! - Presence: every `ttl / 3` a node writes the members it holds to `sb:node:{id}` with a TTL
+//!   and reads the other nodes' entries; a node that dies simply stops refreshing, and its
+//!   members leave everywhere within the TTL. Names are claimed in Redis
+//!   (`sb:name:{room}:{name}` → holder, refreshed with the presence, released by compare and
+//!   delete), so a name is held across nodes.
+//! - Typing notices go over [`TYPING_CHANNEL`]; they are never stored.
+//!
+//! While Redis is unreachable a node keeps its sessions and the last presence it saw, retries
+//! appends (see [`RedisStore`]), reports itself not ready on `/readyz`, and resubscribes with
+//! backoff, catching up as above.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use shared::{ChatMsg, RoomId, Username};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
+use crate::store::redis::{CHAT_CHANNEL, RedisStore, decode_published};
+use crate::store::{Store, StoreError};
+
+/// Typing notices between nodes: `node\nroom\nname`.
+pub const TYPING_CHANNEL: &str = "sb:typing";
+const NODES_KEY: &str = "sb:nodes";
+/// Messages read from a stream per request while catching up.
+const CATCH_UP_PAGE: usize = 500;
+/// Messages handed to the hub at once while catching up.
+const CATCH_UP_CHUNK: usize = 32;
+/// How long a catch-up waits for a full session queue to drain.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(1);
+/// How often the subscription is checked with a ping.
+const SUBSCRIPTION_PING: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Takes a name for a holder, or refreshes it, unless someone else holds it.
+/// KEYS: name keys. ARGV[1]: TTL in ms; ARGV[1 + i]: the holder for KEYS[i].
+/// Returns how many were held by someone else.
+const CLAIM: &str = r"
+local taken = 0
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder and holder ~= ARGV[i + 1] then
+    taken = taken + 1
+  else
+    redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
+  end
+end
+return taken
+";
+
+/// Deletes a name key if it is still held by the given holder.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// What the hub asks the cluster to tell the other nodes.
+#[derive(Debug)]
+enum Event {
+    Released {
+        room: RoomId,
+        name: Username,
+        holder: String,
+    },
+    Typing {
+        room: RoomId,
+        name: Username,
+    },
+}
+
+/// The hub's side of the backplane: it only queues events (the hub never waits on Redis).
+#[derive(Debug)]
+struct Outbox {
+    node: String,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Backplane for Outbox {
+    fn released(&self, room: &RoomId, name: &Username, identity: &Identity) {
+        let _ = self.events.send(Event::Released {
+            room: room.clone(),
+            name: name.clone(),
+            holder: holder_key(identity, &self.node),
+        });
+    }
+
+    fn typing(&self, room: &RoomId, name: &Username) {
+        let _ = self.events.send(Event::Typing {
+            room: room.clone(),
+            name: name.clone(),
+        });
+    }
+}
+
+pub struct Cluster {
+    node: String,
+    store: Arc<RedisStore>,
+    hub: Arc<Hub>,
+    conn: ConnectionManager,
+    ttl: Duration,
+    claim: Script,
+    release: Script,
+    subscribed: AtomicBool,
+    presence_ok: AtomicBool,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("node", &self.node).finish()
+    }
+}
+
+impl Cluster {
+    /// Joins the cluster: connects the hub to the backplane and starts the subscription, the
+    /// presence heartbeat and the event publisher, which run until `shutdown`.
+    pub fn start(
+        store: Arc<RedisStore>,
+        hub: Arc<Hub>,
+        ttl: Duration,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Arc<Self> {
+        let node = format!("{:016x}", rand::random::<u64>());
+        let (events, rx) = mpsc::unbounded_channel();
+        hub.set_backplane(Arc::new(Outbox {
+            node: node.clone(),
+            events,
+        }));
+        let cluster = Arc::new(Self {
+            conn: store.connection(),
+            node,
+            store,
+            hub,
+            ttl,
+            claim: Script::new(CLAIM),
+            release: Script::new(RELEASE),
+            subscribed: AtomicBool::new(false),
+            presence_ok: AtomicBool::new(false),
+        });
+        tracing::info!(node = %cluster.node, "joining the cluster");
+        tracker.spawn(cluster.clone().subscribe_loop(shutdown.clone()));
+        tracker.spawn(cluster.clone().heartbeat_loop(shutdown.clone()));
+        tracker.spawn(cluster.clone().event_loop(rx, shutdown));
+        cluster
+    }
+
+    /// Subscribed, presence current, and the last store request reached Redis.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if !self.subscribed.load(Ordering::Relaxed) {
+            return Err("not subscribed to Redis");
+        }
+        if !self.store.healthy() {
+            return Err("Redis unreachable");
+        }
+        if !self.presence_ok.load(Ordering::Relaxed) {
+            return Err("presence not refreshed");
+        }
+        Ok(())
+    }
+
+    /// Claims a name across the cluster. While Redis is unreachable, only this node's own
+    /// holders are checked (by the hub), so sessions keep working.
+    pub async fn claim_name(
+        &self,
+        room: &RoomId,
+        name: &Username,
+        identity: &Identity,
+    ) -> Result<(), NameTaken> {
+        let reply: redis::RedisResult<u32> = self
+            .claim
+            .key(name_key(room, name))
+            .arg(self.ttl.as_millis() as u64)
+            .arg(holder_key(identity, &self.node))
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        match reply {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(NameTaken),
+            Err(e) => {
+                tracing::warn!(error = %e, "name claim not checked in Redis");
+                Ok(())
+            }
+        }
+    }
+
+    async fn subscribe_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        while !shutdown.is_cancelled() {
+            match self.subscribe_once(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    self.subscribed.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Redis subscription lost");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One subscription's life: subscribe, catch up, then relay until it breaks (`Err`) or the
+    /// server stops (`Ok`).
+    async fn subscribe_once(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        let pubsub = self
+            .store
+            .client()
+            .get_async_pubsub()
+            .await
+            .map_err(unavailable)?;
+        let (mut sink, mut stream) = pubsub.split();
+        sink.subscribe(&[CHAT_CHANNEL, TYPING_CHANNEL])
+            .await
+            .map_err(unavailable)?;
+        // Whatever is published from here on waits in `stream`; the catch-up reads what was
+        // published before, while this node was not listening.
+        for (room, floor) in self.hub.room_floors() {
+            self.fill(&room, floor, u64::MAX).await?;
+        }
+        self.subscribed.store(true, Ordering::Relaxed);
+        tracing::info!("subscribed to Redis");
+        let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let msg = msg.ok_or_else(|| unavailable("subscription closed"))?;
+                    self.relay(&msg).await?;
+                }
+                _ = ping.tick() => {
+                    tokio::time::timeout(SUBSCRIPTION_PING, sink.ping::<redis::Value>())
+                        .await
+                        .map_err(|_| unavailable("ping timed out"))?
+                        .map_err(unavailable)?;
+                }
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn relay(&self, msg: &redis::Msg) -> Result<(), StoreError> {
+        let payload: String = msg.get_payload().map_err(unavailable)?;
+        match msg.get_channel_name() {
+            CHAT_CHANNEL => {
+                let Some(chat) = decode_published(&payload) else {
+                    tracing::warn!("undecodable message on {CHAT_CHANNEL}");
+                    return Ok(());
+                };
+                let Ok(room) = RoomId::parse(&chat.room) else {
+                    return Ok(());
+                };
+                if let Some(floor) = self.hub.room_floor(&room)
+                    && chat.seq > floor + 1
+                {
+                    self.fill(&room, floor, chat.seq - 1).await?;
+                }
+                self.hub.publish_committed(vec![chat]);
+            }
+            TYPING_CHANNEL => {
+                let mut parts = payload.splitn(3, '\n');
+                if let (Some(node), Some(room), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
+                    && node != self.node
+                    && let (Ok(room), Ok(name)) =
+                        (RoomId::parse(room), Username::parse(name, usize::MAX))
+                {
+                    self.hub.remote_typing(&room, &name);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Delivers a room's stored messages with `after < seq <= upto` (sessions skip those they
+    /// have).
+    async fn fill(&self, room: &RoomId, after: u64, upto: u64) -> Result<(), StoreError> {
+        let mut cursor = after;
+        while cursor < upto {
+            let want = (upto - cursor).min(CATCH_UP_PAGE as u64) as usize;
+            let page: Vec<ChatMsg> = self
+                .store
+                .read_after(room, cursor, want)
+                .await?
+                .into_iter()
+                .filter(|m| m.seq <= upto)
+                .collect();
+            let Some(last) = page.last() else { break };
+            cursor = last.seq;
+            for chunk in page.chunks(CATCH_UP_CHUNK) {
+                self.await_headroom(room, chunk.len()).await;
+                self.hub.publish_recovered(chunk.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// Paces a catch-up to the room's sessions: a backlog of hundreds of messages would
+    /// otherwise overflow every queue at once. A session that stays full past the deadline is
+    /// left to the slow-consumer policy.
+    async fn await_headroom(&self, room: &RoomId, wanted: usize) {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_PATIENCE;
+        while self
+            .hub
+            .room_headroom(room)
+            .is_some_and(|free| free < wanted)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => break,
+            }
+            let ok = match self.heartbeat().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence heartbeat failed");
+                    false
+                }
+            };
+            self.presence_ok.store(ok, Ordering::Relaxed);
+        }
+        // Leaving on purpose: the others drop this node's members at their next heartbeat
+        // instead of waiting for the TTL.
+        let mut conn = self.conn.clone();
+        let _: redis::RedisResult<()> = redis::pipe()
+            .del(node_key(&self.node))
+            .zrem(NODES_KEY, &self.node)
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// Publishes this node's members, refreshes its names, and reads everyone else's members.
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        let names = self.hub.local_names();
+        let mut mine: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        for (room, name, _, connections) in &names {
+            mine.entry(room.to_string())
+                .or_default()
+                .insert(name.to_string(), *connections);
+        }
+        let ttl_ms = self.ttl.as_millis() as u64;
+        let mut conn = self.conn.clone();
+        let payload = serde_json::to_string(&mine).map_err(unavailable)?;
+        let (nodes,): (Vec<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(node_key(&self.node))
+            .arg(payload)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .sadd(NODES_KEY, &self.node)
+            .ignore()
+            .smembers(NODES_KEY)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if !names.is_empty() {
+            let mut claim = self.claim.prepare_invoke();
+            claim.arg(ttl_ms);
+            for (room, name, identity, _) in &names {
+                claim
+                    .key(name_key(room, name))
+                    .arg(holder_key(identity, &self.node));
+            }
+            let taken: u32 = claim.invoke_async(&mut conn).await.map_err(unavailable)?;
+            if taken > 0 {
+                tracing::warn!(taken, "names held here are held by others in Redis");
+            }
+        }
+        let others: Vec<&String> = nodes.iter().filter(|n| **n != self.node).collect();
+        let mut remote = RemoteMembers::new();
+        if !others.is_empty() {
+            let keys: Vec<String> = others.iter().map(|n| node_key(n)).collect();
+            let entries: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let mut gone = Vec::new();
+            for (node, entry) in others.iter().zip(entries) {
+                let Some(entry) = entry else {
+                    gone.push(node.as_str());
+                    continue;
+                };
+                let Ok(rooms) =
+                    serde_json::from_str::<HashMap<String, BTreeMap<String, u32>>>(&entry)
+                else {
+                    continue;
+                };
+                for (room, members) in rooms {
+                    let Ok(room) = RoomId::parse(&room) else {
+                        continue;
+                    };
+                    let merged = remote.entry(room).or_default();
+                    for (name, connections) in members {
+                        if let Ok(name) = Username::parse(&name, usize::MAX) {
+                            *merged.entry(name).or_default() += connections;
+                        }
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let _: () = conn.srem(NODES_KEY, gone).await.map_err(unavailable)?;
+            }
+        }
+        self.hub.set_remote(remote);
+        Ok(())
+    }
+
+    async fn event_loop(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => event,
+                    None => return,
+                },
+                () = shutdown.cancelled() => return,
+            };
+            let mut conn = self.conn.clone();
+            let result: redis::RedisResult<()> = match event {
+                Event::Released { room, name, holder } => self
+                    .release
+                    .key(name_key(&room, &name))
+                    .arg(holder)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map(|_: u32| ()),
+                Event::Typing { room, name } => {
+                    conn.publish(TYPING_CHANNEL, format!("{}\n{room}\n{name}", self.node))
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                // A name not released expires with its TTL; a lost typing notice is harmless.
+                tracing::debug!(error = %e, "cluster event not published");
+            }
+        }
+    }
+}
+
+use redis::AsyncCommands;
+
+fn node_key(node: &str) -> String {
+    format!("sb:node:{node}")
+}
+
+fn name_key(room: &RoomId, name: &Username) -> String {
+    format!("sb:name:{room}:{name}")
+}
+
+/// Who holds a name, as stored in Redis: a hash of the token (never the token itself), or the
+/// node and session for a tokenless session.
+fn holder_key(identity: &Identity, node: &str) -> String {
+    match identity {
+        Identity::Token(token) => {
+            // SipHash with fixed keys: the same on every node running this build.
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            token.hash(&mut hasher);
+            format!("t:{:016x}", hasher.finish())
+        }
+        Identity::Session(session) => format!("s:{node}:{session}"),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}

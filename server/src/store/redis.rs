@@ -1,0 +1,353 @@
+//! The clustered store: per-room history in Redis Streams, shared by every node.
+//!
+//! One Lua script does an append atomically: it checks the history's `epoch`, looks up the
+//! client's message id (dedup), takes the room's next `seq` (`INCR`), adds the entry to the
+//! room's stream under the id `<seq>-0` (trimmed to the retention count), remembers the id, and
+//! publishes the message on [`CHAT_CHANNEL`] for the other nodes. Redis runs scripts one at a
+//! time, so the publish order is the `seq` order on every node. The script returns only after
+//! Redis has applied it (and, with `appendfsync always`, written it to the AOF), so an
+//! acknowledgement means "stored in Redis".
+//!
+//! While Redis is unreachable, an append is retried with backoff for up to
+//! [`RedisConfig::retry`]; a retry after a lost reply is safe because the message id
+//! deduplicates it. After that the append fails and the client keeps the message in its outbox.
+//!
+//! Keys (all under `sb:`): `sb:epoch`; per room `sb:{room}:seq` (last seq), `sb:{room}:log`
+//! (stream), `sb:{room}:id:{client id}` (`"seq:ts"`, expiring after [`RedisConfig::dedup_ttl`]).
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Script, Value};
+use shared::{ChatMsg, RoomId};
+
+use super::{Appended, Bounds, NewMessage, Store, StoreError};
+
+/// The pub/sub channel every append is published on.
+pub const CHAT_CHANNEL: &str = "sb:chat";
+const EPOCH_KEY: &str = "sb:epoch";
+/// How long one Redis request may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+const APPEND: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], ARGV[1])
+  epoch = ARGV[1]
+end
+local id = ARGV[5]
+if id ~= '' then
+  local prior = redis.call('GET', KEYS[4])
+  if prior then
+    local seq, ts = string.match(prior, '^(%d+):(%d+)$')
+    return {epoch, seq, ts, 1}
+  end
+end
+local seq = redis.call('INCR', KEYS[2])
+local maxlen = tonumber(ARGV[6])
+if maxlen > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', maxlen, seq .. '-0', 'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 'id', id)
+else
+  redis.call('XADD', KEYS[3], seq .. '-0', 'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 'id', id)
+end
+if id ~= '' then
+  redis.call('SET', KEYS[4], seq .. ':' .. ARGV[4], 'EX', ARGV[7])
+end
+redis.call('PUBLISH', ARGV[9], ARGV[8] .. '\n' .. seq .. '\n' .. ARGV[4] .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+return {epoch, tostring(seq), ARGV[4], 0}
+";
+
+/// How the Redis store behaves.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Messages kept per room (stream `MAXLEN`); zero keeps all.
+    pub max_messages: u64,
+    /// How long an append keeps retrying while Redis is unreachable.
+    pub retry: Duration,
+    /// How long a message id is remembered for dedup.
+    pub dedup_ttl: Duration,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    client: redis::Client,
+    epoch: RwLock<String>,
+    config: RedisConfig,
+    append: Script,
+    /// Whether the last request reached Redis.
+    healthy: AtomicBool,
+}
+
+impl RedisStore {
+    /// Connects and reads (or creates) the history's epoch. Fails if Redis is unreachable now.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(BACKOFF_MAX);
+        let mut conn = ConnectionManager::new_with_config(client.clone(), manager)
+            .await
+            .map_err(unavailable)?;
+        let _: bool = conn
+            .set_nx(EPOCH_KEY, new_epoch())
+            .await
+            .map_err(unavailable)?;
+        let epoch: String = conn.get(EPOCH_KEY).await.map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            client,
+            epoch: RwLock::new(epoch),
+            config,
+            append: Script::new(APPEND),
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    /// A handle for further connections (pub/sub) to the same server.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A multiplexed connection that reconnects by itself.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Whether the last request reached Redis.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn record<T>(&self, r: redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.healthy.store(r.is_ok(), Ordering::Relaxed);
+        r.map_err(unavailable)
+    }
+
+    async fn append_once(&self, msg: &NewMessage) -> redis::RedisResult<Value> {
+        let room = msg.room.as_str();
+        let id = msg.client_id.as_deref().unwrap_or("");
+        let candidate = new_epoch();
+        self.append
+            .key(EPOCH_KEY)
+            .key(format!("sb:{room}:seq"))
+            .key(format!("sb:{room}:log"))
+            .key(format!("sb:{room}:id:{id}"))
+            .arg(candidate)
+            .arg(&msg.name)
+            .arg(&msg.text)
+            .arg(msg.ts)
+            .arg(id)
+            .arg(self.config.max_messages)
+            .arg(self.config.dedup_ttl.as_secs().max(1))
+            .arg(room)
+            .arg(CHAT_CHANNEL)
+            .invoke_async(&mut self.conn.clone())
+            .await
+    }
+
+    fn parse_appended(&self, reply: Value) -> Result<Appended, StoreError> {
+        let (epoch, seq, ts, duplicate): (String, u64, u64, u8) =
+            redis::from_redis_value(reply).map_err(unavailable)?;
+        let mut current = self.epoch.write().expect("epoch lock poisoned");
+        if *current != epoch {
+            // Redis lost its data (or was replaced): seqs restarted, so clients must learn that
+            // their positions belong to an older history.
+            tracing::warn!(old = %*current, new = %epoch, "history epoch changed in Redis");
+            *current = epoch;
+        }
+        Ok(Appended {
+            seq,
+            ts,
+            duplicate: duplicate == 1,
+        })
+    }
+
+    async fn range(
+        &self,
+        cmd: &str,
+        room: &RoomId,
+        from: String,
+        to: String,
+        limit: usize,
+    ) -> Result<Vec<ChatMsg>, StoreError> {
+        let reply: redis::RedisResult<StreamRangeReply> = redis::cmd(cmd)
+            .arg(format!("sb:{room}:log"))
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await;
+        let reply = self.record(reply)?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| decode_entry(room, entry))
+            .collect()
+    }
+}
+
+impl Store for RedisStore {
+    fn epoch(&self) -> String {
+        self.epoch.read().expect("epoch lock poisoned").clone()
+    }
+
+    fn append(&self, msg: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + self.config.retry;
+            let mut backoff = BACKOFF_MIN;
+            loop {
+                match self.append_once(&msg).await {
+                    Ok(reply) => {
+                        self.healthy.store(true, Ordering::Relaxed);
+                        return self.parse_appended(reply);
+                    }
+                    Err(e) if retryable(&e) && tokio::time::Instant::now() < deadline => {
+                        self.healthy.store(false, Ordering::Relaxed);
+                        tracing::debug!(error = %e, "append failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                    Err(e) => {
+                        self.healthy.store(false, Ordering::Relaxed);
+                        return Err(unavailable(e));
+                    }
+                }
+            }
+        })
+    }
+
+    fn read_after(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatMsg>, StoreError>> {
+        let room = room.clone();
+        Box::pin(async move {
+            let from = format!("{}-0", after.saturating_add(1));
+            self.range("XRANGE", &room, from, "+".into(), limit).await
+        })
+    }
+
+    fn read_before(
+        &self,
+        room: &RoomId,
+        before: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatMsg>, StoreError>> {
+        let room = room.clone();
+        Box::pin(async move {
+            if before <= 1 || limit == 0 {
+                return Ok(Vec::new());
+            }
+            let to = format!("{}-0", before - 1);
+            let mut page = self
+                .range("XREVRANGE", &room, to, "-".into(), limit)
+                .await?;
+            page.reverse();
+            Ok(page)
+        })
+    }
+
+    fn bounds(&self, room: &RoomId) -> BoxFuture<'_, Result<Bounds, StoreError>> {
+        let room = room.clone();
+        Box::pin(async move {
+            let reply: redis::RedisResult<(Option<u64>, StreamRangeReply)> = redis::pipe()
+                .atomic()
+                .get(format!("sb:{room}:seq"))
+                .cmd("XRANGE")
+                .arg(format!("sb:{room}:log"))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut self.conn.clone())
+                .await;
+            let (last, oldest) = self.record(reply)?;
+            let last = last.unwrap_or(0);
+            let first = match oldest.ids.first() {
+                Some(entry) => seq_of(&entry.id)?,
+                None => last + 1,
+            };
+            Ok(Bounds { first, last })
+        })
+    }
+}
+
+/// Connection trouble is worth retrying; a script or type error is not.
+fn retryable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+        )
+}
+
+fn seq_of(id: &str) -> Result<u64, StoreError> {
+    id.split_once('-')
+        .and_then(|(seq, _)| seq.parse().ok())
+        .ok_or_else(|| StoreError::Unavailable(format!("unexpected stream id {id:?}")))
+}
+
+fn decode_entry(room: &RoomId, entry: redis::streams::StreamId) -> Result<ChatMsg, StoreError> {
+    let field = |name: &str| -> Result<String, StoreError> {
+        entry
+            .get::<String>(name)
+            .ok_or_else(|| StoreError::Unavailable(format!("stream entry lacks {name:?}")))
+    };
+    let id = field("id")?;
+    Ok(ChatMsg {
+        room: room.to_string(),
+        seq: seq_of(&entry.id)?,
+        name: field("n")?,
+        msg: field("t")?,
+        id: (!id.is_empty()).then_some(id),
+        ts: field("ts")?
+            .parse()
+            .map_err(|_| StoreError::Unavailable("stream entry has a bad ts".into()))?,
+    })
+}
+
+/// Decodes a [`CHAT_CHANNEL`] payload: room, seq, ts, id, name and text, one per line (the text
+/// last, as it may hold newlines).
+pub fn decode_published(payload: &str) -> Option<ChatMsg> {
+    let mut parts = payload.splitn(6, '\n');
+    let room = parts.next()?.to_owned();
+    let seq = parts.next()?.parse().ok()?;
+    let ts = parts.next()?.parse().ok()?;
+    let id = parts.next()?;
+    let name = parts.next()?.to_owned();
+    let msg = parts.next()?.to_owned();
+    Some(ChatMsg {
+        room,
+        seq,
+        name,
+        msg,
+        id: (!id.is_empty()).then(|| id.to_owned()),
+        ts,
+    })
+}
+
+fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
