@@ -58,7 +58,7 @@ if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
 fi
 
 if [ "${1:-}" = "test" ]; then
-    apt_install chromium chromium-driver
+    apt_install chromium chromium-driver redis-server
     # Autobahn|Testsuite runs on Python 2.7 only; where pyenv has it, install the suite there.
     # Without it the conformance layer prints a visible SKIP.
     PY27="$HOME/.pyenv/versions/2.7.18/bin/python"

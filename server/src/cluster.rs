@@ -34,12 +34,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
-use crate::store::redis::{CHAT_CHANNEL, RedisStore, decode_published};
+use crate::store::redis::{CHAT_CHANNEL, EPOCH_KEY, RedisStore, decode_published};
 use crate::store::{Store, StoreError};
 
 /// Typing notices between nodes: `node\nroom\nname`.
 pub const TYPING_CHANNEL: &str = "sb:typing";
 const NODES_KEY: &str = "sb:nodes";
+/// RFC 6455 "service restart": clients reconnect.
+const SERVICE_RESTART: u16 = 1012;
 /// Messages read from a stream per request while catching up.
 const CATCH_UP_PAGE: usize = 500;
 /// Messages handed to the hub at once while catching up.
@@ -143,6 +145,12 @@ impl Cluster {
     ) -> Arc<Self> {
         let node = format!("{:016x}", rand::random::<u64>());
         let (events, rx) = mpsc::unbounded_channel();
+        // Sessions' positions belong to the old history: make every client reconnect, resume,
+        // and be told (`gap{epoch_changed}`).
+        store.on_epoch_change({
+            let hub = hub.clone();
+            move || hub.close_all(SERVICE_RESTART, "history restarted")
+        });
         hub.set_backplane(Arc::new(Outbox {
             node: node.clone(),
             events,
@@ -371,7 +379,13 @@ impl Cluster {
         let ttl_ms = self.ttl.as_millis() as u64;
         let mut conn = self.conn.clone();
         let payload = serde_json::to_string(&mine).map_err(unavailable)?;
-        let (nodes,): (Vec<String>,) = redis::pipe()
+        let (epoch, nodes): (String, Vec<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(EPOCH_KEY)
+            .arg(RedisStore::epoch_candidate())
+            .arg("NX")
+            .ignore()
+            .get(EPOCH_KEY)
             .cmd("SET")
             .arg(node_key(&self.node))
             .arg(payload)
@@ -384,6 +398,7 @@ impl Cluster {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        self.store.note_epoch(epoch);
         if !names.is_empty() {
             let mut claim = self.claim.prepare_invoke();
             claim.arg(ttl_ms);

@@ -333,6 +333,13 @@ impl Hub {
         }
     }
 
+    /// Closes every session with `code`; their clients reconnect and resume.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for sub in self.lock().sessions.values() {
+            sub.kick.kick(code, reason, false);
+        }
+    }
+
     /// The session's room and who it is.
     pub fn identity(&self, session: SessionId) -> Option<(RoomId, Identity)> {
         let state = self.lock();
@@ -912,5 +919,98 @@ mod tests {
         assert_eq!(peer.next(), None);
         hub.publish_committed(vec![chat(7)]);
         assert_eq!(peer.next(), Some(ServerMsg::Chat(chat(7))));
+    }
+
+    #[tokio::test]
+    async fn a_message_delivered_twice_reaches_each_session_once_and_floors_track_the_room() {
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
+        let chat = |seq: u64| ChatMsg {
+            room: "r".into(),
+            seq,
+            name: "x".into(),
+            msg: format!("m{seq}"),
+            id: None,
+            ts: 0,
+        };
+        hub.publish_committed(vec![chat(1), chat(2)]);
+        // A catch-up read overlapping what was already delivered.
+        hub.publish_recovered(vec![chat(1), chat(2), chat(3)]);
+        let got: Vec<_> = std::iter::from_fn(|| ada.next()).collect();
+        let chats: Vec<_> = got
+            .into_iter()
+            .filter(|m| matches!(m, ServerMsg::Chat(_)))
+            .collect();
+        assert_eq!(
+            chats,
+            vec![chat(1), chat(2), chat(3)]
+                .into_iter()
+                .map(ServerMsg::Chat)
+                .collect::<Vec<_>>()
+        );
+        let room = RoomId::parse("r").unwrap();
+        assert_eq!(hub.room_floors(), vec![(room.clone(), 3)]);
+        assert_eq!(hub.room_floor(&room), Some(3));
+    }
+
+    #[tokio::test]
+    async fn members_on_other_nodes_merge_into_presence_and_their_changes_are_announced() {
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
+        while ada.next().is_some() {}
+        let room = RoomId::parse("r").unwrap();
+        let name = |n: &str| Username::parse(n, 32).unwrap();
+        let remote = |entries: &[(&str, u32)]| {
+            let mut map = RemoteMembers::new();
+            map.insert(
+                room.clone(),
+                entries.iter().map(|(n, c)| (name(n), *c)).collect(),
+            );
+            map
+        };
+        // Bob appears on another node; Ada is also open in a tab there.
+        hub.set_remote(remote(&[("bob", 1), ("ada", 1)]));
+        let mut got: Vec<ServerMsg> = std::iter::from_fn(|| ada.next()).collect();
+        got.sort_by_key(|m| format!("{m:?}"));
+        assert_eq!(
+            got,
+            vec![
+                ServerMsg::Joined {
+                    room: "r".into(),
+                    member: member("bob", 1)
+                },
+                ServerMsg::Presence {
+                    room: "r".into(),
+                    member: member("ada", 2)
+                },
+            ]
+        );
+        // A newcomer's snapshot has the merged list.
+        let session = hub.next_session_id();
+        let (reg, _peer) =
+            registration(Some("cy"), Identity::Token("token-cy-0123456789ab".into()));
+        let snapshot = hub.register(session, reg).unwrap();
+        assert_eq!(
+            snapshot.members,
+            vec![member("ada", 2), member("bob", 1), member("cy", 1)]
+        );
+        while ada.next().is_some() {}
+        // The other node is gone: Bob leaves, Ada is back to one connection.
+        hub.set_remote(RemoteMembers::new());
+        let mut got: Vec<ServerMsg> = std::iter::from_fn(|| ada.next()).collect();
+        got.sort_by_key(|m| format!("{m:?}"));
+        assert_eq!(
+            got,
+            vec![
+                ServerMsg::Left {
+                    room: "r".into(),
+                    member: member("bob", 0)
+                },
+                ServerMsg::Presence {
+                    room: "r".into(),
+                    member: member("ada", 1)
+                },
+            ]
+        );
     }
 }

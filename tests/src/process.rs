@@ -12,8 +12,12 @@ use tokio::process::{Child, Command};
 
 use crate::Endpoint;
 
-/// The server binary next to this test's (built on demand so `cargo test` alone works).
+/// The server binary: `$SWITCHBOARD_SERVER_BIN` (e.g. a release build, for figures), else the
+/// one next to this test's (built on demand so `cargo test` alone works).
 pub fn server_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SWITCHBOARD_SERVER_BIN") {
+        return bin.into();
+    }
     let exe = std::env::current_exe().expect("test path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("server");
@@ -108,6 +112,14 @@ impl RedisServer {
             child.start_kill().expect("SIGKILL");
             let _ = child.wait().await;
         }
+    }
+
+    /// Kills Redis and starts it again with no data, as a Redis without persistence would come
+    /// back.
+    pub async fn wipe(&mut self) {
+        self.kill().await;
+        self.dir = tempfile::tempdir().expect("temp dir");
+        self.restart().await;
     }
 
     /// Starts (again) on the same port and directory; returns once it accepts connections.

@@ -15,8 +15,8 @@
 //! Keys (all under `sb:`): `sb:epoch`; per room `sb:{room}:seq` (last seq), `sb:{room}:log`
 //! (stream), `sb:{room}:id:{client id}` (`"seq:ts"`, expiring after [`RedisConfig::dedup_ttl`]).
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -29,7 +29,7 @@ use super::{Appended, Bounds, NewMessage, Store, StoreError};
 
 /// The pub/sub channel every append is published on.
 pub const CHAT_CHANNEL: &str = "sb:chat";
-const EPOCH_KEY: &str = "sb:epoch";
+pub const EPOCH_KEY: &str = "sb:epoch";
 /// How long one Redis request may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -84,6 +84,8 @@ pub struct RedisStore {
     append: Script,
     /// Whether the last request reached Redis.
     healthy: AtomicBool,
+    /// Called when Redis turns out to hold a different history than before.
+    on_epoch_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl RedisStore {
@@ -110,6 +112,7 @@ impl RedisStore {
             config,
             append: Script::new(APPEND),
             healthy: AtomicBool::new(true),
+            on_epoch_change: OnceLock::new(),
         })
     }
 
@@ -158,18 +161,39 @@ impl RedisStore {
     fn parse_appended(&self, reply: Value) -> Result<Appended, StoreError> {
         let (epoch, seq, ts, duplicate): (String, u64, u64, u8) =
             redis::from_redis_value(reply).map_err(unavailable)?;
-        let mut current = self.epoch.write().expect("epoch lock poisoned");
-        if *current != epoch {
-            // Redis lost its data (or was replaced): seqs restarted, so clients must learn that
-            // their positions belong to an older history.
-            tracing::warn!(old = %*current, new = %epoch, "history epoch changed in Redis");
-            *current = epoch;
-        }
+        self.note_epoch(epoch);
         Ok(Appended {
             seq,
             ts,
             duplicate: duplicate == 1,
         })
+    }
+
+    /// Adopts the epoch Redis holds. It differs from ours only if Redis lost its data (or was
+    /// replaced): seqs restarted, so clients must learn that their positions are from an older
+    /// history.
+    pub fn note_epoch(&self, epoch: String) {
+        {
+            let mut current = self.epoch.write().expect("epoch lock poisoned");
+            if *current == epoch {
+                return;
+            }
+            tracing::warn!(old = %*current, new = %epoch, "history epoch changed in Redis");
+            *current = epoch;
+        }
+        if let Some(f) = self.on_epoch_change.get() {
+            f();
+        }
+    }
+
+    /// Sets what to do when the epoch changes (once).
+    pub fn on_epoch_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_epoch_change.set(Box::new(f));
+    }
+
+    /// A fresh epoch for `SET NX`, should Redis have none.
+    pub fn epoch_candidate() -> String {
+        new_epoch()
     }
 
     async fn range(
@@ -263,8 +287,16 @@ impl Store for RedisStore {
     fn bounds(&self, room: &RoomId) -> BoxFuture<'_, Result<Bounds, StoreError>> {
         let room = room.clone();
         Box::pin(async move {
-            let reply: redis::RedisResult<(Option<u64>, StreamRangeReply)> = redis::pipe()
+            // The epoch is (re)made here too, so a Redis that lost its data is noticed by the
+            // next resume, not only by the next append.
+            let reply: redis::RedisResult<(String, Option<u64>, StreamRangeReply)> = redis::pipe()
                 .atomic()
+                .cmd("SET")
+                .arg(EPOCH_KEY)
+                .arg(new_epoch())
+                .arg("NX")
+                .ignore()
+                .get(EPOCH_KEY)
                 .get(format!("sb:{room}:seq"))
                 .cmd("XRANGE")
                 .arg(format!("sb:{room}:log"))
@@ -274,7 +306,8 @@ impl Store for RedisStore {
                 .arg(1)
                 .query_async(&mut self.conn.clone())
                 .await;
-            let (last, oldest) = self.record(reply)?;
+            let (epoch, last, oldest) = self.record(reply)?;
+            self.note_epoch(epoch);
             let last = last.unwrap_or(0);
             let first = match oldest.ids.first() {
                 Some(entry) => seq_of(&entry.id)?,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use shared::{ChatMsg, ClientMsg, Member, Resume, ServerMsg};
 use switchboard_tests::process::{RedisServer, ServerProcess};
-use switchboard_tests::{Endpoint, WsClient};
+use switchboard_tests::{Endpoint, Event, WsClient};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -437,4 +437,57 @@ async fn a_redis_outage_loses_and_duplicates_nothing_and_recovers_within_five_se
     assert!(ra.max(rb) <= Duration::from_secs(5));
     wait_ready(&a, 200).await;
     wait_ready(&b, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_gives_a_new_epoch_not_a_restarted_seq() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut ann, welcome) = a.join("ann", "attic").await;
+    for i in 0..3 {
+        ann.chat_with_id(&format!("m{i}"), &format!("m{i}")).await;
+        ann.ack(&format!("m{i}")).await;
+    }
+    let old = welcome.epoch;
+    redis.wipe().await;
+    // Live sessions are closed so that their clients resume and learn of it.
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), ann.close_code())
+            .await
+            .expect("ann's session is closed"),
+        1012
+    );
+    // A client resuming on either node is told its position is from an older history.
+    for node in [&a, &b] {
+        let welcome = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let Ok(mut client) = node
+                    .connect(&format!("/ws?room=attic&feed=0&epoch={old}&seq=3"))
+                    .await
+                else {
+                    continue;
+                };
+                match client.next_event().await {
+                    Ok(Event::Msg(ServerMsg::Welcome(w))) => return w,
+                    // Redis not reachable yet from this node (the session was refused), or the
+                    // node noticed the new history just then (closed with 1012): try again.
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+        .await
+        .expect("a welcome once Redis is back");
+        assert_ne!(welcome.epoch, old);
+        assert!(
+            matches!(
+                welcome.resume,
+                Resume::Gap {
+                    reason: shared::GapReason::EpochChanged,
+                    ..
+                }
+            ),
+            "{:?}",
+            welcome.resume
+        );
+    }
 }

@@ -60,3 +60,10 @@ async fn healthz_reports_ok() {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["sessions"], 1);
 }
+
+#[tokio::test]
+async fn readyz_is_ready_on_a_single_node() {
+    let app = spawn_app().await;
+    let (status, _, body) = app.http_get("/readyz").await.unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"ready":true}"#));
+}
