@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Runs the load scenarios against Switchboard and the peers in one run, server pinned to core 0
-# and load generator to core 1, and writes bench/results/<date>.{json,md}.
+# and load generator to core 1, and writes bench/results/<date>.{json,md,svg}.
 #
-#   bench/run.sh     # echo and fan-out: Switchboard (raw and chat paths) vs Node ws, Bun, Deno,
-#                    # Python websockets (installed from npm / PyPI into bench/peers)
+#   bench/run.sh     # Switchboard (raw and chat paths) vs Node ws, Bun, Deno, Python websockets
+#                    # (installed from npm / PyPI into bench/peers); about 15 minutes
 #
-# Scenarios now: (a) idle, 10,000 connections held, server RSS per connection, all checked alive
-# with one broadcast; (d) echo, 100 connections x 20 B, closed loop; (b) fan-out to 1,000
-# receivers at rising publish rates. Not yet: 10k receivers, chat room, connection setup.
+# Scenarios: (a) idle, 10,000 connections held, server RSS per connection, all checked alive
+# with one broadcast; (b) fan-out to 1,000 and 10,000 receivers at rising publish rates;
+# (c) chat room, 16 and 100 clients all sending, closed loop; (d) echo, 100 connections x 20 B,
+# closed loop; (e) connection setup, 30,000 connects with 64 in flight.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ulimit -n 65536 2>/dev/null || true
 SECS=${SECS:-10}
-RATES=${RATES:-"200 500 1000 2000"}
+RATES=${RATES:-"100 200 500 1000 2000"}
 RECEIVERS=${RECEIVERS:-1000}
+RATES_10K=${RATES_10K:-"10 20 50 100"}
+SETUP=${SETUP:-30000}
 date=$(date -u +%Y-%m-%d)
 out=bench/results/$date
 mkdir -p bench/results
@@ -90,5 +93,37 @@ for rate in $RATES; do
     done
 done
 
-python3 bench/report.py "$out.jsonl" "$out.json" "$out.md"
+echo "==> fan-out: 10000 receivers, rates $RATES_10K"
+for rate in $RATES_10K; do
+    load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
+    load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario fanout --path switchboard --conns 10000 --rate "$rate" --payload 64 --secs 5
+    for p in "${peers[@]}"; do
+        # shellcheck disable=SC2086
+        load $p --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
+    done
+done
+
+for n in 16 100; do
+    echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
+    load switchboard "$SB_PID" "$SB_ADDR" --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
+    load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario chat --path switchboard --conns "$n" --payload 64 --secs "$SECS"
+    for p in "${peers[@]}"; do
+        # shellcheck disable=SC2086
+        load $p --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
+    done
+done
+
+echo "==> connection setup: $SETUP connects, 64 in flight"
+load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight 64
+load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight 64
+for p in "${peers[@]}"; do
+    # shellcheck disable=SC2086
+    load $p --scenario setup --path raw --conns "$SETUP" --inflight 64
+done
+
+# Server-side figures from Switchboard's own /metrics after the run.
+curl -s "http://$SB_ADDR/metrics" | grep -E '^switchboard_(frames_out|messages_persisted|slow_consumers|delivery_seconds_(sum|count))' \
+    >"$out.metrics.txt" || true
+
+python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg"
 cat "$out.md"

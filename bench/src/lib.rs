@@ -4,6 +4,11 @@
 //! - [`fanout`]: open loop, one publisher at a fixed rate, R receivers; latency is measured
 //!   from each message's *scheduled* send time, so a stalled publisher cannot hide latency
 //!   (no coordinated omission).
+//! - [`chat_room`]: closed loop, N clients in one room all sending: each sends its next message
+//!   once it has received everyone else's previous one (a round), so the room runs as fast as
+//!   the server can relay N × (N − 1) deliveries per round.
+//! - [`idle`]: many connections held; the server's resident memory per connection.
+//! - [`setup`]: connection setup rate: many connects, a fixed number in flight.
 //!
 //! Client sockets bind round-robin to 127.0.0.2–127.0.0.9 so ephemeral ports do not run out.
 //! Two paths: `raw` (the server's `/echo` and `/relay`, which every peer implements) and
@@ -394,6 +399,176 @@ pub async fn idle(
         _ => None,
     };
     Ok(report)
+}
+
+/// Closed-loop chat room: `clients` connections in one room (raw: `/relay`; chat path: one
+/// `/ws` room), each sending `payload` bytes per round and starting its next round once it has
+/// received every other client's message of the current one. Latency is from the sender's
+/// timestamp to each receipt; `delivered` counts receipts from others.
+pub async fn chat_room(
+    addr: SocketAddr,
+    path: PathKind,
+    clients: usize,
+    payload: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let epoch = Instant::now();
+    let room = format!("room-{}", epoch_nanos() % 1_000_000_000_000);
+    let mut sockets = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let p = match path {
+            PathKind::Raw => "/relay".to_owned(),
+            PathKind::Switchboard => format!("/ws?name=c{c}&room={room}&feed=0"),
+        };
+        let mut ws = connect(addr, &p, c).await?;
+        if path == PathKind::Switchboard {
+            ws.next().await.context("welcome")??;
+        }
+        sockets.push(ws);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let others = clients as u64 - 1;
+    let pad = "x".repeat(payload.saturating_sub(24));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for (me, mut ws) in sockets.into_iter().enumerate() {
+        let (delivered, sent, pad, mut stop) = (
+            delivered.clone(),
+            sent.clone(),
+            pad.clone(),
+            stop_rx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            // Receipts per round; a client is never more than one round ahead of another.
+            let mut counts = [0u64; 2];
+            let mut round = 0u64;
+            'rounds: loop {
+                let now = epoch.elapsed().as_micros();
+                let body = format!("{now} {me} {round} {pad}");
+                ws.send(Message::text(frame(path, body)?)).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
+                while counts[(round % 2) as usize] < others {
+                    let frame = tokio::select! {
+                        frame = ws.next() => match frame {
+                            Some(Ok(frame)) => frame,
+                            _ => break 'rounds,
+                        },
+                        _ = stop.changed() => break 'rounds,
+                    };
+                    let Message::Text(text) = &frame else {
+                        continue;
+                    };
+                    let Some((at, from, r)) = round_of(text, path) else {
+                        continue;
+                    };
+                    if from == me {
+                        continue;
+                    }
+                    hist.record(
+                        (epoch.elapsed().as_micros() as u64)
+                            .saturating_sub(at)
+                            .max(1),
+                    )?;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    counts[(r % 2) as usize] += 1;
+                }
+                counts[(round % 2) as usize] = 0;
+                round += 1;
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            let _ = ws.close(None).await;
+            anyhow::Ok(hist)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    let secs = start.elapsed().as_secs_f64();
+    let got = delivered.load(Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let mut hist = histogram();
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    let run = Run {
+        scenario: "chat",
+        path,
+        connections: clients,
+        payload,
+        rate: None,
+    };
+    let sent = sent.load(Ordering::Relaxed);
+    // Each message sent is owed to every other client; the last round may be cut short.
+    Ok(run.report(sent, sent * others, got, &hist, secs))
+}
+
+/// Sender timestamp, sender and round at the head of a chat-room message.
+fn round_of(text: &str, path: PathKind) -> Option<(u64, usize, u64)> {
+    let body = match path {
+        PathKind::Raw => text,
+        PathKind::Switchboard => &text[text.find("\"msg\":\"")? + 7..],
+    };
+    let mut parts = body.splitn(4, ' ');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    ))
+}
+
+/// Connection setup: `total` WebSocket connects, `inflight` at a time, each closed once open
+/// (on the chat path, once its welcome arrived, each in a room of its own). `delivered` counts
+/// successes, `per_sec` is their rate, and latency is per connect.
+pub async fn setup(
+    addr: SocketAddr,
+    path: PathKind,
+    total: usize,
+    inflight: usize,
+) -> anyhow::Result<Report> {
+    let run_id = epoch_nanos() % 1_000_000_000_000;
+    let start = Instant::now();
+    let results: Vec<Result<u64, ()>> = futures_util::stream::iter(0..total)
+        .map(|c| async move {
+            let p = match path {
+                PathKind::Raw => "/echo".to_owned(),
+                PathKind::Switchboard => format!("/ws?name=s&room=setup-{run_id}-{c}&feed=0"),
+            };
+            let began = Instant::now();
+            let mut ws = connect(addr, &p, c).await.map_err(|_| ())?;
+            if path == PathKind::Switchboard {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => {}
+                    _ => return Err(()),
+                }
+            }
+            let took = began.elapsed().as_micros().max(1) as u64;
+            // Closed in the background so the close handshake is not counted as setup.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            });
+            Ok(took)
+        })
+        .buffer_unordered(inflight.max(1))
+        .collect()
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let mut hist = histogram();
+    let mut ok = 0;
+    for took in results.iter().flatten() {
+        hist.record(*took)?;
+        ok += 1;
+    }
+    let run = Run {
+        scenario: "setup",
+        path,
+        connections: total,
+        payload: 0,
+        rate: Some(inflight as u64),
+    };
+    Ok(run.report(total as u64, total as u64, ok, &hist, secs))
 }
 
 /// A process's resident memory, KiB, from `/proc/PID/status`.

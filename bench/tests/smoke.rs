@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bench::{PathKind, echo, fanout, idle};
+use bench::{PathKind, chat_room, echo, fanout, idle, setup};
 use server::{Application, Settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,6 +35,14 @@ async fn the_load_generator_runs_each_scenario_against_a_real_server() {
             .unwrap();
         assert_eq!(i.delivered, 20, "every idle connection is alive: {i:?}");
         assert!(i.rss_per_conn_kib.is_some(), "{i:?}");
+        let c = chat_room(addr, path, 4, 32, Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(c.delivered > 0 && c.p50_us > 0, "{c:?}");
+        // Every receipt is one of the messages owed to the others.
+        assert!(c.delivered <= c.expected, "{c:?}");
+        let s = setup(addr, path, 40, 8).await.unwrap();
+        assert_eq!(s.delivered, 40, "every connect succeeds: {s:?}");
         println!(
             "smoke {path:?}: echo {:.0}/s p50 {} µs; fanout {} of {} p99 {} µs",
             e.per_sec, e.p50_us, f.delivered, f.expected, f.p99_us

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bench::{PathKind, cpu_secs, echo, fanout, idle};
+use bench::{PathKind, chat_room, cpu_secs, echo, fanout, idle, setup};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -19,6 +19,10 @@ enum Scenario {
     Echo,
     Fanout,
     Idle,
+    /// N clients in one room, all sending, closed loop.
+    Chat,
+    /// `--conns` connects, `--inflight` at a time.
+    Setup,
 }
 
 #[derive(Debug, Parser)]
@@ -40,6 +44,9 @@ struct Args {
     /// Fan-out publish rate, messages per second.
     #[arg(long, default_value_t = 100)]
     rate: u64,
+    /// Connects in flight at once (setup).
+    #[arg(long, default_value_t = 64)]
+    inflight: usize,
     /// Seconds of load.
     #[arg(long, default_value_t = 10)]
     secs: u64,
@@ -73,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
             .await?
         }
         Scenario::Idle => idle(args.addr, args.path, args.conns, args.server_pid).await?,
+        Scenario::Chat => {
+            chat_room(args.addr, args.path, args.conns, args.payload, duration).await?
+        }
+        Scenario::Setup => setup(args.addr, args.path, args.conns, args.inflight).await?,
     };
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = match (pid.as_deref().and_then(cpu_secs), server_cpu_before) {
