@@ -51,10 +51,14 @@ load() { # label, pid, addr, loadgen args...
     taskset -c 1 target/release/loadgen --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl"
 }
 
-start switchboard target/release/server --bind 127.0.0.1:0 --db "$work/bench.db" --static-dir "$work" \
-    --bench-relay --rate-per-sec 1000000 --rate-burst 1000000 --max-connections-per-ip 100000 \
-    --outbound-queue 1024
+# Two Switchboard processes, one per path, so neither path's memory figure inherits the
+# other's freed (but still resident) allocations.
+sb_args=(--bind 127.0.0.1:0 --static-dir "$work" --bench-relay --rate-per-sec 1000000
+    --rate-burst 1000000 --max-connections-per-ip 100000 --outbound-queue 1024)
+start switchboard target/release/server --db "$work/bench.db" "${sb_args[@]}"
 SB_ADDR=$ADDR SB_PID=$PID
+start switchboard-chat target/release/server --db "$work/bench-chat.db" "${sb_args[@]}"
+SBC_ADDR=$ADDR SBC_PID=$PID
 PORT=0 start node-ws node bench/peers/node-ws/server.js
 NODE_ADDR=$ADDR NODE_PID=$PID
 PORT=0 start bun bench/peers/node_modules/.bin/bun bench/peers/bun/server.ts
@@ -69,7 +73,7 @@ peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $
 IDLE=${IDLE:-10000}
 echo "==> idle: $IDLE connections held, server RSS per connection"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$IDLE"
-load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario idle --path switchboard --conns "$IDLE"
+load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario idle --path switchboard --conns "$IDLE"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario idle --path raw --conns "$IDLE"
@@ -77,7 +81,7 @@ done
 
 echo "==> echo: 100 connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
-load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
+load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
@@ -86,7 +90,7 @@ done
 echo "==> fan-out: $RECEIVERS receivers, rates $RATES"
 for rate in $RATES; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
-    load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario fanout --path switchboard --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario fanout --path switchboard --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
     for p in "${peers[@]}"; do
         # shellcheck disable=SC2086
         load $p --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
@@ -96,7 +100,7 @@ done
 echo "==> fan-out: 10000 receivers, rates $RATES_10K"
 for rate in $RATES_10K; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
-    load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario fanout --path switchboard --conns 10000 --rate "$rate" --payload 64 --secs 5
+    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario fanout --path switchboard --conns 10000 --rate "$rate" --payload 64 --secs 5
     for p in "${peers[@]}"; do
         # shellcheck disable=SC2086
         load $p --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
@@ -106,7 +110,7 @@ done
 for n in 16 100; do
     echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
     load switchboard "$SB_PID" "$SB_ADDR" --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
-    load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario chat --path switchboard --conns "$n" --payload 64 --secs "$SECS"
+    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario chat --path switchboard --conns "$n" --payload 64 --secs "$SECS"
     for p in "${peers[@]}"; do
         # shellcheck disable=SC2086
         load $p --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
@@ -115,14 +119,14 @@ done
 
 echo "==> connection setup: $SETUP connects, 64 in flight"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight 64
-load switchboard-chat "$SB_PID" "$SB_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight 64
+load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight 64
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario setup --path raw --conns "$SETUP" --inflight 64
 done
 
-# Server-side figures from Switchboard's own /metrics after the run.
-curl -s "http://$SB_ADDR/metrics" | grep -E '^switchboard_(frames_out|messages_persisted|slow_consumers|delivery_seconds_(sum|count))' \
+# Server-side figures from the chat-path server's own /metrics after the run.
+curl -s "http://$SBC_ADDR/metrics" | grep -E '^switchboard_(frames_out|messages_persisted|slow_consumers|delivery_seconds_(sum|count))' \
     >"$out.metrics.txt" || true
 
 python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg"

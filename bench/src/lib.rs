@@ -229,7 +229,10 @@ pub async fn fanout(
     for r in 0..receivers {
         let p = match path {
             PathKind::Raw => recv_path.clone(),
-            PathKind::Switchboard => format!("/ws?name=r{r}&room={room}&feed=0"),
+            // Receivers are listeners without a name (viewers of a live feed): named members
+            // would each announce their join to all the others, and 10,000 of them joining one
+            // room is a presence storm of 50 million frames, not a fan-out measurement.
+            PathKind::Switchboard => format!("/ws?room={room}&feed=0"),
         };
         let mut ws = connect(addr, &p, r).await?;
         let received = received.clone();

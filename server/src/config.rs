@@ -79,7 +79,7 @@ pub struct Settings {
     pub outbound_queue: usize,
 
     /// WebSocket read buffer per connection, in bytes (axum's default is 128 KiB).
-    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", default_value_t = 4 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", default_value_t = 2 * 1024)]
     pub read_buffer_bytes: usize,
 
     /// Bytes buffered before a write reaches the socket (writers flush after each burst anyway).
