@@ -59,47 +59,43 @@ pub async fn handler(
 }
 
 async fn relay_session(
-    socket: WebSocket,
+    mut socket: WebSocket,
     relay: std::sync::Arc<Relay>,
     shutdown: tokio_util::sync::CancellationToken,
     _permit: ConnectionPermit,
 ) {
     let id = relay.next_id.fetch_add(1, Ordering::Relaxed);
     let mut rx = relay.tx.subscribe();
-    let (mut sink, mut stream) = socket.split();
-    let writer = async {
-        loop {
-            match rx.recv().await {
-                Ok((from, frame)) if from != id => {
-                    if sink.feed(frame).await.is_err() {
+    // One task owns the socket and both directions: no split, so no lock on every read, write
+    // and flush (the profile showed `BiLock::poll_lock` among the top costs of a fan-out).
+    loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Ok((from, frame)) => {
+                    if from != id && socket.feed(frame).await.is_err() {
                         return;
                     }
                     // Feed what else is ready, then flush once.
                     while let Ok((from, frame)) = rx.try_recv() {
-                        if from != id && sink.feed(frame).await.is_err() {
+                        if from != id && socket.feed(frame).await.is_err() {
                             return;
                         }
                     }
-                    if sink.flush().await.is_err() {
+                    if socket.flush().await.is_err() {
                         return;
                     }
                 }
-                Ok(_) => {}
                 // Too slow to keep up: a relay client is dropped, like a chat slow consumer.
                 Err(_) => return,
-            }
+            },
+            frame = socket.next() => match frame {
+                Some(Ok(frame @ (Message::Text(_) | Message::Binary(_)))) => {
+                    let _ = relay.tx.send((id, frame));
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+            () = shutdown.cancelled() => return,
         }
-    };
-    let reader = async {
-        while let Some(Ok(frame)) = stream.next().await {
-            if matches!(frame, Message::Text(_) | Message::Binary(_)) {
-                let _ = relay.tx.send((id, frame));
-            }
-        }
-    };
-    tokio::select! {
-        () = writer => {}
-        () = reader => {}
-        () = shutdown.cancelled() => {}
     }
 }
