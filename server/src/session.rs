@@ -82,14 +82,18 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let send_error = |code: ErrorCode, reason: String| {
         let _ = tx.try_send(Outbound::Frame(encode(&ServerMsg::error(code, reason))));
     };
-    let admitted = match admit(&p, session, tx.clone(), kick.clone()).await {
-        Ok((room, snapshot, name)) => match replay(&p, session, &room, snapshot, name, &tx).await {
-            Ok(()) => Ok(room),
-            Err(e) => {
-                p.hub.unregister(session, false);
-                Err((ErrorCode::StoreUnavailable, 1011, e.to_string()))
+    // Boxed: they run once, at the start; unboxed, their state would stay part of every
+    // session's future (and of its memory) for the connection's life.
+    let admitted = match Box::pin(admit(&p, session, tx.clone(), kick.clone())).await {
+        Ok((room, snapshot, name)) => {
+            match Box::pin(replay(&p, session, &room, snapshot, name, &tx)).await {
+                Ok(()) => Ok(room),
+                Err(e) => {
+                    p.hub.unregister(session, false);
+                    Err((ErrorCode::StoreUnavailable, 1011, e.to_string()))
+                }
             }
-        },
+        }
         Err(e) => Err(e),
     };
     let end = match admitted {
@@ -467,7 +471,8 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         };
         let claimed = match (self.cluster, self.hub.identity(self.session)) {
             (Some(cluster), Some((room, identity))) => {
-                cluster.claim_name(&room, &name, &identity).await
+                // Boxed: a Redis call's state would otherwise enlarge every reader.
+                Box::pin(cluster.claim_name(&room, &name, &identity)).await
             }
             _ => Ok(()),
         };
