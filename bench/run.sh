@@ -45,32 +45,44 @@ start() { # label, command...: starts a server pinned to core 0; sets ADDR and P
     [ -n "$ADDR" ] || { echo "$label did not start" >&2; cat "$work/$label.err" >&2; exit 1; }
 }
 
-load() { # label, pid, addr, loadgen args...
+load() { # label, pid, addr, loadgen args...: one run; a failed run is reported, not fatal
     local label=$1 pid=$2 addr=$3; shift 3
     echo "    $label $*"
-    taskset -c 1 target/release/loadgen --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl"
+    taskset -c 1 target/release/loadgen --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl" \
+        2>"$work/loadgen.err" || echo "    FAILED: $label $* ($(tail -1 "$work/loadgen.err"))" | tee -a "$out.failures.txt"
 }
 
-# Two Switchboard processes, one per path, so neither path's memory figure inherits the
-# other's freed (but still resident) allocations.
+# Every scenario family starts with fresh server processes: no run inherits another's teardown
+# (10,000 sockets closing), its memory, or its crash (Node can abort on heap exhaustion under
+# the 10k fan-out). Switchboard runs as two processes, one per path.
 sb_args=(--bind 127.0.0.1:0 --static-dir "$work" --bench-relay --rate-per-sec 1000000
     --rate-burst 1000000 --max-connections-per-ip 100000 --outbound-queue 1024)
-start switchboard target/release/server --db "$work/bench.db" "${sb_args[@]}"
-SB_ADDR=$ADDR SB_PID=$PID
-start switchboard-chat target/release/server --db "$work/bench-chat.db" "${sb_args[@]}"
-SBC_ADDR=$ADDR SBC_PID=$PID
-PORT=0 start node-ws node bench/peers/node-ws/server.js
-NODE_ADDR=$ADDR NODE_PID=$PID
-PORT=0 start bun bench/peers/node_modules/.bin/bun bench/peers/bun/server.ts
-BUN_ADDR=$ADDR BUN_PID=$PID
-PORT=0 start deno bench/peers/node_modules/.bin/deno run --allow-net --allow-env bench/peers/deno/server.ts
-DENO_ADDR=$ADDR DENO_PID=$PID
-PORT=0 start python bench/peers/python/.venv/bin/python bench/peers/python/server.py
-PY_ADDR=$ADDR PY_PID=$PID
-
-peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $DENO_ADDR" "python $PY_PID $PY_ADDR")
+fresh() {
+    if ((${#pids[@]})); then
+        kill "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+        pids=()
+        sleep 1
+    fi
+    rm -f "$work"/bench*.db*
+    start switchboard target/release/server --db "$work/bench.db" "${sb_args[@]}"
+    SB_ADDR=$ADDR SB_PID=$PID
+    start switchboard-chat target/release/server --db "$work/bench-chat.db" "${sb_args[@]}"
+    SBC_ADDR=$ADDR SBC_PID=$PID
+    PORT=0 start node-ws node bench/peers/node-ws/server.js
+    NODE_ADDR=$ADDR NODE_PID=$PID
+    PORT=0 start bun bench/peers/node_modules/.bin/bun bench/peers/bun/server.ts
+    BUN_ADDR=$ADDR BUN_PID=$PID
+    PORT=0 start deno bench/peers/node_modules/.bin/deno run --allow-net --allow-env bench/peers/deno/server.ts
+    DENO_ADDR=$ADDR DENO_PID=$PID
+    PORT=0 start python bench/peers/python/.venv/bin/python bench/peers/python/server.py
+    PY_ADDR=$ADDR PY_PID=$PID
+    peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $DENO_ADDR" "python $PY_PID $PY_ADDR")
+}
+: >"$out.failures.txt"
 
 IDLE=${IDLE:-10000}
+fresh
 echo "==> idle: $IDLE connections held, server RSS per connection"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$IDLE"
 load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario idle --path switchboard --conns "$IDLE"
@@ -79,6 +91,7 @@ for p in "${peers[@]}"; do
     load $p --scenario idle --path raw --conns "$IDLE"
 done
 
+fresh
 echo "==> echo: 100 connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
 load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
@@ -87,6 +100,7 @@ for p in "${peers[@]}"; do
     load $p --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
 done
 
+fresh
 echo "==> fan-out: $RECEIVERS receivers, rates $RATES"
 for rate in $RATES; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
@@ -97,6 +111,7 @@ for rate in $RATES; do
     done
 done
 
+fresh
 echo "==> fan-out: 10000 receivers, rates $RATES_10K"
 for rate in $RATES_10K; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
@@ -108,6 +123,7 @@ for rate in $RATES_10K; do
 done
 
 for n in 16 100; do
+    fresh
     echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
     load switchboard "$SB_PID" "$SB_ADDR" --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
     load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario chat --path switchboard --conns "$n" --payload 64 --secs "$SECS"
@@ -117,6 +133,7 @@ for n in 16 100; do
     done
 done
 
+fresh
 echo "==> connection setup: $SETUP connects, 64 in flight"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight 64
 load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight 64

@@ -528,10 +528,20 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                     let _ = tx.try_send(Outbound::Frame(encode(&ack)));
                 }
             }
-            Err(e) => self.reject(
-                ErrorCode::StoreUnavailable,
-                format!("{e}; the message was not stored, send it again"),
-            ),
+            Err(e) => {
+                self.reject(
+                    ErrorCode::StoreUnavailable,
+                    format!("{e}; the message was not stored, send it again"),
+                );
+                // Close with 1013 (try again later): the client reconnects with backoff, and its
+                // welcome (which needs the store back) makes it resend its whole outbox, this
+                // message included; the message id makes a resend that did land harmless.
+                self.kick.kick(
+                    close_code::TRY_AGAIN_LATER,
+                    "history store unavailable",
+                    true,
+                );
+            }
         }
     }
 

@@ -285,6 +285,8 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4429;
     /// The client stopped answering pings. Reconnect.
     pub const HEARTBEAT_TIMEOUT: u16 = 4408;
+    /// RFC 6455 "try again later": a message could not be stored; reconnect and resend.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 
     /// Whether a client should reconnect automatically after this close code.
     pub fn should_reconnect(code: u16) -> bool {

@@ -10,7 +10,8 @@
 //!
 //! While Redis is unreachable, an append is retried with backoff for up to
 //! [`RedisConfig::retry`]; a retry after a lost reply is safe because the message id
-//! deduplicates it. After that the append fails and the client keeps the message in its outbox.
+//! deduplicates it. After that the append fails: the session tells the client and closes with
+//! 1013, and the client resends from its outbox once it is welcomed again.
 //!
 //! Keys (all under `sb:`): `sb:epoch`; per room `sb:{room}:seq` (last seq), `sb:{room}:log`
 //! (stream), `sb:{room}:id:{client id}` (`"seq:ts"`, expiring after [`RedisConfig::dedup_ttl`]).

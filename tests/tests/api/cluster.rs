@@ -16,10 +16,15 @@ use tokio_util::sync::CancellationToken;
 const PRESENCE_TTL: Duration = Duration::from_secs(3);
 
 async fn node(redis: &RedisServer) -> ServerProcess {
+    node_with_retry(redis, 30).await
+}
+
+/// A node whose appends give up after `retry_secs` without Redis.
+async fn node_with_retry(redis: &RedisServer, retry_secs: u64) -> ServerProcess {
     let args: Vec<String> = [
         ("--redis-url", redis.url()),
         ("--presence-ttl-secs", PRESENCE_TTL.as_secs().to_string()),
-        ("--store-retry-secs", "30".into()),
+        ("--store-retry-secs", retry_secs.to_string()),
         ("--rate-per-sec", "1000".into()),
         ("--rate-burst", "1000".into()),
     ]
@@ -459,24 +464,8 @@ async fn a_redis_that_lost_its_data_gives_a_new_epoch_not_a_restarted_seq() {
     );
     // A client resuming on either node is told its position is from an older history.
     for node in [&a, &b] {
-        let welcome = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let Ok(mut client) = node
-                    .connect(&format!("/ws?room=attic&feed=0&epoch={old}&seq=3"))
-                    .await
-                else {
-                    continue;
-                };
-                match client.next_event().await {
-                    Ok(Event::Msg(ServerMsg::Welcome(w))) => return w,
-                    // Redis not reachable yet from this node (the session was refused), or the
-                    // node noticed the new history just then (closed with 1012): try again.
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        })
-        .await
-        .expect("a welcome once Redis is back");
+        let (_, welcome) =
+            welcome_when_ready(node, &format!("/ws?room=attic&feed=0&epoch={old}&seq=3")).await;
         assert_ne!(welcome.epoch, old);
         assert!(
             matches!(
@@ -490,4 +479,55 @@ async fn a_redis_that_lost_its_data_gives_a_new_epoch_not_a_restarted_seq() {
             welcome.resume
         );
     }
+}
+
+/// Connects until a welcome arrives, as a reconnecting client does: while Redis is unreachable
+/// the node refuses sessions (it cannot replay), and a node that just noticed a new history
+/// closes them with 1012.
+async fn welcome_when_ready(node: &Endpoint, path: &str) -> (WsClient, shared::Welcome) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(mut client) = node.connect(path).await
+                && let Ok(Event::Msg(ServerMsg::Welcome(w))) = client.next_event().await
+            {
+                return (client, w);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a welcome once Redis is back")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_cannot_be_stored_is_refused_with_1013_and_its_resend_lands_once() {
+    let mut redis = RedisServer::start().await;
+    let a = node_with_retry(&redis, 1).await;
+    let (mut ann, welcome) = a.join_as("ann", "vault", &token("ann"), None).await;
+    redis.kill().await;
+    ann.chat_with_id("kept in the outbox", "ann-1").await;
+    let code = ann
+        .recv_until(|m| match m {
+            ServerMsg::Error { code, .. } => Some(code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, shared::ErrorCode::StoreUnavailable);
+    assert_eq!(ann.close_code().await, 1013, "told to reconnect and resend");
+
+    redis.restart().await;
+    let query = format!(
+        "/ws?name=ann&room=vault&feed=0&token={}&epoch={}&seq=0",
+        token("ann"),
+        welcome.epoch
+    );
+    let (mut ann, _) = welcome_when_ready(&a, &query).await;
+    // The outbox is sent on every welcome; a second send (its ack lost, say) is not stored twice.
+    ann.chat_with_id("kept in the outbox", "ann-1").await;
+    let seq = ann.ack("ann-1").await;
+    ann.chat_with_id("kept in the outbox", "ann-1").await;
+    assert_eq!(ann.ack("ann-1").await, seq);
+    let page = a.history("vault", "limit=50").await;
+    let texts: Vec<&str> = page.messages.iter().map(|m| m.msg.as_str()).collect();
+    assert_eq!(texts, ["kept in the outbox"]);
 }
