@@ -158,10 +158,7 @@ COLORS = {"switchboard": "#4f46e5", "switchboard-chat": "#818cf8", "node-ws": "#
           "bun": "#f59e0b", "deno": "#0f172a", "python": "#3b82f6"}
 W, BAR, GAP, LABEL_W, TITLE_H = 760, 16, 4, 130, 28
 panels = list(headline.items())
-height = sum(TITLE_H + len(SERVERS) * (BAR + GAP) + 14 for _ in panels) + 40
-out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
-       'font-family="system-ui, sans-serif" font-size="12">',
-       f'<rect width="{W}" height="{height}" fill="#fff"/>',
+out = ['SVG_HEADER',
        f'<text x="12" y="22" font-size="15" font-weight="600">Switchboard vs peers — one run, '
        f'{escape(machine["cpu"])}, server on one core</text>']
 y = 40
@@ -184,5 +181,8 @@ for (label, unit, better), values in panels:
             out.append(f'<text x="{LABEL_W + 4}" y="{y + BAR - 4}" fill="#94a3b8">not measured</text>')
         y += BAR + GAP
     y += 14
+height = y + 6
+out[0] = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
+          f'font-family="system-ui, sans-serif" font-size="12">\n<rect width="{W}" height="{height}" fill="#fff"/>')
 out.append("</svg>")
 open(svg_out, "w").write("\n".join(out) + "\n")

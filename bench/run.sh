@@ -59,6 +59,10 @@ sb_args=(--bind 127.0.0.1:0 --static-dir "$work" --bench-relay --rate-per-sec 10
     --rate-burst 1000000 --max-connections-per-ip 100000 --outbound-queue 1024)
 fresh() {
     if ((${#pids[@]})); then
+        # Server-side figures from the chat-path server's own /metrics, per scenario family.
+        { echo "# after: ${family:-start}"; curl -s "http://$SBC_ADDR/metrics" | grep -E \
+            '^switchboard_(frames_(in|out)_total|messages_persisted_total|slow_consumers_dropped_total|delivery_seconds_(sum|count))'; } \
+            >>"$out.metrics.txt" || true
         kill "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
         pids=()
@@ -80,9 +84,11 @@ fresh() {
     peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $DENO_ADDR" "python $PY_PID $PY_ADDR")
 }
 : >"$out.failures.txt"
+: >"$out.metrics.txt"
 
 IDLE=${IDLE:-10000}
 fresh
+family=idle
 echo "==> idle: $IDLE connections held, server RSS per connection"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$IDLE"
 load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario idle --path switchboard --conns "$IDLE"
@@ -92,6 +98,7 @@ for p in "${peers[@]}"; do
 done
 
 fresh
+family=echo
 echo "==> echo: 100 connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
 load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
@@ -101,6 +108,7 @@ for p in "${peers[@]}"; do
 done
 
 fresh
+family="fan-out 1k"
 echo "==> fan-out: $RECEIVERS receivers, rates $RATES"
 for rate in $RATES; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
@@ -112,6 +120,7 @@ for rate in $RATES; do
 done
 
 fresh
+family="fan-out 10k"
 echo "==> fan-out: 10000 receivers, rates $RATES_10K"
 for rate in $RATES_10K; do
     load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
@@ -124,6 +133,7 @@ done
 
 for n in 16 100; do
     fresh
+    family="chat room $n"
     echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
     load switchboard "$SB_PID" "$SB_ADDR" --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
     load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario chat --path switchboard --conns "$n" --payload 64 --secs "$SECS"
@@ -134,6 +144,7 @@ for n in 16 100; do
 done
 
 fresh
+family="connection setup"
 echo "==> connection setup: $SETUP connects, 64 in flight"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight 64
 load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight 64
@@ -142,9 +153,7 @@ for p in "${peers[@]}"; do
     load $p --scenario setup --path raw --conns "$SETUP" --inflight 64
 done
 
-# Server-side figures from the chat-path server's own /metrics after the run.
-curl -s "http://$SBC_ADDR/metrics" | grep -E '^switchboard_(frames_out|messages_persisted|slow_consumers|delivery_seconds_(sum|count))' \
-    >"$out.metrics.txt" || true
+fresh # records the last family's server-side figures
 
 python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg"
 cat "$out.md"
