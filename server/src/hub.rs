@@ -770,6 +770,14 @@ mod tests {
                 Outbound::Ping => self.next(),
             }
         }
+
+        /// Everything queued, in a stable order (for announcements whose order does not
+        /// matter).
+        fn drain_sorted(&mut self) -> Vec<ServerMsg> {
+            let mut got: Vec<ServerMsg> = std::iter::from_fn(|| self.next()).collect();
+            got.sort_by_key(|m| format!("{m:?}"));
+            got
+        }
     }
 
     /// A registration in room "r" (feed off), and the receiving end of its queue.
@@ -970,10 +978,8 @@ mod tests {
         };
         // Bob appears on another node; Ada is also open in a tab there.
         hub.set_remote(remote(&[("bob", 1), ("ada", 1)]));
-        let mut got: Vec<ServerMsg> = std::iter::from_fn(|| ada.next()).collect();
-        got.sort_by_key(|m| format!("{m:?}"));
         assert_eq!(
-            got,
+            ada.drain_sorted(),
             vec![
                 ServerMsg::Joined {
                     room: "r".into(),
@@ -997,10 +1003,8 @@ mod tests {
         while ada.next().is_some() {}
         // The other node is gone: Bob leaves, Ada is back to one connection.
         hub.set_remote(RemoteMembers::new());
-        let mut got: Vec<ServerMsg> = std::iter::from_fn(|| ada.next()).collect();
-        got.sort_by_key(|m| format!("{m:?}"));
         assert_eq!(
-            got,
+            ada.drain_sorted(),
             vec![
                 ServerMsg::Left {
                     room: "r".into(),
