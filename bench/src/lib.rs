@@ -510,11 +510,7 @@ pub async fn chat_room(
 
 /// Sender timestamp, sender and round at the head of a chat-room message.
 fn round_of(text: &str, path: PathKind) -> Option<(u64, usize, u64)> {
-    let body = match path {
-        PathKind::Raw => text,
-        PathKind::Switchboard => &text[text.find("\"msg\":\"")? + 7..],
-    };
-    let mut parts = body.splitn(4, ' ');
+    let mut parts = body_of(text, path)?.splitn(4, ' ');
     Some((
         parts.next()?.parse().ok()?,
         parts.next()?.parse().ok()?,
@@ -594,15 +590,20 @@ fn epoch_nanos() -> u128 {
 
 /// The scheduled send time (µs since the run's start) at the head of a message.
 fn scheduled(text: &str, path: PathKind) -> Option<u64> {
-    let body = match path {
-        PathKind::Raw => text,
+    body_of(text, path)?.split(' ').next()?.parse().ok()
+}
+
+/// The load generator's own text in a received frame: the frame itself on the raw path; on the
+/// chat path, from the start of the `msg` field of `{"type":"chat",...,"msg":"..."}` (found
+/// without a full parse).
+fn body_of(text: &str, path: PathKind) -> Option<&str> {
+    match path {
+        PathKind::Raw => Some(text),
         PathKind::Switchboard => {
-            // {"type":"chat",...,"msg":"<us> xxx",...}: find the msg field without a full parse.
             let i = text.find("\"msg\":\"")? + 7;
-            &text[i..]
+            Some(&text[i..])
         }
-    };
-    body.split(' ').next()?.parse().ok()
+    }
 }
 
 /// CPU seconds a process has used (user + system), from `/proc/PID/stat`.

@@ -26,15 +26,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
 use shared::{ChatMsg, RoomId, Username};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
-use crate::store::redis::{CHAT_CHANNEL, EPOCH_KEY, RedisStore, decode_published};
+use crate::store::redis::{CHAT_CHANNEL, RedisStore, decode_published, unavailable, with_epoch};
 use crate::store::{Store, StoreError};
 
 /// Typing notices between nodes: `node\nroom\nname`.
@@ -379,13 +379,7 @@ impl Cluster {
         let ttl_ms = self.ttl.as_millis() as u64;
         let mut conn = self.conn.clone();
         let payload = serde_json::to_string(&mine).map_err(unavailable)?;
-        let (epoch, nodes): (String, Vec<String>) = redis::pipe()
-            .cmd("SET")
-            .arg(EPOCH_KEY)
-            .arg(RedisStore::epoch_candidate())
-            .arg("NX")
-            .ignore()
-            .get(EPOCH_KEY)
+        let (epoch, nodes): (String, Vec<String>) = with_epoch(&mut redis::pipe())
             .cmd("SET")
             .arg(node_key(&self.node))
             .arg(payload)
@@ -487,8 +481,6 @@ impl Cluster {
     }
 }
 
-use redis::AsyncCommands;
-
 fn node_key(node: &str) -> String {
     format!("sb:node:{node}")
 }
@@ -509,8 +501,4 @@ fn holder_key(identity: &Identity, node: &str) -> String {
         }
         Identity::Session(session) => format!("s:{node}:{session}"),
     }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
 }

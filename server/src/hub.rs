@@ -803,6 +803,18 @@ mod tests {
         (session, peer)
     }
 
+    /// A chat message in room "r".
+    fn chat(seq: u64) -> ChatMsg {
+        ChatMsg {
+            room: "r".into(),
+            seq,
+            name: "x".into(),
+            msg: format!("m{seq}"),
+            id: None,
+            ts: 0,
+        }
+    }
+
     fn member(name: &str, connections: u32) -> Member {
         Member {
             name: name.into(),
@@ -911,14 +923,6 @@ mod tests {
         let session = hub.next_session_id();
         let (reg, mut peer) = registration(None, Identity::Session(session));
         hub.register(session, reg).unwrap();
-        let chat = |seq: u64| ChatMsg {
-            room: "r".into(),
-            seq,
-            name: "x".into(),
-            msg: format!("m{seq}"),
-            id: None,
-            ts: 0,
-        };
         hub.publish_committed(vec![chat(4), chat(5), chat(6)]);
         assert_eq!(peer.next(), None, "held back during the replay");
         // The replay covered up to 5.
@@ -933,14 +937,6 @@ mod tests {
     async fn a_message_delivered_twice_reaches_each_session_once_and_floors_track_the_room() {
         let hub = Hub::new(60, GRACE, 256, Metrics::new());
         let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
-        let chat = |seq: u64| ChatMsg {
-            room: "r".into(),
-            seq,
-            name: "x".into(),
-            msg: format!("m{seq}"),
-            id: None,
-            ts: 0,
-        };
         hub.publish_committed(vec![chat(1), chat(2)]);
         // A catch-up read overlapping what was already delivered.
         hub.publish_recovered(vec![chat(1), chat(2), chat(3)]);

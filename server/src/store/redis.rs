@@ -23,14 +23,14 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, Script, Value};
+use redis::{Script, Value};
 use shared::{ChatMsg, RoomId};
 
 use super::{Appended, Bounds, NewMessage, Store, StoreError};
 
 /// The pub/sub channel every append is published on.
 pub const CHAT_CHANNEL: &str = "sb:chat";
-pub const EPOCH_KEY: &str = "sb:epoch";
+const EPOCH_KEY: &str = "sb:epoch";
 /// How long one Redis request may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,11 +101,10 @@ impl RedisStore {
         let mut conn = ConnectionManager::new_with_config(client.clone(), manager)
             .await
             .map_err(unavailable)?;
-        let _: bool = conn
-            .set_nx(EPOCH_KEY, new_epoch())
+        let (epoch,): (String,) = with_epoch(&mut redis::pipe())
+            .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let epoch: String = conn.get(EPOCH_KEY).await.map_err(unavailable)?;
         Ok(Self {
             conn,
             client,
@@ -190,11 +189,6 @@ impl RedisStore {
     /// Sets what to do when the epoch changes (once).
     pub fn on_epoch_change(&self, f: impl Fn() + Send + Sync + 'static) {
         let _ = self.on_epoch_change.set(Box::new(f));
-    }
-
-    /// A fresh epoch for `SET NX`, should Redis have none.
-    pub fn epoch_candidate() -> String {
-        new_epoch()
     }
 
     async fn range(
@@ -290,23 +284,17 @@ impl Store for RedisStore {
         Box::pin(async move {
             // The epoch is (re)made here too, so a Redis that lost its data is noticed by the
             // next resume, not only by the next append.
-            let reply: redis::RedisResult<(String, Option<u64>, StreamRangeReply)> = redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(EPOCH_KEY)
-                .arg(new_epoch())
-                .arg("NX")
-                .ignore()
-                .get(EPOCH_KEY)
-                .get(format!("sb:{room}:seq"))
-                .cmd("XRANGE")
-                .arg(format!("sb:{room}:log"))
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut self.conn.clone())
-                .await;
+            let reply: redis::RedisResult<(String, Option<u64>, StreamRangeReply)> =
+                with_epoch(redis::pipe().atomic())
+                    .get(format!("sb:{room}:seq"))
+                    .cmd("XRANGE")
+                    .arg(format!("sb:{room}:log"))
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut self.conn.clone())
+                    .await;
             let (epoch, last, oldest) = self.record(reply)?;
             self.note_epoch(epoch);
             let last = last.unwrap_or(0);
@@ -378,10 +366,21 @@ pub fn decode_published(payload: &str) -> Option<ChatMsg> {
     })
 }
 
+/// Adds to a pipeline: create the history's epoch if Redis has none (a fresh or wiped Redis),
+/// then read it. The epoch is the first value of the pipeline's reply.
+pub fn with_epoch(pipe: &mut redis::Pipeline) -> &mut redis::Pipeline {
+    pipe.cmd("SET")
+        .arg(EPOCH_KEY)
+        .arg(new_epoch())
+        .arg("NX")
+        .ignore()
+        .get(EPOCH_KEY)
+}
+
 fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
