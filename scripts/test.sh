@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 source scripts/env.sh
 log=$(mktemp)
-trap 'rm -f "$log"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$log" "$work"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true' EXIT
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -32,9 +33,10 @@ step "fuzz smoke: cargo fuzz on client input decoding and validation (20 s)"
     || { echo "fuzz smoke failed" >&2; exit 1; }
 
 step "layer 3: client tests (wasm-bindgen-test in headless Chromium) against a real server"
-out=$(mktemp)
+out=$work/client-server.out
+# A fresh database: old messages in a shared one could satisfy the tests' waits.
 target/debug/server --bind 127.0.0.1:0 --allowed-origins '*' --max-message-bytes 4096 \
-    --static-dir /nonexistent >"$out" 2>/dev/null &
+    --static-dir /nonexistent --db "$work/client-tests.db" >"$out" 2>/dev/null &
 server_pid=$!
 for _ in $(seq 100); do grep -q 'listening on' "$out" && break; sleep 0.1; done
 addr=$(sed -n 's/^listening on http:\/\///p' "$out")
@@ -46,12 +48,18 @@ step "layer 4: end to end in headless Chromium (release bundle)"
 trunk build --release
 (cd tests/e2e && npm test) 2>&1 | tee -a "$log"
 
+# Counts from every layer: cargo's "test result" lines, node:test's "# pass/# fail/# skipped",
+# and the conformance layer's own line. A layer that could not run at all is named.
 passed=$(( $(grep -oE 'test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}') \
          + $(grep -E '^# pass [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') \
          + $(grep -E '^autobahn: [0-9]+ passed' "$log" | awk '{s+=$2} END {print s+0}') ))
 failed=$(( $(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}') \
          + $(grep -E '^# fail [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') \
          + $(grep -oE '^autobahn: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}') ))
+skipped=$(( $(grep -oE '[0-9]+ ignored;' "$log" | awk '{s+=$1} END {print s+0}') \
+          + $(grep -E '^# skipped [0-9]+' "$log" | awk '{s+=$3} END {print s+0}') \
+          + $(grep -oE '^autobahn: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$log" | awk '{s+=$6} END {print s+0}') ))
+skipped_layers=$(sed -n 's/^autobahn: SKIPPED layer \([a-z]*\).*/\1/p' "$log" | sort -u | paste -sd, -)
 echo
-echo "switchboard: $passed passed, $failed failed"
+echo "switchboard: $passed passed, $failed failed, $skipped skipped${skipped_layers:+ (layer skipped: $skipped_layers)}"
 [ "$failed" -eq 0 ]

@@ -305,6 +305,24 @@ impl RoomState {
                 });
                 self.save_outbox();
             }
+            ServerMsg::Nack { id, code, reason } => {
+                // Refused for good: it leaves the outbox, so no reconnect sends it again.
+                let text = self
+                    .outbox
+                    .with_untracked(|o| o.iter().find(|p| p.id == id).map(|p| p.text.clone()));
+                self.outbox.update(|o| o.retain(|p| p.id != id));
+                self.save_outbox();
+                self.log_event("message", format!("nack {code:?}"));
+                if let Some(text) = text {
+                    self.notice(format!(
+                        "Not delivered: \u{201c}{text}\u{201d} was refused by the server and will not be resent"
+                    ));
+                }
+                self.problem.set(Some(Problem {
+                    title: "Message refused".into(),
+                    detail: reason,
+                }));
+            }
             ServerMsg::Joined { member, .. } => {
                 self.notice(format!("{} joined", member.name));
                 self.members.update(|m| {
@@ -348,6 +366,7 @@ impl RoomState {
                     shared::ErrorCode::RateLimited => "Slow down",
                     shared::ErrorCode::TextInvalid => "Message not sent",
                     shared::ErrorCode::StoreUnavailable => "Message not stored yet",
+                    shared::ErrorCode::StoreRejected => "Message refused",
                     _ => "The server refused a message",
                 };
                 self.problem.set(Some(Problem {

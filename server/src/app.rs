@@ -17,15 +17,16 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::client_addr::TrustedProxies;
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::Hub;
-use crate::limits::{ConnectionLimiter, OriginPolicy};
+use crate::limits::{AddressLimiter, ConnectionLimiter, OriginPolicy};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routes::relay::Relay;
 use crate::store::redis::RedisStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{RoomInUse, SqliteStore};
 use crate::store::{CommitListener, Store};
 
 /// Shared by every handler.
@@ -41,6 +42,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub origins: Arc<OriginPolicy>,
     pub limiter: Arc<ConnectionLimiter>,
+    /// Whose forwarding headers name the client (`--trusted-proxies`).
+    pub proxies: Arc<TrustedProxies>,
+    /// The HTTP API's rate limit, per client address.
+    pub api_limiter: Arc<AddressLimiter>,
     /// Cancelled on SIGINT/SIGTERM: sessions send close 1001 and end.
     pub shutdown: CancellationToken,
     /// Every session and writer task, so shutdown can wait for them.
@@ -71,6 +76,7 @@ pub struct Application {
 impl Application {
     /// Binds the listener (port 0 picks a free port) and builds the router.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(settings.bind)
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -106,10 +112,15 @@ impl Application {
                     let hub = hub.clone();
                     Arc::new(move |messages| hub.publish_committed(messages))
                 };
-                let store = SqliteStore::open(&settings.db, settings.retention(), on_commit)
-                    .with_context(|| {
-                        format!("opening the history database {}", settings.db.display())
-                    })?;
+                let in_use: RoomInUse = {
+                    let hub = hub.clone();
+                    Arc::new(move |room| hub.room_in_use(room))
+                };
+                let store =
+                    SqliteStore::open(&settings.db, settings.retention(), on_commit, in_use)
+                        .with_context(|| {
+                            format!("opening the history database {}", settings.db.display())
+                        })?;
                 tracing::info!(db = %settings.db.display(), epoch = store.epoch(), "history store ready");
                 (Arc::new(store), None)
             }
@@ -125,6 +136,11 @@ impl Application {
                 settings.max_connections,
                 settings.max_connections_per_ip,
             ),
+            proxies: Arc::new(settings.trusted_proxies()),
+            api_limiter: Arc::new(AddressLimiter::new(
+                settings.api_rate_per_sec,
+                settings.api_rate_burst,
+            )),
             settings: Arc::new(settings),
             shutdown,
             tracker,

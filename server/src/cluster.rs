@@ -20,7 +20,6 @@
 //! backoff, catching up as above.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,14 +27,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use shared::{ChatMsg, RoomId, Username};
+use shared::{RoomId, Username};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
+use crate::metrics::op;
 use crate::store::redis::{CHAT_CHANNEL, RedisStore, decode_published, unavailable, with_epoch};
-use crate::store::{Store, StoreError};
+use crate::store::{Range, StoreError};
 
 /// Typing notices between nodes: `node\nroom\nname`.
 pub const TYPING_CHANNEL: &str = "sb:typing";
@@ -143,7 +143,7 @@ impl Cluster {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Arc<Self> {
-        let node = format!("{:016x}", rand::random::<u64>());
+        let node = hub.instance().to_owned();
         let (events, rx) = mpsc::unbounded_channel();
         // Sessions' positions belong to the old history: make every client reconnect, resume,
         // and be told (`gap{epoch_changed}`).
@@ -206,7 +206,8 @@ impl Cluster {
             Ok(0) => Ok(()),
             Ok(_) => Err(NameTaken),
             Err(e) => {
-                tracing::warn!(error = %e, "name claim not checked in Redis");
+                self.failed("claim", &e);
+                tracing::warn!("name claim not checked in Redis; only this node's holders count");
                 Ok(())
             }
         }
@@ -305,18 +306,8 @@ impl Cluster {
     /// Delivers a room's stored messages with `after < seq <= upto` (sessions skip those they
     /// have).
     async fn fill(&self, room: &RoomId, after: u64, upto: u64) -> Result<(), StoreError> {
-        let mut cursor = after;
-        while cursor < upto {
-            let want = (upto - cursor).min(CATCH_UP_PAGE as u64) as usize;
-            let page: Vec<ChatMsg> = self
-                .store
-                .read_after(room, cursor, want)
-                .await?
-                .into_iter()
-                .filter(|m| m.seq <= upto)
-                .collect();
-            let Some(last) = page.last() else { break };
-            cursor = last.seq;
+        let mut range = Range::new(room.clone(), after, upto);
+        while let Some(page) = range.next_page(self.store.as_ref(), CATCH_UP_PAGE).await? {
             for chunk in page.chunks(CATCH_UP_CHUNK) {
                 self.await_headroom(room, chunk.len()).await;
                 self.hub.publish_recovered(chunk.to_vec());
@@ -351,6 +342,11 @@ impl Cluster {
             let ok = match self.heartbeat().await {
                 Ok(()) => true,
                 Err(e) => {
+                    self.hub
+                        .metrics()
+                        .backplane_errors
+                        .get_or_create(&op("heartbeat"))
+                        .inc();
                     tracing::warn!(error = %e, "presence heartbeat failed");
                     false
                 }
@@ -360,11 +356,25 @@ impl Cluster {
         // Leaving on purpose: the others drop this node's members at their next heartbeat
         // instead of waiting for the TTL.
         let mut conn = self.conn.clone();
-        let _: redis::RedisResult<()> = redis::pipe()
+        let left: redis::RedisResult<()> = redis::pipe()
             .del(node_key(&self.node))
-            .zrem(NODES_KEY, &self.node)
+            .srem(NODES_KEY, &self.node)
             .query_async(&mut conn)
             .await;
+        if let Err(e) = left {
+            // The entry expires with its TTL; the others see this node's members leave late.
+            self.failed("leave", &e);
+        }
+    }
+
+    /// Logs and counts a failed Redis request that nothing waits for.
+    fn failed(&self, what: &'static str, e: &redis::RedisError) {
+        self.hub
+            .metrics()
+            .backplane_errors
+            .get_or_create(&op(what))
+            .inc();
+        tracing::warn!(op = what, error = %e, "Redis request failed");
     }
 
     /// Publishes this node's members, refreshes its names, and reads everyone else's members.
@@ -460,22 +470,25 @@ impl Cluster {
                 () = shutdown.cancelled() => return,
             };
             let mut conn = self.conn.clone();
-            let result: redis::RedisResult<()> = match event {
-                Event::Released { room, name, holder } => self
-                    .release
-                    .key(name_key(&room, &name))
-                    .arg(holder)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map(|_: u32| ()),
-                Event::Typing { room, name } => {
-                    conn.publish(TYPING_CHANNEL, format!("{}\n{room}\n{name}", self.node))
+            let (what, result): (_, redis::RedisResult<()>) = match event {
+                Event::Released { room, name, holder } => (
+                    "release",
+                    self.release
+                        .key(name_key(&room, &name))
+                        .arg(holder)
+                        .invoke_async(&mut conn)
                         .await
-                }
+                        .map(|_: u32| ()),
+                ),
+                Event::Typing { room, name } => (
+                    "typing",
+                    conn.publish(TYPING_CHANNEL, format!("{}\n{room}\n{name}", self.node))
+                        .await,
+                ),
             };
             if let Err(e) = result {
                 // A name not released expires with its TTL; a lost typing notice is harmless.
-                tracing::debug!(error = %e, "cluster event not published");
+                self.failed(what, &e);
             }
         }
     }
@@ -492,13 +505,5 @@ fn name_key(room: &RoomId, name: &Username) -> String {
 /// Who holds a name, as stored in Redis: a hash of the token (never the token itself), or the
 /// node and session for a tokenless session.
 fn holder_key(identity: &Identity, node: &str) -> String {
-    match identity {
-        Identity::Token(token) => {
-            // SipHash with fixed keys: the same on every node running this build.
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            token.hash(&mut hasher);
-            format!("t:{:016x}", hasher.finish())
-        }
-        Identity::Session(session) => format!("s:{node}:{session}"),
-    }
+    identity.key(node)
 }

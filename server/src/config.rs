@@ -6,6 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
+
+use crate::client_addr::{Cidr, TrustedProxies};
+
+/// A `usize` option with a lower bound; below it, clap names the option and exits with 2.
+fn at_least(min: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(min..)
+}
 
 /// Switchboard: real-time chat and live data over WebSockets.
 #[derive(Debug, Clone, Parser)]
@@ -29,57 +37,57 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
 
     /// Largest WebSocket message (and frame) accepted, in bytes. Bigger: close 1009.
-    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", value_parser = at_least(128), default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
     /// Longest chat message, in characters. Longer: a `text_invalid` error.
-    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
+    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", value_parser = at_least(1), default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
     pub max_text_chars: usize,
 
     /// Longest name, in characters, after trimming.
-    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
+    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", value_parser = at_least(1), default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
     pub max_name_chars: usize,
 
     /// Sustained messages per second per connection (token bucket refill rate).
-    #[arg(long, env = "SWITCHBOARD_RATE_PER_SEC", default_value_t = 10)]
+    #[arg(long, env = "SWITCHBOARD_RATE_PER_SEC", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 10)]
     pub rate_per_sec: u32,
 
     /// Messages a connection may send in a burst on top of the sustained rate (bucket size).
-    #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = 20)]
+    #[arg(long, env = "SWITCHBOARD_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 20)]
     pub rate_burst: u32,
 
     /// Sustained typing notices and feed switches per second per connection (their own bucket,
     /// so typing never eats into the chat budget).
-    #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_PER_SEC", default_value_t = 5)]
+    #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_PER_SEC", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 5)]
     pub control_rate_per_sec: u32,
 
     /// Burst of typing notices and feed switches on top of their sustained rate.
-    #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_BURST", default_value_t = 10)]
+    #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 10)]
     pub control_rate_burst: u32,
 
     /// Consecutive rate-limited frames after which the connection is closed with 1008.
-    #[arg(long, env = "SWITCHBOARD_RATE_ABUSE_LIMIT", default_value_t = 50)]
+    #[arg(long, env = "SWITCHBOARD_RATE_ABUSE_LIMIT", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 50)]
     pub rate_abuse_limit: u32,
 
     /// Seconds between server pings.
     #[arg(
         long,
-        env = "SWITCHBOARD_HEARTBEAT_INTERVAL_SECS",
+        env = "SWITCHBOARD_HEARTBEAT_INTERVAL_SECS", value_parser = clap::value_parser!(u64).range(1..),
         default_value_t = 15
     )]
     pub heartbeat_interval_secs: u64,
 
     /// Seconds of silence, beyond one heartbeat interval, after which a peer is closed.
-    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10)]
     pub heartbeat_timeout_secs: u64,
 
     /// Frames queued for one connection before it counts as a slow consumer and is closed
     /// with 4429 (the room never waits for it).
-    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", value_parser = at_least(2), default_value_t = 256)]
     pub outbound_queue: usize,
 
     /// WebSocket read buffer per connection, in bytes (axum's default is 128 KiB).
-    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", default_value_t = 2 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", value_parser = at_least(256), default_value_t = 2 * 1024)]
     pub read_buffer_bytes: usize,
 
     /// Bytes buffered before a write reaches the socket (writers flush after each burst anyway).
@@ -88,17 +96,32 @@ pub struct Settings {
 
     /// Seconds a client has to send its complete HTTP request headers (per request, also while
     /// a keep-alive connection idles); slower connections are closed (slowloris protection).
-    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
+    /// Proxies (load balancers) whose `Forwarded` / `X-Forwarded-For` headers name the client,
+    /// as comma-separated addresses or CIDR blocks (`10.0.0.0/8,fd00::/8`). Only a connection
+    /// from one of these has its client address taken from the headers (for per-IP caps, rate
+    /// limits, logs and the welcome); from anyone else the headers are ignored. Default: none.
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Sustained requests per second per client address to the HTTP API (`/api/…`).
+    #[arg(long, env = "SWITCHBOARD_API_RATE_PER_SEC", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_per_sec: u32,
+
+    /// Burst of HTTP API requests per client address on top of the sustained rate.
+    #[arg(long, env = "SWITCHBOARD_API_RATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_burst: u32,
+
     /// Most WebSocket connections open at once; more get 503.
-    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 20_000)]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_parser = at_least(1), default_value_t = 20_000)]
     pub max_connections: usize,
 
     /// Most WebSocket connections open at once from one IP address; more get 429.
     #[arg(
         long,
-        env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
+        env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", value_parser = at_least(1),
         default_value_t = 256
     )]
     pub max_connections_per_ip: usize,
@@ -138,7 +161,7 @@ pub struct Settings {
     pub name_grace_secs: u64,
 
     /// Largest page of `GET /api/rooms/{room}/messages`.
-    #[arg(long, env = "SWITCHBOARD_MAX_HISTORY_PAGE", default_value_t = 200)]
+    #[arg(long, env = "SWITCHBOARD_MAX_HISTORY_PAGE", value_parser = at_least(1), default_value_t = 200)]
     pub max_history_page: usize,
 
     /// On SIGINT/SIGTERM, how long to wait for sessions to send close 1001 and finish.
@@ -154,7 +177,7 @@ pub struct Settings {
 
     /// Clustered: seconds a node's presence entry and name claims live without a refresh (each
     /// node refreshes every third of it). A crashed node's members leave within this.
-    #[arg(long, env = "SWITCHBOARD_PRESENCE_TTL_SECS", default_value_t = 10)]
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10)]
     pub presence_ttl_secs: u64,
 
     /// Clustered: seconds an append keeps retrying while Redis is unreachable before the client
@@ -164,7 +187,7 @@ pub struct Settings {
 
     /// Clustered: seconds a message id is remembered for dedup (SQLite remembers while the
     /// message is kept).
-    #[arg(long, env = "SWITCHBOARD_DEDUP_TTL_SECS", default_value_t = 24 * 3600)]
+    #[arg(long, env = "SWITCHBOARD_DEDUP_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 24 * 3600)]
     pub dedup_ttl_secs: u64,
 }
 
@@ -202,12 +225,37 @@ impl Settings {
             url: self.redis_url.clone()?,
             max_messages: self.retention_max_messages,
             retry: Duration::from_secs(self.store_retry_secs),
-            dedup_ttl: Duration::from_secs(self.dedup_ttl_secs.max(1)),
+            dedup_ttl: Duration::from_secs(self.dedup_ttl_secs),
         })
     }
 
     pub fn presence_ttl(&self) -> Duration {
-        Duration::from_secs(self.presence_ttl_secs.max(1))
+        Duration::from_secs(self.presence_ttl_secs)
+    }
+
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.trusted_proxies.clone())
+    }
+
+    /// Checks what a single option's parser cannot: options against each other and values
+    /// with a shape. `main` prints the message and exits with 2, as for a parse error; the
+    /// message names the option.
+    pub fn validate(&self) -> Result<(), String> {
+        for origin in &self.allowed_origins {
+            let o = origin.trim();
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(format!(
+                    "invalid value {origin:?} for --allowed-origins: an origin is `*` or \
+                     starts with http:// or https:// (e.g. https://chat.example.com)"
+                ));
+            }
+        }
+        if let Some(url) = &self.redis_url
+            && let Err(e) = redis::Client::open(url.as_str())
+        {
+            return Err(format!("invalid value {url:?} for --redis-url: {e}"));
+        }
+        Ok(())
     }
 
     pub fn shutdown_grace(&self) -> Duration {

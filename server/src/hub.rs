@@ -59,6 +59,26 @@ pub enum Identity {
     Session(SessionId),
 }
 
+impl Identity {
+    /// A stable key for this identity that does not reveal a token: what holds a name in
+    /// Redis, and whose message ids are deduplicated together. `instance` tells sessions of
+    /// different server processes apart (session numbers restart with the process).
+    ///
+    /// SHA-256, not `DefaultHasher`: the key crosses processes and releases (nodes built by
+    /// different compilers must agree during a rolling upgrade, and keys are stored).
+    pub fn key(&self, instance: &str) -> String {
+        match self {
+            Self::Token(token) => {
+                use sha2::{Digest, Sha256};
+                let digest = Sha256::digest(token.as_bytes());
+                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("t:{hex}")
+            }
+            Self::Session(session) => format!("s:{instance}:{session}"),
+        }
+    }
+}
+
 /// The hub's handle on one session.
 #[derive(Debug)]
 struct Subscriber {
@@ -112,6 +132,9 @@ pub trait Backplane: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Hub {
     state: Mutex<State>,
+    /// This process's random id: tells its sessions apart from other processes' (a cluster's
+    /// other nodes, or this server before a restart).
+    instance: String,
     next_session: AtomicU64,
     metrics: Arc<Metrics>,
     started: Instant,
@@ -154,6 +177,7 @@ impl Hub {
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::default(),
+            instance: format!("{:016x}", rand::random::<u64>()),
             next_session: AtomicU64::new(1),
             metrics,
             started: Instant::now(),
@@ -162,6 +186,15 @@ impl Hub {
             held_limit,
             backplane: OnceLock::new(),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// This process's random id (a cluster node's id).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Connects the hub to a cluster (once, before serving).
@@ -540,6 +573,11 @@ impl Hub {
         self.metrics.persisted.get()
     }
 
+    /// Whether the room has members or sessions on this node now.
+    pub fn room_in_use(&self, room: &str) -> bool {
+        RoomId::parse(room).is_ok_and(|room| self.lock().rooms.contains_key(&room))
+    }
+
     pub fn room_count(&self) -> usize {
         self.lock().rooms.len()
     }
@@ -820,6 +858,15 @@ mod tests {
             name: name.into(),
             connections,
         }
+    }
+
+    #[test]
+    fn identity_keys_are_stable_across_builds_and_never_show_the_token() {
+        // SHA-256 of the token, fixed by the algorithm, not by this build's hasher.
+        let key = Identity::Token("ada-token-0123456789".into()).key("node1");
+        assert_eq!(key, "t:89523b5c13b62be2f8c37c181300f9f2");
+        assert!(!key.contains("ada"));
+        assert_eq!(Identity::Session(7).key("node1"), "s:node1:7");
     }
 
     #[tokio::test(start_paused = true)]

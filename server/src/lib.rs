@@ -13,11 +13,13 @@
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
 //! - [`metrics`] — `/metrics` (Prometheus text format).
-//! - [`limits`] — Origin allowlist, connection caps, token bucket.
+//! - [`limits`] — Origin allowlist, connection caps, token buckets (per connection, per address).
+//! - [`client_addr`] — the client's address, through trusted proxies (`--trusted-proxies`).
 //! - [`kick`] — closing a session with a code from anywhere.
 //! - [`telemetry`] — logging.
 
 pub mod app;
+pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod feed;

@@ -144,18 +144,62 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self) -> bool {
+    fn refill(&mut self) {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
         self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
+    }
+
+    /// Whether the bucket has refilled completely (nothing recent to remember).
+    pub fn is_full(&mut self) -> bool {
+        self.refill();
+        self.tokens >= self.burst
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self) -> bool {
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+}
+
+/// A token bucket per client address: the HTTP API's rate limit.
+#[derive(Debug)]
+pub struct AddressLimiter {
+    per_sec: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+/// Addresses remembered before full buckets (idle addresses) are forgotten.
+const ADDRESS_BUCKETS: usize = 4096;
+
+impl AddressLimiter {
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        Self {
+            per_sec,
+            burst,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes a token from `ip`'s bucket if it has one.
+    pub fn try_take(&self, ip: IpAddr) -> bool {
+        let mut buckets = self.buckets.lock().expect("address limiter lock");
+        if buckets.len() >= ADDRESS_BUCKETS {
+            // A full bucket is the same as none: forgetting it loses nothing.
+            buckets.retain(|_, bucket| !bucket.is_full());
+        }
+        buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.per_sec, self.burst))
+            .try_take()
     }
 }
 
@@ -206,6 +250,22 @@ mod tests {
         drop(p1);
         assert_eq!(limiter.open(), 2);
         assert!(limiter.try_acquire(a).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_address_has_its_own_bucket_and_idle_ones_are_forgotten() {
+        let limiter = AddressLimiter::new(1, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(limiter.try_take(a) && limiter.try_take(a));
+        assert!(!limiter.try_take(a));
+        assert!(limiter.try_take(b));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for i in 0..ADDRESS_BUCKETS as u32 {
+            limiter.try_take(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(limiter.buckets.lock().unwrap().len() <= ADDRESS_BUCKETS);
+        assert!(limiter.try_take(a), "refilled");
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,6 +19,11 @@ pub fn kind(kind: &'static str) -> KindLabel {
     [("kind", kind)]
 }
 
+/// One label: which backplane operation (`release`, `typing`, `leave`, …).
+pub fn op(op: &'static str) -> KindLabel {
+    [("op", op)]
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +37,10 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Clients dropped because their outbound queue overflowed.
     pub slow_consumers: Counter,
+    /// Store requests that failed, by kind (`unavailable`, `rejected`, `corrupt`).
+    pub store_errors: Family<KindLabel, Counter>,
+    /// Backplane (Redis) requests that failed, by operation.
+    pub backplane_errors: Family<KindLabel, Counter>,
     /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
     pub delivery_seconds: Histogram,
     connections: Gauge,
@@ -48,6 +57,8 @@ impl Metrics {
             persisted: Counter::default(),
             rate_limited: Counter::default(),
             slow_consumers: Counter::default(),
+            store_errors: Family::default(),
+            backplane_errors: Family::default(),
             // 50 µs .. ~1.6 s
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             connections: Gauge::default(),
@@ -79,6 +90,16 @@ impl Metrics {
             "slow_consumers_dropped",
             "Clients dropped because their outbound queue overflowed",
             m.slow_consumers.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "History store requests that failed, by kind (unavailable, rejected, corrupt)",
+            m.store_errors.clone(),
+        );
+        registry.register(
+            "backplane_errors",
+            "Redis backplane requests that failed, by operation",
+            m.backplane_errors.clone(),
         );
         registry.register(
             "delivery_seconds",

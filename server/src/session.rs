@@ -1,7 +1,6 @@
 //! One chat WebSocket's lifetime: validate, register, then a reader loop in this task and a
 //! writer task that alone owns the sink, fed by a bounded queue.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,14 +17,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
+use crate::client_addr::ClientAddr;
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::{Hub, Identity, NameTaken, Outbound, Registration, Snapshot, encode, unix_millis};
 use crate::kick::Kick;
 use crate::limits::{ConnectionPermit, TokenBucket};
+use crate::metrics::kind as label;
 use crate::metrics::{Metrics, kind};
 use crate::resume::resume_plan;
-use crate::store::{NewMessage, Store, StoreError};
+use crate::store::{NewMessage, Range, Store, StoreError};
 
 /// Frames a writer feeds before one flush.
 const MAX_BATCH: usize = 64;
@@ -39,7 +40,8 @@ const BROKEN_LINGER: Duration = Duration::from_millis(500);
 pub struct SessionParams {
     pub hub: Arc<Hub>,
     pub settings: Arc<Settings>,
-    pub peer: SocketAddr,
+    /// The client's address (through trusted proxies).
+    pub peer: ClientAddr,
     /// The query's room, name and token, not yet validated (validation errors are sent as
     /// typed errors over the socket, where a browser can read them).
     pub room: Option<String>,
@@ -75,29 +77,40 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
             kick.clone(),
             p.shutdown.clone(),
             p.metrics.clone(),
+            p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
         )
         .instrument(tracing::Span::current()),
     );
 
     let send_error = |code: ErrorCode, reason: String| {
-        let _ = tx.try_send(Outbound::Frame(encode(&ServerMsg::error(code, reason))));
+        queue_own(&tx, &kick, &p.metrics, &ServerMsg::error(code, reason));
     };
     // Boxed: they run once, at the start; unboxed, their state would stay part of every
     // session's future (and of its memory) for the connection's life.
     let admitted = match Box::pin(admit(&p, session, tx.clone(), kick.clone())).await {
-        Ok((room, snapshot, name)) => {
-            match Box::pin(replay(&p, session, &room, snapshot, name, &tx)).await {
-                Ok(()) => Ok(room),
-                Err(e) => {
-                    p.hub.unregister(session, false);
-                    Err((ErrorCode::StoreUnavailable, 1011, e.to_string()))
-                }
+        Ok(Admitted {
+            room,
+            snapshot,
+            name,
+            sender,
+        }) => match Box::pin(replay(&p, session, &room, snapshot, name, &tx)).await {
+            Ok(()) => Ok((room, sender)),
+            Err(e) => {
+                p.hub.unregister(session, false);
+                p.metrics.store_errors.get_or_create(&label(e.kind())).inc();
+                // Transient: try again later (1013). Permanent: an internal error (1011).
+                let close = if e.is_transient() {
+                    close_code::TRY_AGAIN_LATER
+                } else {
+                    1011
+                };
+                Err((ErrorCode::StoreUnavailable, close, e.to_string()))
             }
-        }
+        },
         Err(e) => Err(e),
     };
     let end = match admitted {
-        Ok(room) => {
+        Ok((room, sender)) => {
             info!(room = %room, "joined");
             let mut reader = Reader {
                 hub: &p.hub,
@@ -112,6 +125,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
                 ),
                 strikes: 0,
                 named: p.name.is_some(),
+                sender,
                 store: &*p.store,
                 cluster: p.cluster.as_deref(),
                 metrics: &p.metrics,
@@ -170,6 +184,15 @@ async fn linger(mut stream: SplitStream<WebSocket>, end: End) {
 
 type Refused = (ErrorCode, u16, String);
 
+/// A registered session, before its welcome.
+struct Admitted {
+    room: RoomId,
+    snapshot: Snapshot,
+    name: Option<Username>,
+    /// The identity's key ([`Identity::key`]): its message ids are deduplicated together.
+    sender: String,
+}
+
 /// Validates the request and registers the session (the hub holds live frames back until the
 /// replay is queued).
 async fn admit(
@@ -177,7 +200,7 @@ async fn admit(
     session: SessionId,
     tx: mpsc::Sender<Outbound>,
     kick: Kick,
-) -> Result<(RoomId, Snapshot, Option<Username>), Refused> {
+) -> Result<Admitted, Refused> {
     let room = match p.room.as_deref() {
         None => RoomId::lobby(),
         Some(raw) => RoomId::parse(raw).map_err(|e| {
@@ -225,6 +248,7 @@ async fn admit(
             .await
             .map_err(|NameTaken| name_taken(&name))?;
     }
+    let sender = identity.key(p.hub.instance());
     let reg = Registration {
         room: room.clone(),
         name: name.clone(),
@@ -237,7 +261,12 @@ async fn admit(
         .hub
         .register(session, reg)
         .map_err(|NameTaken| name_taken(&name))?;
-    Ok((room, snapshot, name))
+    Ok(Admitted {
+        room,
+        snapshot,
+        name,
+        sender,
+    })
 }
 
 /// A token is 16..=128 characters of `A-Z a-z 0-9 - _`.
@@ -288,14 +317,9 @@ async fn replay(
     if tx.send(Outbound::Frame(encode(&welcome))).await.is_err() {
         return Ok(());
     }
-    let mut cursor = after;
-    while cursor < bounds.last {
-        let page = store.read_after(room, cursor, REPLAY_PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for msg in page.into_iter().take_while(|m| m.seq <= bounds.last) {
-            cursor = msg.seq;
+    let mut range = Range::new(room.clone(), after, bounds.last);
+    while let Some(page) = range.next_page(store.as_ref(), REPLAY_PAGE).await? {
+        for msg in page {
             if tx
                 .send(Outbound::Frame(encode(&ServerMsg::Chat(msg))))
                 .await
@@ -303,9 +327,6 @@ async fn replay(
             {
                 return Ok(());
             }
-        }
-        if cursor == after {
-            break;
         }
     }
     p.hub.go_live(session, bounds.last);
@@ -334,6 +355,8 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     /// Consecutive rate-limited messages.
     strikes: u32,
     named: bool,
+    /// Whose message ids these are ([`Identity::key`]).
+    sender: String,
     store: &'a dyn Store,
     cluster: Option<&'a Cluster>,
     metrics: &'a Metrics,
@@ -514,6 +537,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
             room,
             name: name.to_string(),
             text: text.as_str().to_owned(),
+            sender: self.sender.clone(),
             client_id: id.clone(),
             ts: unix_millis(),
         };
@@ -525,10 +549,37 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                         seq: appended.seq,
                         ts: appended.ts,
                     };
-                    let _ = tx.try_send(Outbound::Frame(encode(&ack)));
+                    queue_own(tx, self.kick, self.metrics, &ack);
+                }
+            }
+            Err(e) if !e.is_transient() => {
+                self.metrics
+                    .store_errors
+                    .get_or_create(&label(e.kind()))
+                    .inc();
+                tracing::warn!(error = %e, "message refused for good");
+                let reason = format!(
+                    "{e}; the message was not stored, and sending it again will not store it"
+                );
+                match id {
+                    Some(id) => queue_own(
+                        tx,
+                        self.kick,
+                        self.metrics,
+                        &ServerMsg::Nack {
+                            id,
+                            code: ErrorCode::StoreRejected,
+                            reason,
+                        },
+                    ),
+                    None => self.reject(ErrorCode::StoreRejected, reason),
                 }
             }
             Err(e) => {
+                self.metrics
+                    .store_errors
+                    .get_or_create(&label(e.kind()))
+                    .inc();
                 self.reject(
                     ErrorCode::StoreUnavailable,
                     format!("{e}; the message was not stored, send it again"),
@@ -551,6 +602,23 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
     }
 }
 
+/// Queues a frame the session owes its own client (an ack, a nack, an error). A full queue
+/// means the client is not reading: the slow-consumer policy closes it (4429) and it reconnects
+/// and resends what was not acknowledged. Never dropped in silence. (A closed queue is a writer
+/// that already ended: nobody is left to tell.)
+fn queue_own(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg: &ServerMsg) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Outbound::Frame(encode(msg)))
+        && kick.kick(
+            close_code::SLOW_CONSUMER,
+            "slow consumer: outbound queue full",
+            false,
+        )
+    {
+        metrics.slow_consumers.inc();
+        tracing::warn!("slow consumer dropped: its own reply did not fit its queue");
+    }
+}
+
 /// The close code for a read error: 1009 for an over-limit message or frame, 1007 for a text
 /// frame that is not UTF-8, 1002 for any other protocol violation (unmasked frames, reserved
 /// bits, unknown opcodes, fragmented control frames, invalid close codes). `None` when the
@@ -566,12 +634,18 @@ pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
 }
 
 /// The only owner of the sink. Feeds every queued frame, then flushes once.
+///
+/// `kick_deadline`: how long the close frame of a kicked session may wait to be written. A slow
+/// consumer's socket is full by definition, so its close frame waits behind what the kernel
+/// already holds; the client gets as long as a silent peer gets (the heartbeat deadline) to read
+/// up to it, so it learns why it was closed (4429) instead of seeing the connection vanish.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     kick: Kick,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    kick_deadline: Duration,
 ) {
     // Commit times of the chat frames in the current batch (reused between batches).
     let mut committed = Vec::with_capacity(MAX_BATCH);
@@ -659,7 +733,20 @@ async fn write_loop(
         }
         sink.send(Message::Close(Some(close))).await
     };
-    let _ = tokio::time::timeout(CLOSE_DEADLINE, goodbye).await;
+    // At shutdown the grace period is short, and so is the wait.
+    let kicked = kick.reason().is_some();
+    let deadline = if kicked {
+        kick_deadline
+    } else {
+        CLOSE_DEADLINE
+    };
+    let delivered = tokio::select! {
+        written = tokio::time::timeout(deadline, goodbye) => matches!(written, Ok(Ok(()))),
+        () = shutdown.cancelled(), if kicked => false,
+    };
+    if !delivered {
+        debug!("the close frame could not be delivered");
+    }
 }
 
 fn to_message(item: Outbound) -> Message {

@@ -103,6 +103,15 @@ pub enum ServerMsg {
     Chat(ChatMsg),
     /// A chat message was durably stored with this `seq` (answer to a chat with an `id`).
     Ack { id: String, seq: u64, ts: u64 },
+    /// A chat message with an `id` was not stored and never will be: the store refused it for
+    /// good (`code` is [`ErrorCode::StoreRejected`]). The client shows it as failed and must
+    /// not send it again. (A transient failure is not a nack: it is an `error` with
+    /// `store_unavailable` and close 1013, and the client resends.)
+    Nack {
+        id: String,
+        code: ErrorCode,
+        reason: String,
+    },
     /// Somebody new is online in the room.
     Joined { room: String, member: Member },
     /// A member's connection count changed (0 means reconnecting: the name is held for a grace
@@ -260,6 +269,9 @@ pub enum ErrorCode {
     IdInvalid,
     /// The history store could not take the message; it was not stored. Resend later.
     StoreUnavailable,
+    /// The history store refused the message for good (it refuses it again if resent, or its
+    /// data needs an operator). The message was not stored; do not resend it.
+    StoreRejected,
     /// The token is missing characters or too long. Fatal.
     TokenInvalid,
 }
@@ -352,6 +364,11 @@ mod tests {
                 id: "c1".into(),
                 seq: 9,
                 ts: 2,
+            },
+            ServerMsg::Nack {
+                id: "c2".into(),
+                code: ErrorCode::StoreRejected,
+                reason: "refused".into(),
             },
             ServerMsg::Presence {
                 room: "lobby".into(),

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for a frame before failing.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a test waits for a connection (TCP and WebSocket handshake) before failing.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server's address, and how clients talk to it.
 #[derive(Debug, Clone, Copy)]
@@ -35,20 +37,23 @@ pub struct TestApp {
     endpoint: Endpoint,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
+    /// The server's SQLite database file.
+    db: std::path::PathBuf,
     /// Holds the static directory and the database for the server's life.
     _static_dir: tempfile::TempDir,
 }
 
-/// This process's resident memory, in KiB (the server under test runs in it).
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+/// A process's resident memory, in KiB (`/proc/<pid>/status`). Figures about the server come
+/// from a server running as its own process ([`process::ServerProcess::rss_kib`]), never from
+/// the test process, which holds the clients too.
+pub fn rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
 }
 
 /// Starts a server with default settings on an ephemeral port.
@@ -63,6 +68,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.static_dir = static_dir.path().to_owned();
     settings.db = static_dir.path().join("switchboard.db");
     configure(&mut settings);
+    let db = settings.db.clone();
     let app = Application::build(settings).await.expect("server starts");
     let addr = app.local_addr();
     let shutdown = app.shutdown_token();
@@ -71,6 +77,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         endpoint: Endpoint { addr },
         shutdown,
         handle,
+        db,
         _static_dir: static_dir,
     }
 }
@@ -135,21 +142,50 @@ impl Endpoint {
         path_and_query: &str,
         origin: Option<&str>,
     ) -> Result<WsClient, tungstenite::Error> {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        self.connect_with_headers(path_and_query, &headers).await
+    }
+
+    /// Opens a WebSocket with extra request headers (`Origin`, `X-Forwarded-For`, …).
+    pub async fn connect_with_headers(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<WsClient, tungstenite::Error> {
         let mut request = self.url(path_and_query).into_client_request()?;
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("Origin", HeaderValue::from_str(origin).unwrap());
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
-        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        let (stream, _) =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
+                .await
+                .unwrap_or_else(|_| panic!("no WebSocket handshake within {CONNECT_TIMEOUT:?}"))?;
         Ok(WsClient { stream })
     }
 
-    /// Sends a raw HTTP/1.1 GET and returns (status, body).
+    /// Sends a raw HTTP/1.1 GET and returns (status, head, body).
     pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String, String)> {
-        let mut tcp = TcpStream::connect(self.addr).await?;
+        self.http_get_with(path, &[]).await
+    }
+
+    /// Sends a raw HTTP/1.1 GET with extra headers and returns (status, head, body).
+    pub async fn http_get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String, String)> {
+        let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
+            .await
+            .context("TCP connect timed out")??;
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{extra}Connection: close\r\n\r\n",
             self.addr
         );
         tcp.write_all(req.as_bytes()).await?;
@@ -163,6 +199,11 @@ impl Endpoint {
 }
 
 impl TestApp {
+    /// The server's SQLite database file.
+    pub fn db_path(&self) -> &std::path::Path {
+        &self.db
+    }
+
     /// Stops the server as SIGTERM would and waits for it to finish.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
@@ -175,6 +216,14 @@ impl TestApp {
 
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// The code of a close frame; a connection that ended without one fails the test.
+fn close_frame_code(frame: Option<CloseFrame>) -> u16 {
+    match frame {
+        Some(frame) => frame.code.into(),
+        None => panic!("the connection ended without a close frame"),
     }
 }
 
@@ -273,22 +322,34 @@ impl WsClient {
         }
     }
 
-    /// The next `n` chat messages, skipping everything else.
+    /// The next `n` chat messages, skipping presence, typing, acks and the feed. An `error`
+    /// or `nack` frame on the way fails the test: it is never skipped in silence.
     pub async fn chats(&mut self, n: usize) -> Vec<shared::ChatMsg> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            if let ServerMsg::Chat(c) = self.recv().await {
-                out.push(c);
+            match self.recv().await {
+                ServerMsg::Chat(c) => out.push(c),
+                refused @ (ServerMsg::Error { .. } | ServerMsg::Nack { .. }) => {
+                    panic!("expected chat messages, got {refused:?}")
+                }
+                _ => {}
             }
         }
         out
     }
 
-    /// Skips messages until one matches `pick`.
+    /// Skips messages until one matches `pick`. An `error` or `nack` frame that `pick` does not
+    /// take fails the test: it is never skipped in silence.
     pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
         loop {
-            if let Some(found) = pick(self.recv().await) {
+            let msg = self.recv().await;
+            let refusal = matches!(msg, ServerMsg::Error { .. } | ServerMsg::Nack { .. })
+                .then(|| format!("{msg:?}"));
+            if let Some(found) = pick(msg) {
                 return found;
+            }
+            if let Some(refusal) = refusal {
+                panic!("unexpected refusal while waiting: {refusal}");
             }
         }
     }
@@ -300,31 +361,30 @@ impl WsClient {
         }
     }
 
-    /// Reads out a backlog: counts the chat messages until the connection closes, and returns
-    /// them with the close code (1006 if the connection just ended, as for a client that was
-    /// dropped while its socket was full).
+    /// Reads out a backlog: counts the chat messages until the server's close frame, and
+    /// returns them with its code. A connection that ends without a close frame, a timeout or a
+    /// socket error fails the test: none of them is a close code.
     pub async fn drain_to_close(&mut self) -> (usize, u16) {
         let mut chats = 0;
         loop {
             match self.next_event().await {
                 Ok(Event::Msg(ServerMsg::Chat(_))) => chats += 1,
-                Ok(Event::Close(frame)) => {
-                    return (chats, frame.map_or(1006, |f| u16::from(f.code)));
-                }
+                Ok(Event::Close(frame)) => return (chats, close_frame_code(frame)),
                 Ok(_) => {}
-                Err(_) => return (chats, 1006),
+                Err(e) => panic!("no close frame after {chats} chat messages: {e}"),
             }
         }
     }
 
-    /// Reads until the close frame and returns its code (1006 if the connection just ended).
+    /// Reads until the server's close frame and returns its code. Frames before it are
+    /// skipped; a connection that ends without a close frame, a timeout or a socket error
+    /// fails the test.
     pub async fn close_code(&mut self) -> u16 {
         loop {
             match self.next_event().await {
-                Ok(Event::Close(frame)) => return frame.map_or(1006, |f| f.code.into()),
+                Ok(Event::Close(frame)) => return close_frame_code(frame),
                 Ok(_) => {}
-                Err(e) if e.to_string().contains("timed out") => panic!("no close: {e}"),
-                Err(_) => return 1006,
+                Err(e) => panic!("no close frame: {e}"),
             }
         }
     }

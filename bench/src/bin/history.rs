@@ -30,6 +30,7 @@ async fn persist(concurrency: usize, per_task: usize) -> anyhow::Result<f64> {
         &dir.path().join("bench.db"),
         retention,
         Arc::new(|_| {}),
+        Arc::new(|_| false),
     )?);
     let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -44,6 +45,7 @@ async fn persist(concurrency: usize, per_task: usize) -> anyhow::Result<f64> {
                         text: format!(
                             "message {i} with a little text in it, as chat messages have"
                         ),
+                        sender: format!("t:{t}"),
                         client_id: Some(format!("{t}-{i}")),
                         ts: 0,
                     };

@@ -1,8 +1,10 @@
 //! `GET /api/rooms/{room}/messages?before=<seq>&limit=<n>`: older history, oldest first.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::{HistoryPage, RoomId};
@@ -19,9 +21,25 @@ pub struct HistoryQuery {
 
 pub async fn handler(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(room): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Response {
+    let client = state.proxies.client(peer, &headers);
+    if !state.api_limiter.try_take(client.ip) {
+        state.metrics.rate_limited.inc();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            format!(
+                "More than {} history requests per second from your address \
+                 (--api-rate-per-sec, burst --api-rate-burst); retry later.\n",
+                state.settings.api_rate_per_sec
+            ),
+        )
+            .into_response();
+    }
     let room = match RoomId::parse(&room) {
         Ok(room) => room,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("room {e}\n")).into_response(),
@@ -32,12 +50,7 @@ pub async fn handler(
         .clamp(1, state.settings.max_history_page);
     // SQLite integers are i64.
     let before = query.before.unwrap_or(i64::MAX as u64).min(i64::MAX as u64);
-    let page = async {
-        let messages = state.store.read_before(&room, before, limit).await?;
-        let bounds = state.store.bounds(&room).await?;
-        Ok::<_, crate::store::StoreError>((messages, bounds))
-    };
-    match page.await {
+    match state.store.history_page(&room, before, limit).await {
         Ok((messages, bounds)) => Json(HistoryPage {
             room: room.to_string(),
             epoch: state.store.epoch(),
@@ -45,6 +58,13 @@ pub async fn handler(
             messages,
         })
         .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(e) => {
+            let status = if e.is_transient() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (status, format!("{e}\n")).into_response()
+        }
     }
 }

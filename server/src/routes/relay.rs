@@ -46,7 +46,12 @@ pub async fn handler(
         )
             .into_response();
     }
-    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer.ip()) {
+    let (upgrade, permit) = match super::admit(
+        &state,
+        upgrade,
+        &headers,
+        state.proxies.client(peer, &headers).ip,
+    ) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };

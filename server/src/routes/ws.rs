@@ -34,7 +34,8 @@ pub async fn handler(
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
 ) -> Response {
-    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer.ip()) {
+    let client = state.proxies.client(peer, &headers);
+    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, client.ip) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
@@ -42,7 +43,7 @@ pub async fn handler(
     let params = SessionParams {
         hub: state.hub.clone(),
         settings: state.settings.clone(),
-        peer,
+        peer: client,
         room: query.room,
         name: query.name,
         token: query.token,

@@ -21,8 +21,11 @@ pub struct NewMessage {
     pub room: RoomId,
     pub name: String,
     pub text: String,
-    /// The client's id for the message; a second append with the same id in the same room
-    /// returns the first one's position and stores nothing.
+    /// Who sent it, as a stable opaque key ([`crate::hub::Identity::key`]): message ids are
+    /// chosen by clients (often a counter), so they are unique only per sender.
+    pub sender: String,
+    /// The client's id for the message; a second append with the same sender and id in the
+    /// same room returns the first one's position and stores nothing.
     pub client_id: Option<String>,
     /// Server time, milliseconds since the Unix epoch.
     pub ts: u64,
@@ -46,10 +49,37 @@ pub struct Bounds {
     pub last: u64,
 }
 
-#[derive(Debug, Clone, Error)]
+/// Why the store could not serve a request. The variants say whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
+    /// Transient: the store is unreachable, busy or out of space. The same request may succeed
+    /// later (a client resends from its outbox; the message id makes a resend harmless).
     #[error("history store unavailable: {0}")]
     Unavailable(String),
+    /// Permanent for this request: the store refused it (a constraint, a policy trigger, a
+    /// value it cannot hold). Sending it again fails again.
+    #[error("history store refused the message: {0}")]
+    Rejected(String),
+    /// The stored data is damaged or not what this server expects. Needs an operator; retrying
+    /// does not help.
+    #[error("history store corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    /// A short label for logs and the `switchboard_store_errors_total{kind}` metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Rejected(_) => "rejected",
+            Self::Corrupt(_) => "corrupt",
+        }
+    }
 }
 
 /// Called after each commit with the newly stored messages, in `seq` order per room.
@@ -81,13 +111,67 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ChatMsg>, StoreError>>;
 
-    /// Up to `limit` messages with `seq < before`, oldest first (the newest such ones).
-    fn read_before(
+    /// A page of older history for the HTTP API: up to `limit` messages with `seq < before`,
+    /// oldest first (the newest such ones), and the room's bounds. Served apart from the
+    /// sessions' reads, so a flood of history requests cannot hold up joins and resumes.
+    fn history_page(
         &self,
         room: &RoomId,
         before: u64,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<ChatMsg>, StoreError>>;
+    ) -> BoxFuture<'_, Result<(Vec<ChatMsg>, Bounds), StoreError>>;
 
     fn bounds(&self, room: &RoomId) -> BoxFuture<'_, Result<Bounds, StoreError>>;
+}
+
+/// A room's stored messages with `after < seq <= upto`, read page by page: a session's replay
+/// and a cluster node's catch-up both read history this way.
+///
+/// Every page moves the cursor past what it returned, and a page that finds nothing in the
+/// range ends it. So a range whose rest retention deletes meanwhile (the store then returns
+/// only messages newer than `upto`, or none) ends instead of reading the same page forever.
+#[derive(Debug, Clone)]
+pub struct Range {
+    room: RoomId,
+    cursor: u64,
+    upto: u64,
+}
+
+impl Range {
+    pub fn new(room: RoomId, after: u64, upto: u64) -> Self {
+        Self {
+            room,
+            cursor: after,
+            upto,
+        }
+    }
+
+    /// The next page of at most `page` messages, or `None` when the range is exhausted.
+    pub async fn next_page(
+        &mut self,
+        store: &dyn Store,
+        page: usize,
+    ) -> Result<Option<Vec<ChatMsg>>, StoreError> {
+        if self.cursor >= self.upto {
+            return Ok(None);
+        }
+        let want = (self.upto - self.cursor).min(page.max(1) as u64) as usize;
+        let cursor = self.cursor;
+        let found: Vec<ChatMsg> = store
+            .read_after(&self.room, cursor, want)
+            .await?
+            .into_iter()
+            .filter(|m| m.seq > cursor && m.seq <= self.upto)
+            .collect();
+        match found.last() {
+            Some(last) => {
+                self.cursor = last.seq;
+                Ok(Some(found))
+            }
+            None => {
+                self.cursor = self.upto;
+                Ok(None)
+            }
+        }
+    }
 }

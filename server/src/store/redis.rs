@@ -14,7 +14,12 @@
 //! 1013, and the client resends from its outbox once it is welcomed again.
 //!
 //! Keys (all under `sb:`): `sb:epoch`; per room `sb:{room}:seq` (last seq), `sb:{room}:log`
-//! (stream), `sb:{room}:id:{client id}` (`"seq:ts"`, expiring after [`RedisConfig::dedup_ttl`]).
+//! (stream), `sb:{room}:id:{sender}:{client id}` (`"seq:ts"`, expiring after
+//! [`RedisConfig::dedup_ttl`]; message ids are unique per sender, not per room).
+//!
+//! Errors: connection trouble is [`StoreError::Unavailable`] (retried, then the client resends);
+//! a reply or key this server cannot use (a wrong type, an undecodable entry) is
+//! [`StoreError::Corrupt`], which no resend can fix.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
@@ -132,8 +137,10 @@ impl RedisStore {
     }
 
     fn record<T>(&self, r: redis::RedisResult<T>) -> Result<T, StoreError> {
-        self.healthy.store(r.is_ok(), Ordering::Relaxed);
-        r.map_err(unavailable)
+        // A refused command still means Redis answered.
+        let answered = r.as_ref().err().is_none_or(|e| !retryable(e));
+        self.healthy.store(answered, Ordering::Relaxed);
+        r.map_err(classify)
     }
 
     async fn append_once(&self, msg: &NewMessage) -> redis::RedisResult<Value> {
@@ -144,7 +151,7 @@ impl RedisStore {
             .key(EPOCH_KEY)
             .key(format!("sb:{room}:seq"))
             .key(format!("sb:{room}:log"))
-            .key(format!("sb:{room}:id:{id}"))
+            .key(format!("sb:{room}:id:{}:{id}", msg.sender))
             .arg(candidate)
             .arg(&msg.name)
             .arg(&msg.text)
@@ -160,7 +167,7 @@ impl RedisStore {
 
     fn parse_appended(&self, reply: Value) -> Result<Appended, StoreError> {
         let (epoch, seq, ts, duplicate): (String, u64, u64, u8) =
-            redis::from_redis_value(reply).map_err(unavailable)?;
+            redis::from_redis_value(reply).map_err(|e| corrupt(format!("append reply: {e}")))?;
         self.note_epoch(epoch);
         Ok(Appended {
             seq,
@@ -238,8 +245,8 @@ impl Store for RedisStore {
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                     Err(e) => {
-                        self.healthy.store(false, Ordering::Relaxed);
-                        return Err(unavailable(e));
+                        self.healthy.store(!retryable(&e), Ordering::Relaxed);
+                        return Err(classify(e));
                     }
                 }
             }
@@ -259,23 +266,23 @@ impl Store for RedisStore {
         })
     }
 
-    fn read_before(
+    fn history_page(
         &self,
         room: &RoomId,
         before: u64,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<ChatMsg>, StoreError>> {
+    ) -> BoxFuture<'_, Result<(Vec<ChatMsg>, Bounds), StoreError>> {
         let room = room.clone();
         Box::pin(async move {
-            if before <= 1 || limit == 0 {
-                return Ok(Vec::new());
-            }
-            let to = format!("{}-0", before - 1);
-            let mut page = self
-                .range("XREVRANGE", &room, to, "-".into(), limit)
-                .await?;
+            let mut page = if before <= 1 || limit == 0 {
+                Vec::new()
+            } else {
+                let to = format!("{}-0", before - 1);
+                self.range("XREVRANGE", &room, to, "-".into(), limit)
+                    .await?
+            };
             page.reverse();
-            Ok(page)
+            Ok((page, self.bounds(&room).await?))
         })
     }
 
@@ -324,14 +331,14 @@ fn retryable(e: &redis::RedisError) -> bool {
 fn seq_of(id: &str) -> Result<u64, StoreError> {
     id.split_once('-')
         .and_then(|(seq, _)| seq.parse().ok())
-        .ok_or_else(|| StoreError::Unavailable(format!("unexpected stream id {id:?}")))
+        .ok_or_else(|| corrupt(format!("unexpected stream id {id:?}")))
 }
 
 fn decode_entry(room: &RoomId, entry: redis::streams::StreamId) -> Result<ChatMsg, StoreError> {
     let field = |name: &str| -> Result<String, StoreError> {
         entry
             .get::<String>(name)
-            .ok_or_else(|| StoreError::Unavailable(format!("stream entry lacks {name:?}")))
+            .ok_or_else(|| corrupt(format!("stream entry lacks {name:?}")))
     };
     let id = field("id")?;
     Ok(ChatMsg {
@@ -342,7 +349,7 @@ fn decode_entry(room: &RoomId, entry: redis::streams::StreamId) -> Result<ChatMs
         id: (!id.is_empty()).then_some(id),
         ts: field("ts")?
             .parse()
-            .map_err(|_| StoreError::Unavailable("stream entry has a bad ts".into()))?,
+            .map_err(|_| corrupt("stream entry has a bad ts"))?,
     })
 }
 
@@ -383,4 +390,19 @@ fn new_epoch() -> String {
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("redis: {e}"))
+}
+
+/// Connection trouble (and a Redis out of memory) may pass; an error Redis gives for the
+/// command itself (a key of the wrong type, a value that is not a number) comes back on every
+/// retry: the data is not what this server wrote.
+pub(crate) fn classify(e: redis::RedisError) -> StoreError {
+    if retryable(&e) || e.to_string().contains("OOM") {
+        unavailable(e)
+    } else {
+        corrupt(e)
+    }
 }

@@ -5,6 +5,16 @@
 //! fsynced, yet a burst of messages costs one fsync. Reads use a separate connection (WAL lets
 //! them run beside the writer). Sequence numbers come from the `rooms` table inside the same
 //! transaction as the insert, so they survive retention and restarts without gaps or reuse.
+//!
+//! Each message of a batch is inserted under its own savepoint: a message the database refuses
+//! (a constraint, a policy trigger) is rolled back alone and answered
+//! [`StoreError::Rejected`], and the rest of the batch commits. Only a failure of the
+//! transaction itself (I/O, a full disk, a busy lock, corruption) fails the whole batch.
+//!
+//! Rooms do not accumulate: a room whose messages retention has removed and that has no members
+//! loses its `rooms` row. Its last `seq` goes into the `seq_floor` kept in `meta` (the highest
+//! seq of any room removed so), and a room with no row counts its seqs on from that floor, so a
+//! room that comes back never reuses a seq a client may still hold.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +48,23 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE UNIQUE INDEX messages_client_id ON messages (room, client_id) WHERE client_id IS NOT NULL;
      CREATE INDEX messages_ts ON messages (ts);",
+    // Message ids are unique per sender, not per room: two clients counting from 1 both send
+    // id "1". Rows from before this migration keep the empty sender.
+    "ALTER TABLE messages ADD COLUMN sender TEXT NOT NULL DEFAULT '';
+     DROP INDEX messages_client_id;
+     CREATE UNIQUE INDEX messages_sender_client_id ON messages (room, sender, client_id)
+         WHERE client_id IS NOT NULL;",
 ];
+
+/// Rooms whose last seq the writer keeps in memory; beyond this the cache starts again (it only
+/// saves a lookup).
+const SEQ_CACHE_ROOMS: usize = 10_000;
+
+/// A room's last seq: its row, or the floor for a room without one.
+const LAST_SEQ: &str = "SELECT COALESCE(
+    (SELECT last_seq FROM rooms WHERE room = ?1),
+    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'seq_floor'),
+    0)";
 
 type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 
@@ -46,8 +72,14 @@ pub struct SqliteStore {
     epoch: String,
     path: PathBuf,
     writes: mpsc::Sender<(NewMessage, Reply)>,
+    /// Sessions' reads (join, resume).
     reader: Arc<Mutex<Connection>>,
+    /// The HTTP API's history pages, on their own connection so they never queue sessions.
+    api_reader: Arc<Mutex<Connection>>,
 }
+
+/// Whether a room has members now (on this node); such a room keeps its `rooms` row.
+pub type RoomInUse = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path` and starts the writer.
@@ -55,6 +87,7 @@ impl SqliteStore {
         path: &Path,
         retention: Retention,
         on_commit: CommitListener,
+        in_use: RoomInUse,
     ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -64,6 +97,7 @@ impl SqliteStore {
         migrate(&mut writer)?;
         let epoch = load_epoch(&writer)?;
         let reader = connect(path)?;
+        let api_reader = connect(path)?;
         let (writes, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -72,6 +106,7 @@ impl SqliteStore {
                     conn: writer,
                     retention,
                     on_commit,
+                    in_use,
                     last_seq: HashMap::new(),
                 }
                 .run(rx)
@@ -82,6 +117,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writes,
             reader: Arc::new(Mutex::new(reader)),
+            api_reader: Arc::new(Mutex::new(api_reader)),
         })
     }
 
@@ -93,16 +129,47 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || f(&reader.lock().expect("reader lock")))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?
-            .map_err(|e| unavailable(e.to_string()))
+        read_on(self.reader.clone(), f).await
     }
+}
+
+async fn read_on<T: Send + 'static>(
+    conn: Arc<Mutex<Connection>>,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(move || f(&conn.lock().expect("reader lock")))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(classify)
 }
 
 fn unavailable(why: impl Into<String>) -> StoreError {
     StoreError::Unavailable(why.into())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        classify(e)
+    }
+}
+
+/// Whether retrying can help: busy, locked, I/O and full-disk failures are transient; a
+/// constraint or a value the database cannot hold is a refusal of this request; a damaged file
+/// or data of the wrong shape is corruption.
+fn classify(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    let why = e.to_string();
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            C::DatabaseCorrupt | C::NotADatabase => StoreError::Corrupt(why),
+            C::ConstraintViolation | C::TooBig | C::TypeMismatch => StoreError::Rejected(why),
+            _ => StoreError::Unavailable(why),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(why),
+        _ => StoreError::Unavailable(why),
+    }
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -198,52 +265,62 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn read_before(
+    fn history_page(
         &self,
         room: &RoomId,
         before: u64,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<ChatMsg>, StoreError>> {
+    ) -> BoxFuture<'_, Result<(Vec<ChatMsg>, Bounds), StoreError>> {
         let room = room.to_string();
-        Box::pin(self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, ts, name, text, client_id FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            )?;
-            let mut page: Vec<ChatMsg> = stmt.query_map(params![room, before, limit as i64], row_to_msg(&room))?.collect::<Result<_, _>>()?;
-            page.reverse();
-            Ok(page)
+        Box::pin(read_on(self.api_reader.clone(), move |c| {
+            // One read transaction: the page and the bounds describe the same moment.
+            c.execute_batch("BEGIN")?;
+            let page = (|| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, ts, name, text, client_id FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+                )?;
+                let mut page: Vec<ChatMsg> = stmt
+                    .query_map(params![room, before, limit as i64], row_to_msg(&room))?
+                    .collect::<Result<_, _>>()?;
+                page.reverse();
+                Ok((page, read_bounds(c, &room)?))
+            })();
+            c.execute_batch("COMMIT")?;
+            page
         }))
     }
 
     fn bounds(&self, room: &RoomId) -> BoxFuture<'_, Result<Bounds, StoreError>> {
         let room = room.to_string();
-        Box::pin(self.read(move |c| {
-            let last: u64 = c
-                .query_row("SELECT last_seq FROM rooms WHERE room = ?1", [&room], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .unwrap_or(0);
-            let first: Option<u64> = c.query_row(
-                "SELECT MIN(seq) FROM messages WHERE room = ?1",
-                [&room],
-                |r| r.get(0),
-            )?;
-            Ok(Bounds {
-                first: first.unwrap_or(last + 1),
-                last,
-            })
-        }))
+        Box::pin(self.read(move |c| read_bounds(c, &room)))
     }
+}
+
+fn read_bounds(c: &Connection, room: &str) -> rusqlite::Result<Bounds> {
+    let last: u64 = c.query_row(LAST_SEQ, [room], |r| r.get(0))?;
+    let first: Option<u64> = c.query_row(
+        "SELECT MIN(seq) FROM messages WHERE room = ?1",
+        [room],
+        |r| r.get(0),
+    )?;
+    Ok(Bounds {
+        first: first.unwrap_or(last + 1),
+        last,
+    })
 }
 
 struct Writer {
     conn: Connection,
     retention: Retention,
     on_commit: CommitListener,
-    /// Cache of `rooms.last_seq`; cleared when a transaction fails.
+    in_use: RoomInUse,
+    /// Cache of each room's last seq ([`LAST_SEQ`]); cleared when a transaction fails, when
+    /// rooms are pruned, and when it holds [`SEQ_CACHE_ROOMS`] rooms.
     last_seq: HashMap<String, u64>,
 }
+
+/// What one batch's messages came to: each one's outcome, and what was newly stored.
+type Committed = (Vec<Result<Appended, StoreError>>, Vec<ChatMsg>);
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<(NewMessage, Reply)>) {
@@ -256,21 +333,24 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.commit(&batch) {
+            let outcomes = match self.commit(&batch) {
                 Ok((results, stored)) => {
-                    for ((_, reply), result) in batch.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
                     if !stored.is_empty() {
                         (self.on_commit)(stored);
                     }
+                    results
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "commit failed");
+                    tracing::error!(error = %e, kind = e.kind(), "commit failed");
                     self.last_seq.clear();
-                    for (_, reply) in batch {
-                        let _ = reply.send(Err(unavailable(e.to_string())));
-                    }
+                    vec![Err(e); batch.len()]
+                }
+            };
+            for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                // A closed reply is a session that ended while its message was being stored:
+                // the message is stored (or not) all the same, and nobody is left to tell.
+                if reply.send(outcome).is_err() {
+                    tracing::debug!("append answered after its session ended");
                 }
             }
             if last_prune.is_none_or(|t| t.elapsed() >= self.retention.prune_every) {
@@ -282,61 +362,72 @@ impl Writer {
         }
     }
 
-    /// One transaction for the whole batch.
-    fn commit(
-        &mut self,
-        batch: &[(NewMessage, Reply)],
-    ) -> rusqlite::Result<(Vec<Appended>, Vec<ChatMsg>)> {
+    /// One transaction for the whole batch, a savepoint per message.
+    fn commit(&mut self, batch: &[(NewMessage, Reply)]) -> Result<Committed, StoreError> {
+        if self.last_seq.len() >= SEQ_CACHE_ROOMS {
+            self.last_seq.clear();
+        }
         let tx = self.conn.transaction()?;
         let mut results = Vec::with_capacity(batch.len());
         let mut stored = Vec::with_capacity(batch.len());
         let mut touched: HashMap<String, u64> = HashMap::new();
         {
             let mut find = tx.prepare_cached(
-                "SELECT seq, ts FROM messages WHERE room = ?1 AND client_id = ?2",
+                "SELECT seq, ts FROM messages WHERE room = ?1 AND sender = ?2 AND client_id = ?3",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, seq, ts, name, text, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (room, seq, ts, name, text, client_id, sender) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let mut last_seq = tx.prepare_cached(LAST_SEQ)?;
             for (msg, _) in batch {
                 let room = msg.room.as_str();
                 if let Some(id) = &msg.client_id {
                     let earlier: Option<(u64, u64)> = find
-                        .query_row(params![room, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row(params![room, msg.sender, id], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
                         .optional()?;
                     if let Some((seq, ts)) = earlier {
-                        results.push(Appended {
+                        results.push(Ok(Appended {
                             seq,
                             ts,
                             duplicate: true,
-                        });
+                        }));
                         continue;
                     }
                 }
                 let last = match touched.get(room).or_else(|| self.last_seq.get(room)) {
                     Some(last) => *last,
-                    None => tx
-                        .query_row("SELECT last_seq FROM rooms WHERE room = ?1", [room], |r| {
-                            r.get(0)
-                        })
-                        .optional()?
-                        .unwrap_or(0),
+                    None => last_seq.query_row([room], |r| r.get(0))?,
                 };
                 let seq = last + 1;
-                insert.execute(params![
+                tx.execute_batch("SAVEPOINT message")?;
+                let inserted = insert.execute(params![
                     room,
                     seq,
                     msg.ts,
                     msg.name,
                     msg.text,
-                    msg.client_id
-                ])?;
+                    msg.client_id,
+                    msg.sender
+                ]);
+                match inserted.map_err(classify) {
+                    Ok(_) => tx.execute_batch("RELEASE message")?,
+                    Err(refused @ StoreError::Rejected(_)) => {
+                        tx.execute_batch("ROLLBACK TO message; RELEASE message")?;
+                        tracing::warn!(room, error = %refused, "message refused by the database");
+                        results.push(Err(refused));
+                        continue;
+                    }
+                    // Anything else fails the transaction, and with it the batch.
+                    Err(failed) => return Err(failed),
+                }
                 touched.insert(room.to_owned(), seq);
-                results.push(Appended {
+                results.push(Ok(Appended {
                     seq,
                     ts: msg.ts,
                     duplicate: false,
-                });
+                }));
                 stored.push(ChatMsg {
                     room: room.to_owned(),
                     seq,
@@ -364,18 +455,53 @@ impl Writer {
         Ok((results, stored))
     }
 
-    /// Removes messages older than `max_age_ms` (the count limit is applied at each commit).
+    /// Removes messages older than `max_age_ms` (the count limit is applied at each commit),
+    /// then the rows of rooms left with no messages and no members, raising the seq floor to
+    /// their last seqs.
     fn prune(&mut self) -> rusqlite::Result<()> {
-        if self.retention.max_age_ms == 0 {
+        if self.retention.max_age_ms > 0 {
+            let cutoff = crate::hub::unix_millis().saturating_sub(self.retention.max_age_ms);
+            let removed = self
+                .conn
+                .execute("DELETE FROM messages WHERE ts < ?1", [cutoff])?;
+            if removed > 0 {
+                tracing::info!(removed, "retention removed old messages");
+            }
+        }
+        let empty: Vec<(String, u64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT room, last_seq FROM rooms r
+                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.room = r.room)",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let idle: Vec<(String, u64)> = empty
+            .into_iter()
+            .filter(|(room, _)| !(self.in_use)(room))
+            .collect();
+        if idle.is_empty() {
             return Ok(());
         }
-        let cutoff = crate::hub::unix_millis().saturating_sub(self.retention.max_age_ms);
-        let removed = self
-            .conn
-            .execute("DELETE FROM messages WHERE ts < ?1", [cutoff])?;
-        if removed > 0 {
-            tracing::info!(removed, "retention removed old messages");
+        let tx = self.conn.transaction()?;
+        {
+            let mut remove = tx.prepare_cached("DELETE FROM rooms WHERE room = ?1")?;
+            for (room, _) in &idle {
+                remove.execute([room])?;
+            }
+            let floor = idle.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('seq_floor', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                [floor],
+            )?;
         }
+        tx.commit()?;
+        self.last_seq.clear();
+        tracing::info!(
+            rooms = idle.len(),
+            "pruned rooms with no messages and no members"
+        );
         Ok(())
     }
 }
@@ -383,19 +509,27 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Range;
 
     fn msg(room: &str, text: &str, id: Option<&str>, ts: u64) -> NewMessage {
         NewMessage {
             room: RoomId::parse(room).unwrap(),
             name: "ada".into(),
             text: text.into(),
+            sender: "t:ada".into(),
             client_id: id.map(Into::into),
             ts,
         }
     }
 
     fn open(dir: &tempfile::TempDir, retention: Retention) -> SqliteStore {
-        SqliteStore::open(&dir.path().join("t.db"), retention, Arc::new(|_| {})).unwrap()
+        SqliteStore::open(
+            &dir.path().join("t.db"),
+            retention,
+            Arc::new(|_| {}),
+            Arc::new(|_| false),
+        )
+        .unwrap()
     }
 
     const KEEP_ALL: Retention = Retention {
@@ -473,5 +607,168 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(integrity, "ok");
+    }
+
+    fn open_with(
+        dir: &tempfile::TempDir,
+        retention: Retention,
+        in_use: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> SqliteStore {
+        SqliteStore::open(
+            &dir.path().join("t.db"),
+            retention,
+            Arc::new(|_| {}),
+            Arc::new(in_use),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_range_whose_rest_retention_deletes_mid_read_ends_instead_of_spinning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(
+            &dir,
+            Retention {
+                max_messages: 1000,
+                ..KEEP_ALL
+            },
+        );
+        let room = RoomId::parse("r").unwrap();
+        for i in 0..1000 {
+            store
+                .append(msg("r", &format!("m{i}"), None, 1))
+                .await
+                .unwrap();
+        }
+        let mut range = Range::new(room.clone(), 0, 1000);
+        let first = range.next_page(&store, 500).await.unwrap().unwrap();
+        assert_eq!((first[0].seq, first[499].seq), (1, 500));
+        // Meanwhile 1,000 newer messages push everything the range still wanted out of the
+        // history: only messages past its end are left to read.
+        for i in 0..1000 {
+            store
+                .append(msg("r", &format!("n{i}"), None, 1))
+                .await
+                .unwrap();
+        }
+        let rest = tokio::time::timeout(Duration::from_secs(5), range.next_page(&store, 500))
+            .await
+            .expect("the range ends instead of spinning")
+            .unwrap();
+        assert_eq!(rest, None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_fails_alone_and_the_rest_of_its_batch_commits_gap_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(&dir, KEEP_ALL));
+        store
+            .read(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER no_poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+                     BEGIN SELECT RAISE(ABORT, 'refused by policy'); END;",
+                )
+            })
+            .await
+            .unwrap();
+        // Sent at once, so most land in the same batch.
+        let appends: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                let text = if i % 2 == 0 {
+                    "poison".to_owned()
+                } else {
+                    format!("ok{i}")
+                };
+                tokio::spawn(async move { store.append(msg("r", &text, None, 1)).await })
+            })
+            .collect();
+        let mut refused = 0;
+        let mut seqs = Vec::new();
+        for a in appends {
+            match a.await.unwrap() {
+                Ok(appended) => seqs.push(appended.seq),
+                Err(StoreError::Rejected(why)) => {
+                    assert!(why.contains("refused by policy"), "{why}");
+                    refused += 1;
+                }
+                Err(other) => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(refused, 20);
+        assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+        let room = RoomId::parse("r").unwrap();
+        let stored = store.read_after(&room, 0, 100).await.unwrap();
+        assert!(stored.iter().all(|m| m.msg.starts_with("ok")));
+        assert_eq!(stored.len(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_api_read_does_not_hold_up_sessions_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, KEEP_ALL);
+        store.append(msg("r", "hello", None, 1)).await.unwrap();
+        let room = RoomId::parse("r").unwrap();
+        // A history request is stuck on the API's connection...
+        let held = store.api_reader.clone();
+        let guard = tokio::task::spawn_blocking(move || {
+            let _busy = held.lock().unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ...and a session's join still reads at once.
+        let bounds = tokio::time::timeout(Duration::from_secs(1), store.bounds(&room))
+            .await
+            .expect("the session's read is not queued behind the API's")
+            .unwrap();
+        assert_eq!(bounds, Bounds { first: 1, last: 1 });
+        guard.await.unwrap();
+        let (page, bounds) = store.history_page(&room, u64::MAX >> 1, 10).await.unwrap();
+        assert_eq!((page.len(), bounds.last), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn rooms_left_empty_by_retention_and_without_members_are_pruned_and_never_reuse_a_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(
+            &dir,
+            Retention {
+                max_age_ms: 60_000,
+                ..KEEP_ALL
+            },
+            |room| room == "occupied",
+        );
+        let old = crate::hub::unix_millis() - 120_000;
+        for room in ["gone", "occupied"] {
+            for i in 0..3 {
+                store
+                    .append(msg(room, &format!("m{i}"), None, old))
+                    .await
+                    .unwrap();
+            }
+        }
+        // The next commit runs retention: the old messages go, then the empty, unused room.
+        store
+            .append(msg("other", "now", None, crate::hub::unix_millis()))
+            .await
+            .unwrap();
+        let rooms: Vec<String> = store
+            .read(|c| {
+                c.prepare("SELECT room FROM rooms ORDER BY room")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rooms, ["occupied", "other"]);
+        // A pruned room that comes back counts on past every seq it ever had.
+        let gone = RoomId::parse("gone").unwrap();
+        assert_eq!(
+            store.bounds(&gone).await.unwrap(),
+            Bounds { first: 4, last: 3 }
+        );
+        let next = store.append(msg("gone", "back", None, 1)).await.unwrap();
+        assert_eq!(next.seq, 4);
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use rand::{Rng, SeedableRng};
 use shared::ServerMsg;
-use switchboard_tests::{TestApp, rss_kib, spawn_app_with};
+use shared::{ClientMsg, ErrorCode, Inbound, LegacyChat, MessageText};
+use switchboard_tests::Endpoint;
+use switchboard_tests::process::ServerProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -66,8 +68,23 @@ fn json_inputs() -> Vec<Vec<u8>> {
     out
 }
 
+/// Whether the server must answer this input with an error, by the protocol's own rules: it
+/// does not decode, or it is a chat whose id or text is invalid (typing and feed switches are
+/// never answered; a legacy frame from a named session is a chat with the session's name).
+fn refused(input: &str) -> bool {
+    let text_invalid = |msg: &str| MessageText::parse(msg, MessageText::DEFAULT_MAX_CHARS).is_err();
+    match Inbound::decode(input) {
+        Err(_) => true,
+        Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => {
+            id.is_some_and(|id| !shared::valid_client_id(&id)) || text_invalid(&msg)
+        }
+        Ok(Inbound::Typed(_)) => false,
+        Ok(Inbound::Legacy(LegacyChat { msg, .. })) => text_invalid(&msg),
+    }
+}
+
 /// Opens a WebSocket by hand, for sending frames no client library would.
-async fn raw_upgrade(app: &TestApp, path: &str) -> TcpStream {
+async fn raw_upgrade(app: &Endpoint, path: &str) -> TcpStream {
     let mut s = TcpStream::connect(app.addr).await.unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -146,13 +163,18 @@ async fn server_close_code(s: &mut TcpStream) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_survives_more_than_ten_thousand_hostile_inputs_and_answers_each_properly() {
-    let app = spawn_app_with(|s| {
-        s.rate_per_sec = 1_000_000;
-        s.rate_burst = 1_000_000;
-        s.max_message_bytes = 64 * 1024;
-    })
-    .await;
-    let rss_before = rss_kib();
+    let args: Vec<String> = [
+        "--rate-per-sec",
+        "1000000",
+        "--rate-burst",
+        "1000000",
+        "--max-message-bytes",
+        "65536",
+    ]
+    .map(String::from)
+    .to_vec();
+    let app = ServerProcess::start("127.0.0.1:0", &args).await;
+    let rss_before = app.rss_kib();
 
     // The canary chats throughout and measures its own round trips.
     let (mut canary, _) = app.join("canary", "battery").await;
@@ -177,25 +199,61 @@ async fn the_server_survives_more_than_ten_thousand_hostile_inputs_and_answers_e
         }
     });
 
-    // 1. JSON: every input gets an answer (an error, or the message if a mutation stayed valid),
-    //    and the session goes on.
-    let inputs = json_inputs();
+    // 1. JSON: every input the server must refuse gets exactly one error (none skipped, none
+    //    extra), every input that stayed valid is served, and the session goes on.
+    let inputs: Vec<String> = json_inputs()
+        .iter()
+        .map(|input| String::from_utf8_lossy(input).into_owned())
+        .collect();
+    let refusals = inputs.iter().filter(|i| refused(i)).count();
     let (mut abuser, _) = app.join("abuser", "battery-json").await;
     let sent = inputs.len();
     let writer = async {
         for input in &inputs {
-            let text = String::from_utf8_lossy(input).into_owned();
-            abuser.stream.feed(Message::text(text)).await.unwrap();
+            abuser
+                .stream
+                .feed(Message::text(input.clone()))
+                .await
+                .unwrap();
         }
         abuser.stream.flush().await.unwrap();
         abuser.chat("still alive").await;
-        abuser
-            .recv_until(|m| matches!(m, ServerMsg::Chat(c) if c.msg == "still alive").then_some(()))
-            .await;
+        let mut errors = 0;
+        loop {
+            match abuser.recv().await {
+                ServerMsg::Chat(c) if c.msg == "still alive" => break,
+                ServerMsg::Error { code, reason } => {
+                    assert!(
+                        matches!(
+                            code,
+                            ErrorCode::Malformed
+                                | ErrorCode::InvalidMessage
+                                | ErrorCode::TextInvalid
+                                | ErrorCode::IdInvalid
+                        ),
+                        "unexpected error {code:?}: {reason}"
+                    );
+                    errors += 1;
+                }
+                _ => {}
+            }
+        }
+        errors
     };
-    tokio::time::timeout(Duration::from_secs(60), writer)
+    let errors = tokio::time::timeout(Duration::from_secs(60), writer)
         .await
         .expect("JSON battery answered");
+    assert_eq!(errors, refusals, "one error for each refused input");
+
+    // A typed frame that also claims a `name` is refused as such, not served as the claimed
+    // sender.
+    abuser
+        .send_text(r#"{"type":"chat","msg":"x","name":"impostor"}"#)
+        .await;
+    match abuser.recv().await {
+        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::InvalidMessage),
+        other => panic!("expected invalid_message, got {other:?}"),
+    }
 
     // 2. Frames no client library would send, each answered with the right close code.
     let huge_header = {
@@ -297,14 +355,12 @@ async fn the_server_survives_more_than_ten_thousand_hostile_inputs_and_answers_e
     let mut rtts = canary_task.await.unwrap();
     rtts.sort();
     let p99 = rtts[rtts.len() * 99 / 100];
-    let growth_mib = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
+    let growth_mib = app.rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
     println!(
-        "battery: {} JSON + {frame_inputs} frame + 5000 ping + 3 handshake inputs; canary {} round trips, \
-         p99 {:.2} ms; RSS growth {growth_mib:.1} MiB",
-        sent,
+        "battery: {sent} JSON ({refusals} refused) + {frame_inputs} frame + 5000 ping + 3 handshake \
+         inputs; canary {} round trips, p99 {:.2} ms; server RSS growth {growth_mib:.1} MiB",
         rtts.len(),
         p99.as_secs_f64() * 1e3
     );
-    assert!(sent + frame_inputs >= 10_000);
-    assert!(growth_mib < 32.0, "RSS grew {growth_mib:.1} MiB");
+    assert!(growth_mib < 32.0, "server RSS grew {growth_mib:.1} MiB");
 }

@@ -531,3 +531,75 @@ async fn a_message_that_cannot_be_stored_is_refused_with_1013_and_its_resend_lan
     let texts: Vec<&str> = page.messages.iter().map(|m| m.msg.as_str()).collect();
     assert_eq!(texts, ["kept in the outbox"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_on_two_nodes_that_use_the_same_message_id_are_both_stored_at_their_own_seq() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut eve, _) = a.join("eve", "ids").await;
+    let (mut ada, _) = a.join_as("ada", "ids", &token("ada"), None).await;
+    let (mut bob, _) = b.join_as("bob", "ids", &token("bob"), None).await;
+    let (mut cy, _) = b.join("cy", "ids").await;
+    let mut acked = Vec::new();
+    for (client, text) in [
+        (&mut ada, "from ada"),
+        (&mut bob, "from bob"),
+        (&mut cy, "from cy"),
+    ] {
+        client.chat_with_id(text, "1").await;
+        acked.push(client.ack("1").await);
+    }
+    assert_eq!(acked, [1, 2, 3]);
+    let seen: Vec<(u64, String)> = eve
+        .chats(3)
+        .await
+        .into_iter()
+        .map(|c| (c.seq, c.msg))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "from ada".into()),
+            (2, "from bob".into()),
+            (3, "from cy".into())
+        ]
+    );
+    // Bob's own resend, through the other node, is still his duplicate.
+    let (mut bob_again, _) = a.join_as("bob", "ids", &token("bob"), None).await;
+    bob_again.chat_with_id("from bob", "1").await;
+    assert_eq!(bob_again.ack("1").await, 2);
+}
+
+/// `SMEMBERS sb:nodes` through `redis-cli`.
+fn cluster_nodes(redis: &RedisServer) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SMEMBERS", "sb:nodes"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_cleanly_leaves_the_node_set_itself() {
+    // One node: no other node's heartbeat can tidy up after it.
+    let redis = RedisServer::start().await;
+    let a = node(&redis).await;
+    let deadline = Instant::now() + PRESENCE_TTL * 2;
+    while cluster_nodes(&redis).is_empty() {
+        assert!(Instant::now() < deadline, "the node never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = a.terminate().await;
+    assert!(status.success(), "clean exit: {status:?}");
+    assert_eq!(
+        cluster_nodes(&redis),
+        Vec::<String>::new(),
+        "the stopped node left the set"
+    );
+}

@@ -19,7 +19,7 @@ const PER_WRITER: usize = 1500;
 /// Messages a writer keeps in flight without an ack.
 const WINDOW: usize = 64;
 
-async fn start(bind: &str, db: &std::path::Path) -> (ServerProcess, String) {
+async fn start(db: &std::path::Path) -> ServerProcess {
     let mut args: Vec<String> = vec!["--db".into(), db.display().to_string()];
     for (flag, value) in [
         ("--rate-per-sec", "1000000"),
@@ -28,15 +28,17 @@ async fn start(bind: &str, db: &std::path::Path) -> (ServerProcess, String) {
     ] {
         args.extend([flag.to_owned(), value.to_owned()]);
     }
-    let server = ServerProcess::start(bind, &args).await;
-    let addr = server.addr.to_string();
-    (server, addr)
+    // Port 0 every time: a restart on the old port could find it taken by a parallel test.
+    ServerProcess::start("127.0.0.1:0", &args).await
 }
+
+/// Where the server listens now; writers read it at every reconnect.
+type Address = Arc<std::sync::RwLock<String>>;
 
 /// Sends `PER_WRITER` messages with ids, reconnecting and resending unacknowledged ones until
 /// every one is acknowledged. Returns id → acknowledged seq.
 async fn writer(
-    addr: String,
+    addr: Address,
     room: &'static str,
     who: usize,
     progress: Arc<AtomicUsize>,
@@ -46,7 +48,8 @@ async fn writer(
     let mut next = 0;
     while acked.len() < PER_WRITER {
         let url = format!(
-            "ws://{addr}/ws?name=writer{who}&room={room}&feed=0&token=writer-token-{who:08}"
+            "ws://{}/ws?name=writer{who}&room={room}&feed=0&token=writer-token-{who:08}",
+            addr.read().unwrap()
         );
         let Ok(Ok((mut ws, _))) = tokio::time::timeout(
             Duration::from_secs(2),
@@ -101,7 +104,8 @@ async fn writer(
 async fn every_acknowledged_message_survives_sigkill_exactly_once_with_gap_free_seqs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let (mut server, addr) = start("127.0.0.1:0", &db).await;
+    let mut server = start(&db).await;
+    let addr: Address = Arc::new(std::sync::RwLock::new(server.addr.to_string()));
     let rooms = ["crash-a", "crash-b"];
     let progress = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
@@ -123,8 +127,8 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once_with_gap_free_
             kill + 1,
             progress.load(Ordering::Relaxed)
         );
-        let (restarted, _) = start(&addr, &db).await;
-        server = restarted;
+        server = start(&db).await;
+        *addr.write().unwrap() = server.addr.to_string();
     }
     let mut acked = HashMap::new();
     for w in writers {

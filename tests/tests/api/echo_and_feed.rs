@@ -1,5 +1,6 @@
+use futures_util::StreamExt;
 use shared::{ClientMsg, ServerMsg};
-use switchboard_tests::{Event, spawn_app};
+use switchboard_tests::spawn_app;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -17,11 +18,11 @@ async fn echo_returns_text_and_binary_frames_unchanged() {
         echo.stream.send(frame.clone()).await.unwrap();
     }
     for frame in frames {
-        let got = match echo.next_event().await.unwrap() {
-            Event::Other(m) => m,
-            Event::Msg(_) => Message::text("{\"not\":\"parsed\"}"),
-            Event::Close(c) => panic!("closed: {c:?}"),
-        };
+        let got = tokio::time::timeout(switchboard_tests::RECV_TIMEOUT, echo.stream.next())
+            .await
+            .expect("an echo within the timeout")
+            .expect("the connection is open")
+            .expect("a frame");
         assert_eq!(got, frame);
     }
 }

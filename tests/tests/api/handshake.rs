@@ -43,7 +43,10 @@ async fn configured_origins_replace_the_defaults() {
             .is_ok()
     );
     let own = format!("http://{}", app.addr);
-    assert!(app.connect_with_origin("/echo", Some(&own)).await.is_err());
+    match app.connect_with_origin("/echo", Some(&own)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected HTTP 403, got {:?}", other.map(|_| ())),
+    }
 }
 
 #[tokio::test]
