@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
 """Turns the load generator's JSON lines into results JSON, a Markdown report (absolute figures,
-ratios to each peer measured in the same run, and the issue's goals) and an SVG chart.
+ratios to each peer measured in the same run, the issue's goals, the server-side figures and
+the failed runs) and an SVG chart.
 
-    report.py RUN.jsonl OUT.json OUT.md OUT.svg
+    report.py RUN.jsonl OUT.json OUT.md OUT.svg [METRICS.txt [FAILURES.txt]]
+
+METRICS.txt: Switchboard's chat-path /metrics, one `# after: <scenario family>` section per
+family, as bench/run.sh records them in the same run. FAILURES.txt: one line per failed run.
+A goal counts as met only if the chat path (/ws) meets it; figures of the raw path say which
+endpoint they come from (the bench-only /relay, or /echo).
 """
 import json
+import os
 import platform
 import sys
 from html import escape
 
 src, json_out, md_out, svg_out = sys.argv[1:5]
+metrics_src = sys.argv[5] if len(sys.argv) > 5 else None
+failures_src = sys.argv[6] if len(sys.argv) > 6 else None
 rows = [json.loads(line) for line in open(src) if line.strip()]
 machine = {
     "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
@@ -22,8 +31,20 @@ SERVERS = ["switchboard", "switchboard-chat"] + PEERS
 P99_BOUND_US = {1000: 20_000, 10000: 100_000}
 
 
+# Switchboard's raw path per scenario: the bench-only /relay (`--bench-relay`, off by default),
+# or /echo. Neither is the product's chat path (/ws).
+RAW_ENDPOINT = {"idle": "/relay", "fanout": "/relay", "chat": "/relay", "echo": "/echo", "setup": "/echo"}
+
+
+def raw_label(scenario):
+    endpoint = RAW_ENDPOINT[scenario]
+    return "raw path, bench-only /relay endpoint" if endpoint == "/relay" else f"raw path, {endpoint} endpoint"
+
+
 def path_label(r):
-    return "raw" if r["path"] == "raw" else "chat: JSON, seq, SQLite"
+    if r["path"] != "raw":
+        return "chat path, /ws: JSON, seq, SQLite"
+    return raw_label(r["scenario"]) if r["server"] == "switchboard" else "raw"
 
 
 def saturation(server, receivers):
@@ -64,16 +85,19 @@ for s in SERVERS:
         add(f"connection setup ({r['connections']:,}, {r['rate']} in flight)", "connects/s", True, s,
             r["per_sec"] if r["delivered"] == r["expected"] else 0.0)
     r = next((r for r in rows if r["server"] == s and r["scenario"] == "idle"), None)
-    add("idle memory per connection (10k)", "KiB", False, s, r and r.get("rss_per_conn_kib"))
+    if r:
+        n = r["connections"]
+        add(f"idle memory per connection ({n // 1000}k)" if n % 1000 == 0 else f"idle memory per connection ({n})",
+            "KiB", False, s, r.get("rss_per_conn_kib"))
 
-json.dump({"machine": machine, "runs": rows,
-           "headline": [{"figure": k[0], "unit": k[1], "values": v} for k, v in headline.items()]},
-          open(json_out, "w"), indent=1)
 
 # ---- Markdown ----
-lines = [f"Machine: {machine['cpu']}, Linux {machine['kernel']}; server on core 0, load generator on core 1.", ""]
+server_cpu, loadgen_cpu = os.environ.get("SERVER_CPU", "0"), os.environ.get("LOADGEN_CPU", "1")
+lines = [f"Machine: {machine['cpu']}, Linux {machine['kernel']}; server on core {server_cpu}, "
+         f"load generator on core {loadgen_cpu}.", ""]
+COLUMN = {"switchboard": "switchboard (raw path)", "switchboard-chat": "switchboard-chat (chat path, /ws)"}
 lines += ["### Headline figures", "",
-          "| figure | " + " | ".join(SERVERS) + " |", "|---|" + "---|" * len(SERVERS)]
+          "| figure | " + " | ".join(COLUMN.get(s, s) for s in SERVERS) + " |", "|---|" + "---|" * len(SERVERS)]
 for (label, unit, better), values in headline.items():
     cells = []
     for s in SERVERS:
@@ -81,6 +105,9 @@ for (label, unit, better), values in headline.items():
         cells.append("–" if v is None else "bound not met" if v == 0 and "saturation" in label
                      else (f"{v:.1f}" if unit == "KiB" else f"{v:,.0f}"))
     lines.append(f"| {label} ({unit}{'' if better else ', lower is better'}) | " + " | ".join(cells) + " |")
+lines += ["", "Switchboard's raw path is the bench-only `/relay` endpoint (`--bench-relay`: every frame relayed "
+          "unchanged, no JSON, no `seq`, no storage) for idle, fan-out and chat room, and `/echo` for echo and "
+          "connection setup; the product's path is the chat path, `/ws`."]
 
 lines += ["", "### Every run", "",
           "| scenario | server (path) | rate/s | delivered/s | loss | p50 µs | p99 µs | p99.9 µs | max µs | server CPU | client-bound | "
@@ -126,32 +153,138 @@ def ratio(server, label_prefix, peer):
     return None
 
 
-def fmt(x):
+def fmt(x, at_least=None):
+    """A ratio, with enough decimals that one below the goal never prints as the goal."""
     if x is None:
         return "–"
-    return "∞ (the peer met the bound at no rate tried)" if x == float("inf") else f"{x:.2f}×"
+    if x == float("inf"):
+        return "∞ (the peer met the bound at no rate tried)"
+    decimals = 2
+    while at_least is not None and x < at_least <= round(x, decimals) and decimals < 6:
+        decimals += 1
+    return f"{x:.{decimals}f}×"
 
 
+def idle_kib(server):
+    return next((v.get(server) for (label, _, _), v in headline.items() if label.startswith("idle")), None)
+
+
+def at_most_kib(bound):
+    def measure(server):
+        v = idle_kib(server)
+        return (None, None) if v is None else (f"{v:.1f} KiB", v <= bound)
+    return measure
+
+
+def vs(prefix, peer, name, at_least=None, at_most=None):
+    def measure(server):
+        x = ratio(server, prefix, peer)
+        if x is None:
+            return None, None
+        met = x >= at_least if at_least is not None else x <= at_most
+        if x == float("inf"):
+            return f"∞× {name} ({name} met the bound at no rate tried)", met
+        if x == 0:
+            return f"0× {name} (met the bound at no rate tried)", met
+        return f"{fmt(x, at_least)} {name}", met
+    return measure
+
+
+# (figure, goal, scenario, measure(server) -> (text, met))
 goals = [
-    ("idle RSS per connection at 10k", "≤ 6 KiB and ≤ 0.25× Node ws",
-     lambda: f"{headline.get(('idle memory per connection (10k)', 'KiB', False), {}).get('switchboard', float('nan')):.1f} KiB, "
-             f"{fmt(ratio('switchboard', 'idle', 'node-ws'))} Node ws"),
-    ("fan-out at saturation, 1k receivers", "≥ 1.0× Bun, ≥ 4× Node ws",
-     lambda: f"{fmt(ratio('switchboard', 'fan-out × 1,000', 'bun'))} Bun, {fmt(ratio('switchboard', 'fan-out × 1,000', 'node-ws'))} Node ws"),
-    ("fan-out at 10k receivers", "≥ 1.0× Bun",
-     lambda: f"{fmt(ratio('switchboard', 'fan-out × 10,000', 'bun'))} Bun"),
-    ("echo, 100 × 20 B", "≥ 1.0× Deno", lambda: f"{fmt(ratio('switchboard', 'echo', 'deno'))} Deno"),
-    ("connection setup/s, zero failures in 30k", "≥ 1.5× Node ws",
-     lambda: f"{fmt(ratio('switchboard', 'connection setup', 'node-ws'))} Node ws"),
+    ("idle RSS per connection at 10k", "≤ 6 KiB", "idle", at_most_kib(6.0)),
+    ("idle RSS per connection at 10k", "≤ 0.25× Node ws", "idle", vs("idle", "node-ws", "Node ws", at_most=0.25)),
+    ("fan-out at saturation, 1k receivers", "≥ 1.0× Bun", "fanout", vs("fan-out × 1,000", "bun", "Bun", at_least=1.0)),
+    ("fan-out at saturation, 1k receivers", "≥ 4× Node ws", "fanout",
+     vs("fan-out × 1,000", "node-ws", "Node ws", at_least=4.0)),
+    ("fan-out at 10k receivers", "≥ 1.0× Bun", "fanout", vs("fan-out × 10,000", "bun", "Bun", at_least=1.0)),
+    ("echo, 100 × 20 B", "≥ 1.0× Deno", "echo", vs("echo", "deno", "Deno", at_least=1.0)),
+    ("connection setup/s, zero failures in 30k", "≥ 1.5× Node ws", "setup",
+     vs("connection setup", "node-ws", "Node ws", at_least=1.5)),
 ]
-lines += ["", "### Goals (Switchboard raw path against the peers, this run)", "",
-          "| figure | goal | measured |", "|---|---|---|"]
-for name, goal, measured in goals:
-    lines.append(f"| {name} | {goal} | {measured()} |")
+lines += ["", "### Goals (this run; met only if met on the chat path, /ws)", "",
+          "| figure | goal | chat path (/ws) | raw path | verdict |", "|---|---|---|---|---|"]
+for name, goal, scenario, measure in goals:
+    chat_text, chat_met = measure("switchboard-chat")
+    raw_text, raw_met = measure("switchboard")
+    endpoint = RAW_ENDPOINT[scenario]
+    if chat_met:
+        verdict = "met"
+    elif chat_met is None:
+        verdict = "not measured on the product path"
+    elif raw_met:
+        verdict = f"not met on the product path (met on raw {endpoint} only)"
+    else:
+        verdict = "not met"
+    raw_cell = "–" if raw_text is None else f"{raw_text} ({raw_label(scenario)})"
+    lines.append(f"| {name} | {goal} | {chat_text or '–'} | {raw_cell} | {verdict} |")
 lines += ["", "Saturation: the highest rate tried with ≥ 99.9 % delivered and p99 within 20 ms (1k receivers) "
           "or 100 ms (10k). A run marked client-bound had the load generator at > 90 % of its core: "
           "there the figure is a floor for the server, not its limit."]
+
+
+def read_metrics(path):
+    """{family: {series: value}} from run.sh's /metrics snapshots."""
+    families, current = {}, None
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("# after: "):
+            current = families.setdefault(line[len("# after: "):], {})
+        elif line and current is not None and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            try:
+                current[series] = float(value)
+            except ValueError:
+                pass
+    return families
+
+
+def bucket_bound(series, count, q):
+    """The smallest histogram bucket bound holding at least q of the observations, seconds."""
+    buckets = sorted((float(k.split('le="', 1)[1].rstrip('"}')), v) for k, v in series.items()
+                     if k.startswith("switchboard_delivery_seconds_bucket{"))
+    return next((le for le, n in buckets if n >= q * count), None)
+
+
+def ms(seconds):
+    if seconds is None:
+        return "–"
+    return "> 1.6 s" if seconds == float("inf") else f"≤ {seconds * 1000:g} ms"
+
+
+server_metrics = read_metrics(metrics_src) if metrics_src and os.path.exists(metrics_src) else {}
+lines += ["", "### Server-side figures (switchboard-chat's own /metrics, this run)", ""]
+if server_metrics:
+    lines += ["Counters of the chat-path server, read just before it was stopped at the end of each scenario "
+              "family (a fresh server per family, so each row covers exactly that family's runs). Delivery: "
+              "from a message's commit to its frame flushed to a member's socket; p50 and p99 are bucket bounds.",
+              "", "| scenario family | chat frames in | frames out | messages persisted | rate limited "
+              "| slow consumers dropped | delivery mean | delivery p50 | delivery p99 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for family, m in server_metrics.items():
+        count = m.get("switchboard_delivery_seconds_count", 0)
+        mean = f"{m['switchboard_delivery_seconds_sum'] / count * 1000:.2f} ms" if count else "–"
+
+        def n(key):
+            return f"{m[key]:,.0f}" if key in m else "–"
+        chat_in = n('switchboard_frames_in_total{kind="chat"}')
+        lines.append(f"| {family} | {chat_in} | "
+                     f"{n('switchboard_frames_out_total')} | {n('switchboard_messages_persisted_total')} | "
+                     f"{n('switchboard_rate_limited_total')} | {n('switchboard_slow_consumers_dropped_total')} | "
+                     f"{mean} | {ms(bucket_bound(m, count, 0.5)) if count else '–'} | "
+                     f"{ms(bucket_bound(m, count, 0.99)) if count else '–'} |")
+else:
+    lines += ["Not recorded by this run."]
+
+failures = [l.strip() for l in open(failures_src)] if failures_src and os.path.exists(failures_src) else []
+failures = [l for l in failures if l]
+lines += ["", "### Failed runs", ""]
+lines += [f"- {l.removeprefix('FAILED: ')}" for l in failures] if failures else ["None."]
 open(md_out, "w").write("\n".join(lines) + "\n")
+json.dump({"machine": machine, "runs": rows,
+           "headline": [{"figure": k[0], "unit": k[1], "values": v} for k, v in headline.items()],
+           "server_metrics": server_metrics, "failures": failures},
+          open(json_out, "w"), indent=1)
 
 # ---- SVG: one panel of horizontal bars per headline figure ----
 COLORS = {"switchboard": "#4f46e5", "switchboard-chat": "#818cf8", "node-ws": "#16a34a",

@@ -1,31 +1,85 @@
 #!/usr/bin/env bash
-# Runs the load scenarios against Switchboard and the peers in one run, server pinned to core 0
-# and load generator to core 1, and writes bench/results/<date>.{json,md,svg}.
+# Runs the load scenarios against Switchboard and the peers in one run, server pinned to one
+# core and load generator to another, and writes bench/results/<date>.{json,md,svg}, with the
+# Switchboard chat-path server's own /metrics per scenario family in <date>.metrics.txt and in
+# the report's "Server-side figures" section (same run), and failed runs in <date>.failures.txt.
 #
 #   bench/run.sh     # Switchboard (raw and chat paths) vs Node ws, Bun, Deno, Python websockets
 #                    # (installed from npm / PyPI into bench/peers); about 15 minutes
+#   SMOKE=1 bench/run.sh
+#                    # smoke: every scenario family against every server with tiny sizes (a few
+#                    # connections, 1 s, one rate, 40 connects), on a debug build (target/debug,
+#                    # no LTO release build), results in a temporary directory (never
+#                    # bench/results/). Fails (exit 1) if any run failed, if a run delivered
+#                    # nothing (idle and setup: anything short of all), if a family left no
+#                    # server-side figures, or if report.py fails. For CI: about 1 minute on 2
+#                    # cores once built (the debug build of server and bench, cold, about 3.5
+#                    # minutes). The normal mode reports failed runs and carries on.
 #
 # Scenarios: (a) idle, 10,000 connections held, server RSS per connection, all checked alive
 # with one broadcast; (b) fan-out to 1,000 and 10,000 receivers at rising publish rates;
 # (c) chat room, 16 and 100 clients all sending, closed loop; (d) echo, 100 connections x 20 B,
-# closed loop; (e) connection setup, 30,000 connects with 64 in flight.
+# closed loop; (e) connection setup, 30,000 connects with 64 in flight. SECS, RATES, RECEIVERS,
+# RATES_10K, RECEIVERS_10K, FANOUT_SECS, CHAT_ROOMS, ECHO_CONNS, SETUP, INFLIGHT and IDLE
+# override either mode's sizes.
+#
+# Cores: the server runs on the first CPU this process may use and the load generator on the
+# second (cores 0 and 1 on a 2-core machine); SERVER_CPU and LOADGEN_CPU override them. With
+# one CPU both share it (the figures then mean little; the smoke still works).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ulimit -n 65536 2>/dev/null || true
-SECS=${SECS:-10}
-RATES=${RATES:-"100 200 500 1000 2000"}
-RECEIVERS=${RECEIVERS:-1000}
-RATES_10K=${RATES_10K:-"10 20 50 100"}
-SETUP=${SETUP:-30000}
+SMOKE=${SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+    SECS=${SECS:-1}
+    RATES=${RATES:-50}
+    RECEIVERS=${RECEIVERS:-5}
+    RATES_10K=${RATES_10K:-10}
+    RECEIVERS_10K=${RECEIVERS_10K:-10}
+    FANOUT_SECS=${FANOUT_SECS:-1}
+    CHAT_ROOMS=${CHAT_ROOMS:-"4 8"}
+    ECHO_CONNS=${ECHO_CONNS:-4}
+    SETUP=${SETUP:-40}
+    INFLIGHT=${INFLIGHT:-8}
+    IDLE=${IDLE:-20}
+    profile=debug
+    results=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench-smoke.XXXXXX")
+else
+    SECS=${SECS:-10}
+    RATES=${RATES:-"100 200 500 1000 2000"}
+    RECEIVERS=${RECEIVERS:-1000}
+    RATES_10K=${RATES_10K:-"10 20 50 100"}
+    RECEIVERS_10K=${RECEIVERS_10K:-10000}
+    FANOUT_SECS=${FANOUT_SECS:-5}
+    CHAT_ROOMS=${CHAT_ROOMS:-"16 100"}
+    ECHO_CONNS=${ECHO_CONNS:-100}
+    SETUP=${SETUP:-30000}
+    INFLIGHT=${INFLIGHT:-64}
+    IDLE=${IDLE:-10000}
+    profile=release
+    results=bench/results
+fi
+bin=${CARGO_TARGET_DIR:-target}/$profile
 date=$(date -u +%Y-%m-%d)
-out=bench/results/$date
-mkdir -p bench/results
+out=$results/$date
+mkdir -p "$results"
 : >"$out.jsonl"
 
-echo "==> building (release)"
-cargo build --release -q -p server -p bench --bins
-(cd bench/peers && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund; })
+# The first two CPUs this process may use (not necessarily 0 and 1 under a cpuset).
+read -r first_cpu second_cpu < <(python3 -c \
+    'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else c[0])')
+export SERVER_CPU=${SERVER_CPU:-$first_cpu} LOADGEN_CPU=${LOADGEN_CPU:-$second_cpu}
+
+if [ "$SMOKE" = 1 ]; then
+    echo "==> smoke: building (debug); results in $results"
+    cargo build -q -p server -p bench --bins
+else
+    echo "==> building (release)"
+    cargo build --release -q -p server -p bench --bins
+fi
+(cd bench/peers && { [ -d node_modules/ws ] && [ -x node_modules/.bin/bun ] && [ -x node_modules/.bin/deno ] \
+    || npm ci --no-audit --no-fund; })
 if [ ! -x bench/peers/python/.venv/bin/python ]; then
     python3 -m venv bench/peers/python/.venv
     bench/peers/python/.venv/bin/pip install -q -r bench/peers/python/requirements.txt
@@ -35,9 +89,12 @@ work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-start() { # label, command...: starts a server pinned to core 0; sets ADDR and PID
+start() { # label, command...: starts a server pinned to the server core; sets ADDR and PID
     local label=$1; shift
-    taskset -c 0 "$@" >"$work/$label.out" 2>"$work/$label.err" &
+    # Emptied here, not by the background redirection: the wait below must not read the
+    # previous family's "listening on" line.
+    : >"$work/$label.out"
+    taskset -c "$SERVER_CPU" "$@" >"$work/$label.out" 2>"$work/$label.err" &
     PID=$!
     pids+=("$PID")
     for _ in $(seq 100); do grep -q 'listening on' "$work/$label.out" && break; sleep 0.1; done
@@ -48,8 +105,16 @@ start() { # label, command...: starts a server pinned to core 0; sets ADDR and P
 load() { # label, pid, addr, loadgen args...: one run; a failed run is reported, not fatal
     local label=$1 pid=$2 addr=$3; shift 3
     echo "    $label $*"
-    taskset -c 1 target/release/loadgen --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl" \
-        2>"$work/loadgen.err" || echo "    FAILED: $label $* ($(tail -1 "$work/loadgen.err"))" | tee -a "$out.failures.txt"
+    taskset -c "$LOADGEN_CPU" "$bin/loadgen" --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl" \
+        2>"$work/loadgen.err" || echo "    FAILED: $label $* ($(error_of "$work/loadgen.err"))" | tee -a "$out.failures.txt"
+}
+
+error_of() { # the error and its causes from anyhow's report, on one line, without a backtrace
+    sed -n '/^Stack backtrace:/q; /[^[:space:]]/p' "$1" | tr -s ' \n' ' ' | sed 's/ $//'
+}
+
+k() { # 1000 -> 1k, 10000 -> 10k, 5 -> 5
+    if (($1 >= 1000 && $1 % 1000 == 0)); then echo "$(($1 / 1000))k"; else echo "$1"; fi
 }
 
 # Every scenario family starts with fresh server processes: no run inherits another's teardown
@@ -59,9 +124,10 @@ sb_args=(--bind 127.0.0.1:0 --static-dir "$work" --bench-relay --rate-per-sec 10
     --rate-burst 1000000 --max-connections-per-ip 100000 --outbound-queue 1024)
 fresh() {
     if ((${#pids[@]})); then
-        # Server-side figures from the chat-path server's own /metrics, per scenario family.
+        # Server-side figures from the chat-path server's own /metrics, per scenario family
+        # (the counters start at zero with each fresh server).
         { echo "# after: ${family:-start}"; curl -s "http://$SBC_ADDR/metrics" | grep -E \
-            '^switchboard_(frames_(in|out)_total|messages_persisted_total|slow_consumers_dropped_total|delivery_seconds_(sum|count))'; } \
+            '^switchboard_(frames_(in|out)_total|messages_persisted_total|rate_limited_total|slow_consumers_dropped_total|delivery_seconds_(sum|count|bucket))'; } \
             >>"$out.metrics.txt" || true
         kill "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
@@ -69,9 +135,9 @@ fresh() {
         sleep 1
     fi
     rm -f "$work"/bench*.db*
-    start switchboard target/release/server --db "$work/bench.db" "${sb_args[@]}"
+    start switchboard "$bin/server" --db "$work/bench.db" "${sb_args[@]}"
     SB_ADDR=$ADDR SB_PID=$PID
-    start switchboard-chat target/release/server --db "$work/bench-chat.db" "${sb_args[@]}"
+    start switchboard-chat "$bin/server" --db "$work/bench-chat.db" "${sb_args[@]}"
     SBC_ADDR=$ADDR SBC_PID=$PID
     PORT=0 start node-ws node bench/peers/node-ws/server.js
     NODE_ADDR=$ADDR NODE_PID=$PID
@@ -86,7 +152,6 @@ fresh() {
 : >"$out.failures.txt"
 : >"$out.metrics.txt"
 
-IDLE=${IDLE:-10000}
 fresh
 family=idle
 echo "==> idle: $IDLE connections held, server RSS per connection"
@@ -99,39 +164,30 @@ done
 
 fresh
 family=echo
-echo "==> echo: 100 connections x 20 B, ${SECS} s"
-load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
-load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario echo --path switchboard --conns 100 --payload 20 --secs "$SECS"
+echo "==> echo: $ECHO_CONNS connections x 20 B, ${SECS} s"
+load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
+load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario echo --path switchboard --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
-    load $p --scenario echo --path raw --conns 100 --payload 20 --secs "$SECS"
+    load $p --scenario echo --path raw --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
 done
 
-fresh
-family="fan-out 1k"
-echo "==> fan-out: $RECEIVERS receivers, rates $RATES"
-for rate in $RATES; do
-    load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
-    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario fanout --path switchboard --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
-    for p in "${peers[@]}"; do
-        # shellcheck disable=SC2086
-        load $p --scenario fanout --path raw --conns "$RECEIVERS" --rate "$rate" --payload 64 --secs 5
+for spec in "$RECEIVERS:$RATES" "$RECEIVERS_10K:$RATES_10K"; do
+    receivers=${spec%%:*} rates=${spec#*:}
+    fresh
+    family="fan-out $(k "$receivers")"
+    echo "==> fan-out: $receivers receivers, rates $rates"
+    for rate in $rates; do
+        load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
+        load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario fanout --path switchboard --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
+        for p in "${peers[@]}"; do
+            # shellcheck disable=SC2086
+            load $p --scenario fanout --path raw --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
+        done
     done
 done
 
-fresh
-family="fan-out 10k"
-echo "==> fan-out: 10000 receivers, rates $RATES_10K"
-for rate in $RATES_10K; do
-    load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
-    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario fanout --path switchboard --conns 10000 --rate "$rate" --payload 64 --secs 5
-    for p in "${peers[@]}"; do
-        # shellcheck disable=SC2086
-        load $p --scenario fanout --path raw --conns 10000 --rate "$rate" --payload 64 --secs 5
-    done
-done
-
-for n in 16 100; do
+for n in $CHAT_ROOMS; do
     fresh
     family="chat room $n"
     echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
@@ -145,15 +201,44 @@ done
 
 fresh
 family="connection setup"
-echo "==> connection setup: $SETUP connects, 64 in flight"
-load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight 64
-load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight 64
+echo "==> connection setup: $SETUP connects, $INFLIGHT in flight"
+load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight "$INFLIGHT"
+load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight "$INFLIGHT"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
-    load $p --scenario setup --path raw --conns "$SETUP" --inflight 64
+    load $p --scenario setup --path raw --conns "$SETUP" --inflight "$INFLIGHT"
 done
 
 fresh # records the last family's server-side figures
 
-python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg"
-cat "$out.md"
+python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg" "$out.metrics.txt" "$out.failures.txt"
+if [ "$SMOKE" != 1 ]; then
+    cat "$out.md"
+    exit 0
+fi
+
+# Smoke: the harness must have measured something everywhere, or the script fails.
+families=$((5 + $(wc -w <<<"$CHAT_ROOMS"))) # idle, echo, two fan-outs, chat rooms, setup
+checked=0
+python3 - "$out.jsonl" "$out.metrics.txt" "$families" <<'EOF' || checked=1
+import sys
+import json
+runs, metrics, families = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bad = []
+for r in (json.loads(l) for l in open(runs) if l.strip()):
+    what = f"{r['server']} {r['scenario']} x {r['connections']}"
+    if r["delivered"] == 0:
+        bad.append(f"{what}: nothing delivered")
+    elif r["scenario"] in ("idle", "setup") and r["delivered"] != r["expected"]:
+        bad.append(f"{what}: {r['delivered']} of {r['expected']}")
+sections = open(metrics).read().split("# after: ")[1:]
+with_figures = [s for s in sections if "switchboard_frames_out_total" in s]
+if len(with_figures) != families:
+    bad.append(f"server-side figures for {len(with_figures)} of {families} scenario families")
+for b in bad:
+    print(f"    SMOKE: {b}")
+sys.exit(1 if bad else 0)
+EOF
+failed=$(wc -l <"$out.failures.txt")
+echo "==> smoke: $(wc -l <"$out.jsonl") runs recorded, $failed failed; results in $results"
+[ "$failed" -eq 0 ] && [ "$checked" -eq 0 ]
