@@ -24,7 +24,7 @@ until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
 
 for port in 3001 3002 3003; do
     target/release/server --bind "127.0.0.1:$port" \
-        --redis-url "redis://127.0.0.1:$REDIS_PORT/" \
+        --redis-url "redis://127.0.0.1:$REDIS_PORT/" --trusted-proxies 127.0.0.1 \
         --allowed-origins "http://127.0.0.1:8000,http://127.0.0.1:$port" &
     pids+=($!)
 done

@@ -32,6 +32,9 @@ step "fuzz smoke: cargo fuzz on client input decoding and validation (20 s)"
 (cd fuzz && cargo fuzz run client_input --sanitizer none -- -max_total_time=20 2>&1 | grep -E '^Done|crash|panicked|ERROR') \
     || { echo "fuzz smoke failed" >&2; exit 1; }
 
+step "bench smoke: bench/run.sh with tiny sizes against every peer (the one benchmark command stays runnable)"
+SMOKE=1 bash bench/run.sh 2>&1 | tee -a "$log"
+
 step "layer 3: client tests (wasm-bindgen-test in headless Chromium) against a real server"
 out=$work/client-server.out
 # A fresh database: old messages in a shared one could satisfy the tests' waits.

@@ -176,7 +176,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
 
     /// Clustered: seconds a node's presence entry and name claims live without a refresh (each
-    /// node refreshes every third of it). A crashed node's members leave within this.
+    /// node refreshes every third of it). A crashed node's members leave within this plus one
+    /// refresh interval (TTL + TTL/3).
     #[arg(long, env = "SWITCHBOARD_PRESENCE_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 10)]
     pub presence_ttl_secs: u64,
 

@@ -704,28 +704,40 @@ mod tests {
         assert_eq!(stored.len(), 20);
     }
 
+    /// Holds `conn` (as a long query would) for a while.
+    fn hold(conn: &Arc<Mutex<Connection>>) -> tokio::task::JoinHandle<()> {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let _busy = conn.lock().unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+        })
+    }
+
     #[tokio::test]
-    async fn a_blocked_api_read_does_not_hold_up_sessions_reads() {
+    async fn api_reads_and_session_reads_never_wait_for_each_other() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir, KEEP_ALL);
         store.append(msg("r", "hello", None, 1)).await.unwrap();
         let room = RoomId::parse("r").unwrap();
-        // A history request is stuck on the API's connection...
-        let held = store.api_reader.clone();
-        let guard = tokio::task::spawn_blocking(move || {
-            let _busy = held.lock().unwrap();
-            std::thread::sleep(Duration::from_secs(3));
-        });
+        let soon = Duration::from_millis(1500);
+        // A history request stuck on the API's connection does not hold up a session's join...
+        let busy = hold(&store.api_reader);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // ...and a session's join still reads at once.
-        let bounds = tokio::time::timeout(Duration::from_secs(1), store.bounds(&room))
+        let bounds = tokio::time::timeout(soon, store.bounds(&room))
             .await
-            .expect("the session's read is not queued behind the API's")
+            .expect("a session's read is not queued behind the API's")
             .unwrap();
         assert_eq!(bounds, Bounds { first: 1, last: 1 });
-        guard.await.unwrap();
-        let (page, bounds) = store.history_page(&room, u64::MAX >> 1, 10).await.unwrap();
+        busy.await.unwrap();
+        // ...and a busy sessions' connection does not hold up the API.
+        let busy = hold(&store.reader);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (page, bounds) = tokio::time::timeout(soon, store.history_page(&room, 100, 10))
+            .await
+            .expect("an API read is not queued behind the sessions'")
+            .unwrap();
         assert_eq!((page.len(), bounds.last), (1, 1));
+        busy.await.unwrap();
     }
 
     #[tokio::test]
