@@ -219,6 +219,20 @@ impl TestApp {
     }
 }
 
+/// Each client in turn sends its text with the same message `id` and waits for its ack; returns
+/// the acknowledged seqs, in order.
+pub async fn send_each_with_id<const N: usize>(
+    senders: [(&mut WsClient, &str); N],
+    id: &str,
+) -> Vec<u64> {
+    let mut acked = Vec::with_capacity(N);
+    for (client, text) in senders {
+        client.chat_with_id(text, id).await;
+        acked.push(client.ack(id).await);
+    }
+    acked
+}
+
 /// The code of a close frame; a connection that ended without one fails the test.
 fn close_frame_code(frame: Option<CloseFrame>) -> u16 {
     match frame {

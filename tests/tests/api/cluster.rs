@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use shared::{ChatMsg, ClientMsg, Member, Resume, ServerMsg};
 use switchboard_tests::process::{RedisServer, ServerProcess};
-use switchboard_tests::{Endpoint, Event, WsClient};
+use switchboard_tests::{Endpoint, Event, WsClient, send_each_with_id};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -540,15 +540,15 @@ async fn senders_on_two_nodes_that_use_the_same_message_id_are_both_stored_at_th
     let (mut ada, _) = a.join_as("ada", "ids", &token("ada"), None).await;
     let (mut bob, _) = b.join_as("bob", "ids", &token("bob"), None).await;
     let (mut cy, _) = b.join("cy", "ids").await;
-    let mut acked = Vec::new();
-    for (client, text) in [
-        (&mut ada, "from ada"),
-        (&mut bob, "from bob"),
-        (&mut cy, "from cy"),
-    ] {
-        client.chat_with_id(text, "1").await;
-        acked.push(client.ack("1").await);
-    }
+    let acked = send_each_with_id(
+        [
+            (&mut ada, "from ada"),
+            (&mut bob, "from bob"),
+            (&mut cy, "from cy"),
+        ],
+        "1",
+    )
+    .await;
     assert_eq!(acked, [1, 2, 3]);
     let seen: Vec<(u64, String)> = eve
         .chats(3)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use shared::{ClientMsg, ErrorCode, ServerMsg, close_code};
-use switchboard_tests::{spawn_app, spawn_app_with};
+use switchboard_tests::{send_each_with_id, spawn_app, spawn_app_with};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -22,15 +22,15 @@ async fn senders_that_use_the_same_message_id_are_each_stored_broadcast_and_acke
         .join_as("bob", "ids", "bob-token-0123456789", None)
         .await;
     let (mut cy, _) = app.join("cy", "ids").await;
-    let mut acked = Vec::new();
-    for (client, text) in [
-        (&mut ada, "from ada"),
-        (&mut bob, "from bob"),
-        (&mut cy, "from cy"),
-    ] {
-        client.chat_with_id(text, "1").await;
-        acked.push(client.ack("1").await);
-    }
+    let acked = send_each_with_id(
+        [
+            (&mut ada, "from ada"),
+            (&mut bob, "from bob"),
+            (&mut cy, "from cy"),
+        ],
+        "1",
+    )
+    .await;
     assert_eq!(acked, [1, 2, 3]);
     let seen: Vec<(u64, String, String)> = eve
         .chats(3)
