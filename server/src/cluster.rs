@@ -14,12 +14,14 @@
 //!   (`sb:name:{room}:{name}` → holder, refreshed with the presence, released by compare and
 //!   delete), so a name is held across nodes.
 //! - Typing notices go over [`TYPING_CHANNEL`]; they are never stored.
+//! - Everything between nodes is a [`NodeMsg`] in JSON; the keys are listed in
+//!   [`crate::redis_keys`].
 //!
 //! While Redis is unreachable a node keeps its sessions and the last presence it saw, retries
 //! appends (see [`RedisStore`]), reports itself not ready on `/readyz`, and resubscribes with
 //! backoff, catching up as above.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,19 +29,42 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use shared::{RoomId, Username};
+use serde::{Deserialize, Serialize};
+use shared::{ChatMsg, RoomId, Username};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
 use crate::metrics::op;
-use crate::store::redis::{CHAT_CHANNEL, RedisStore, decode_published, unavailable, with_epoch};
+use crate::redis_keys::{self as keys, CHAT_CHANNEL, NODES, TYPING_CHANNEL};
+use crate::store::redis::{RedisStore, unavailable, with_epoch};
 use crate::store::{Range, StoreError};
 
-/// Typing notices between nodes: `node\nroom\nname`.
-pub const TYPING_CHANNEL: &str = "sb:typing";
-const NODES_KEY: &str = "sb:nodes";
+/// A node's presence entry (`sb:node:{node}`): room → name → connections on that node.
+type NodeMembers = BTreeMap<RoomId, BTreeMap<Username, u32>>;
+
+/// What nodes tell each other over pub/sub, as JSON: typed, never a joined string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeMsg {
+    /// A stored message, published by the append script in [`RedisStore`] on [`CHAT_CHANNEL`].
+    Chat {
+        room: RoomId,
+        seq: u64,
+        ts: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        name: String,
+        msg: String,
+    },
+    /// A member of `room` held on `node` is typing (on [`TYPING_CHANNEL`]).
+    Typing {
+        node: String,
+        room: RoomId,
+        name: Username,
+    },
+}
 /// RFC 6455 "service restart": clients reconnect.
 const SERVICE_RESTART: u16 = 1012;
 /// Messages read from a stream per request while catching up.
@@ -197,7 +222,7 @@ impl Cluster {
     ) -> Result<(), NameTaken> {
         let reply: redis::RedisResult<u32> = self
             .claim
-            .key(name_key(room, name))
+            .key(keys::name(room, name))
             .arg(self.ttl.as_millis() as u64)
             .arg(holder_key(identity, &self.node))
             .invoke_async(&mut self.conn.clone())
@@ -271,34 +296,48 @@ impl Cluster {
 
     async fn relay(&self, msg: &redis::Msg) -> Result<(), StoreError> {
         let payload: String = msg.get_payload().map_err(unavailable)?;
-        match msg.get_channel_name() {
-            CHAT_CHANNEL => {
-                let Some(chat) = decode_published(&payload) else {
-                    tracing::warn!("undecodable message on {CHAT_CHANNEL}");
-                    return Ok(());
-                };
-                let Ok(room) = RoomId::parse(&chat.room) else {
-                    return Ok(());
-                };
-                if let Some(floor) = self.hub.room_floor(&room)
-                    && chat.seq > floor + 1
-                {
-                    self.fill(&room, floor, chat.seq - 1).await?;
-                }
-                self.hub.publish_committed(vec![chat]);
+        let event = match serde_json::from_str::<NodeMsg>(&payload) {
+            Ok(event) => event,
+            Err(e) => {
+                // A node of another release, or a stray publisher: a chat message lost here is
+                // read from the stream at the next one (its seq shows the gap).
+                self.hub
+                    .metrics()
+                    .backplane_errors
+                    .get_or_create(&op("decode"))
+                    .inc();
+                tracing::warn!(channel = msg.get_channel_name(), error = %e, "undecodable node message");
+                return Ok(());
             }
-            TYPING_CHANNEL => {
-                let mut parts = payload.splitn(3, '\n');
-                if let (Some(node), Some(room), Some(name)) =
-                    (parts.next(), parts.next(), parts.next())
-                    && node != self.node
-                    && let (Ok(room), Ok(name)) =
-                        (RoomId::parse(room), Username::parse(name, usize::MAX))
+        };
+        match event {
+            NodeMsg::Chat {
+                room,
+                seq,
+                ts,
+                id,
+                name,
+                msg,
+            } => {
+                if let Some(floor) = self.hub.room_floor(&room)
+                    && seq > floor + 1
                 {
+                    self.fill(&room, floor, seq - 1).await?;
+                }
+                self.hub.publish_committed(vec![ChatMsg {
+                    room: room.to_string(),
+                    seq,
+                    name,
+                    msg,
+                    id,
+                    ts,
+                }]);
+            }
+            NodeMsg::Typing { node, room, name } => {
+                if node != self.node {
                     self.hub.remote_typing(&room, &name);
                 }
             }
-            _ => {}
         }
         Ok(())
     }
@@ -357,8 +396,8 @@ impl Cluster {
         // instead of waiting for the TTL.
         let mut conn = self.conn.clone();
         let left: redis::RedisResult<()> = redis::pipe()
-            .del(node_key(&self.node))
-            .srem(NODES_KEY, &self.node)
+            .del(keys::node(&self.node))
+            .srem(NODES, &self.node)
             .query_async(&mut conn)
             .await;
         if let Err(e) = left {
@@ -380,25 +419,25 @@ impl Cluster {
     /// Publishes this node's members, refreshes its names, and reads everyone else's members.
     async fn heartbeat(&self) -> Result<(), StoreError> {
         let names = self.hub.local_names();
-        let mut mine: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+        let mut mine = NodeMembers::new();
         for (room, name, _, connections) in &names {
-            mine.entry(room.to_string())
+            mine.entry(room.clone())
                 .or_default()
-                .insert(name.to_string(), *connections);
+                .insert(name.clone(), *connections);
         }
         let ttl_ms = self.ttl.as_millis() as u64;
         let mut conn = self.conn.clone();
         let payload = serde_json::to_string(&mine).map_err(unavailable)?;
         let (epoch, nodes): (String, Vec<String>) = with_epoch(&mut redis::pipe())
             .cmd("SET")
-            .arg(node_key(&self.node))
+            .arg(keys::node(&self.node))
             .arg(payload)
             .arg("PX")
             .arg(ttl_ms)
             .ignore()
-            .sadd(NODES_KEY, &self.node)
+            .sadd(NODES, &self.node)
             .ignore()
-            .smembers(NODES_KEY)
+            .smembers(NODES)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -408,7 +447,7 @@ impl Cluster {
             claim.arg(ttl_ms);
             for (room, name, identity, _) in &names {
                 claim
-                    .key(name_key(room, name))
+                    .key(keys::name(room, name))
                     .arg(holder_key(identity, &self.node));
             }
             let taken: u32 = claim.invoke_async(&mut conn).await.map_err(unavailable)?;
@@ -419,7 +458,7 @@ impl Cluster {
         let others: Vec<&String> = nodes.iter().filter(|n| **n != self.node).collect();
         let mut remote = RemoteMembers::new();
         if !others.is_empty() {
-            let keys: Vec<String> = others.iter().map(|n| node_key(n)).collect();
+            let keys: Vec<String> = others.iter().map(|n| keys::node(n)).collect();
             let entries: Vec<Option<String>> = redis::cmd("MGET")
                 .arg(&keys)
                 .query_async(&mut conn)
@@ -431,25 +470,28 @@ impl Cluster {
                     gone.push(node.as_str());
                     continue;
                 };
-                let Ok(rooms) =
-                    serde_json::from_str::<HashMap<String, BTreeMap<String, u32>>>(&entry)
-                else {
-                    continue;
+                // Rooms and names are validated as they are read (their serde is `try_from`).
+                let rooms: NodeMembers = match serde_json::from_str(&entry) {
+                    Ok(rooms) => rooms,
+                    Err(e) => {
+                        self.hub
+                            .metrics()
+                            .backplane_errors
+                            .get_or_create(&op("decode"))
+                            .inc();
+                        tracing::warn!(node = %node, error = %e, "undecodable presence entry");
+                        continue;
+                    }
                 };
                 for (room, members) in rooms {
-                    let Ok(room) = RoomId::parse(&room) else {
-                        continue;
-                    };
                     let merged = remote.entry(room).or_default();
                     for (name, connections) in members {
-                        if let Ok(name) = Username::parse(&name, usize::MAX) {
-                            *merged.entry(name).or_default() += connections;
-                        }
+                        *merged.entry(name).or_default() += connections;
                     }
                 }
             }
             if !gone.is_empty() {
-                let _: () = conn.srem(NODES_KEY, gone).await.map_err(unavailable)?;
+                let _: () = conn.srem(NODES, gone).await.map_err(unavailable)?;
             }
         }
         self.hub.set_remote(remote);
@@ -474,17 +516,21 @@ impl Cluster {
                 Event::Released { room, name, holder } => (
                     "release",
                     self.release
-                        .key(name_key(&room, &name))
+                        .key(keys::name(&room, &name))
                         .arg(holder)
                         .invoke_async(&mut conn)
                         .await
                         .map(|_: u32| ()),
                 ),
-                Event::Typing { room, name } => (
-                    "typing",
-                    conn.publish(TYPING_CHANNEL, format!("{}\n{room}\n{name}", self.node))
-                        .await,
-                ),
+                Event::Typing { room, name } => {
+                    let notice = NodeMsg::Typing {
+                        node: self.node.clone(),
+                        room,
+                        name,
+                    };
+                    let json = serde_json::to_string(&notice).expect("NodeMsg serializes");
+                    ("typing", conn.publish(TYPING_CHANNEL, json).await)
+                }
             };
             if let Err(e) = result {
                 // A name not released expires with its TTL; a lost typing notice is harmless.
@@ -494,16 +540,45 @@ impl Cluster {
     }
 }
 
-fn node_key(node: &str) -> String {
-    format!("sb:node:{node}")
-}
-
-fn name_key(room: &RoomId, name: &Username) -> String {
-    format!("sb:name:{room}:{name}")
-}
-
 /// Who holds a name, as stored in Redis: a hash of the token (never the token itself), or the
 /// node and session for a tokenless session.
 fn holder_key(identity: &Identity, node: &str) -> String {
     identity.key(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_messages_are_typed_json_and_the_append_scripts_form_decodes() {
+        // What the Lua script's `cjson.encode` gives: escaped slashes, any key order, no `id`
+        // for a message without one.
+        let from_lua = r#"{"msg":"a\/b \u00e9 \n two lines","seq":7,"name":"ada","ts":1764045275123,"type":"chat","room":"hall"}"#;
+        assert_eq!(
+            serde_json::from_str::<NodeMsg>(from_lua).unwrap(),
+            NodeMsg::Chat {
+                room: RoomId::parse("hall").unwrap(),
+                seq: 7,
+                ts: 1_764_045_275_123,
+                id: None,
+                name: "ada".into(),
+                msg: "a/b é \n two lines".into(),
+            }
+        );
+        let typing = NodeMsg::Typing {
+            node: "n1".into(),
+            room: RoomId::parse("hall").unwrap(),
+            name: Username::parse("bob", 32).unwrap(),
+        };
+        let json = serde_json::to_string(&typing).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"typing","node":"n1","room":"hall","name":"bob"}"#
+        );
+        assert_eq!(serde_json::from_str::<NodeMsg>(&json).unwrap(), typing);
+        // An invalid room or name from another node is refused, not taken in.
+        let forged = r#"{"type":"typing","node":"n2","room":"Not A Room","name":"eve"}"#;
+        assert!(serde_json::from_str::<NodeMsg>(forged).is_err());
+    }
 }

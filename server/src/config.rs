@@ -40,12 +40,12 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", value_parser = at_least(128), default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Longest chat message, in characters. Longer: a `text_invalid` error.
-    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", value_parser = at_least(1), default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
+    /// Longest chat message, in characters (at most 100,000). Longer: a `text_invalid` error.
+    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", value_parser = RangedU64ValueParser::<usize>::new().range(1..=shared::MessageText::CEILING as u64), default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
     pub max_text_chars: usize,
 
-    /// Longest name, in characters, after trimming.
-    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", value_parser = at_least(1), default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
+    /// Longest name, in characters, after trimming (at most 64).
+    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", value_parser = RangedU64ValueParser::<usize>::new().range(1..=shared::Username::CEILING as u64), default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
     pub max_name_chars: usize,
 
     /// Sustained messages per second per connection (token bucket refill rate).

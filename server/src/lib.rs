@@ -9,7 +9,9 @@
 //! - [`hub`] — rooms, names held by tokens, presence, fan-out through bounded per-session queues.
 //! - [`store`] — durable per-room history (SQLite with group commit, or Redis Streams when
 //!   clustered), `seq`, `epoch`, dedup.
-//! - [`cluster`] — several nodes on one Redis: fan-out, catch-up, presence and names.
+//! - [`cluster`] — several nodes on one Redis: fan-out, catch-up, presence and names; the typed
+//!   messages between nodes.
+//! - [`redis_keys`] — every Redis key and channel, with what it holds.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
 //! - [`metrics`] — `/metrics` (Prometheus text format).
@@ -28,6 +30,7 @@ pub mod kick;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod redis_keys;
 pub mod resume;
 pub mod routes;
 pub mod session;

