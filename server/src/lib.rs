@@ -6,7 +6,8 @@
 //! - [`routes`] — `/ws` (chat), `/echo`, `/healthz`; the client bundle is served at `/`.
 //! - [`resume`] — what a reconnecting client gets replayed, and the outcome it is told.
 //! - [`session`] — one chat WebSocket: validation, reader loop, writer task, heartbeat.
-//! - [`hub`] — rooms, names held by tokens, presence, fan-out through bounded per-session queues.
+//! - [`hub`] — rooms, names held by tokens, presence, typing, fan-out through bounded
+//!   per-session queues (one file per concept).
 //! - [`store`] — durable per-room history (SQLite with group commit, or Redis Streams when
 //!   clustered), `seq`, `epoch`, dedup.
 //! - [`cluster`] — several nodes on one Redis: fan-out, catch-up, presence and names; the typed

@@ -19,6 +19,17 @@
 //! nodes, and [`Hub::set_remote`] merges the other nodes' members into each room's presence.
 //! Every session remembers the last chat `seq` it was given and skips anything not newer, so
 //! a message that reaches the node twice (a live copy and a catch-up read) is delivered once.
+//!
+//! # Layout
+//! - this file — the registry: sessions and rooms, registering and unregistering a session.
+//! - [`names`] — who holds a name, the grace period, releasing it.
+//! - [`presence`] — a room's members, merged with other nodes', and the changes announced.
+//! - [`typing`] — typing notices, throttled, never stored.
+//! - [`delivery`] — fan-out through bounded queues, the slow-consumer policy, replay hold-back.
+//! - [`stats`] — the live feed and its recent history.
+//!
+//! All of it is one `Mutex<State>` still: per-room locks come with protocol v3's sessions of
+//! many rooms.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +44,17 @@ use tokio::time::Instant;
 use crate::kick::Kick;
 use crate::metrics::Metrics;
 
+mod delivery;
+mod names;
+mod presence;
+mod stats;
+mod typing;
+
+use delivery::deliver;
+pub use delivery::encode;
+
 /// A chat message's `seq` and commit time, carried with its frame.
 type Committed = (u64, Instant);
-
-/// Typing notices from one session are relayed at most this often.
-const TYPING_THROTTLE: Duration = Duration::from_millis(1000);
 
 /// What a writer task sends.
 #[derive(Debug, Clone)]
@@ -244,37 +261,6 @@ impl Hub {
         Ok(snapshot)
     }
 
-    /// Ends a session's replay: queues the frames held back since it registered, skipping chat
-    /// messages with `seq <= replayed_to` (the replay already sent them).
-    pub fn go_live(&self, session: SessionId, replayed_to: u64) {
-        let mut state = self.lock();
-        let Some(sub) = state.sessions.get_mut(&session) else {
-            return;
-        };
-        sub.last_seq = sub.last_seq.max(replayed_to);
-        // `deliver` skips the chat frames the replay already sent.
-        for (chat, frame) in sub.held.take().unwrap_or_default() {
-            deliver(&mut state.sessions, session, &frame, chat, self);
-        }
-    }
-
-    /// Gives a nameless (legacy) session its name and announces it.
-    pub fn claim_name(&self, session: SessionId, name: Username) -> Result<(), NameTaken> {
-        let mut state = self.lock();
-        let Some(sub) = state.sessions.get(&session) else {
-            return Ok(());
-        };
-        if sub.name.is_some() {
-            return Ok(());
-        }
-        let (room, identity) = (sub.room.clone(), sub.identity.clone());
-        state.claim(&room, &name, &identity, self)?;
-        if let Some(sub) = state.sessions.get_mut(&session) {
-            sub.name = Some(name);
-        }
-        Ok(())
-    }
-
     /// Removes a session. Its name is released after the grace period unless claimed again, or
     /// at once if the client `left` on purpose.
     pub fn unregister(self: &Arc<Self>, session: SessionId, left: bool) {
@@ -323,49 +309,6 @@ impl Hub {
         state.drop_room_if_empty(&sub.room);
     }
 
-    /// Releases a name whose holder has had no connection since `generation`.
-    fn release(&self, room_id: &RoomId, name: &Username, generation: u64) {
-        let mut state = self.lock();
-        let Some(room) = state.rooms.get_mut(room_id) else {
-            return;
-        };
-        if !room
-            .names
-            .get(name)
-            .is_some_and(|h| h.generation == generation && h.connections == 0)
-        {
-            return;
-        }
-        let Some(holder) = room.names.remove(name) else {
-            return;
-        };
-        let member = Member {
-            name: name.to_string(),
-            connections: 0,
-        };
-        let room_name = room_id.to_string();
-        // Held on another node too: still a member, with only the connections there.
-        let msg = match state.remote.get(room_id).and_then(|r| r.get(name)) {
-            Some(&connections) => ServerMsg::Presence {
-                room: room_name,
-                member: Member {
-                    connections,
-                    ..member
-                },
-            },
-            None => ServerMsg::Left {
-                room: room_name,
-                member,
-            },
-        };
-        state.fan_out(room_id, &encode(&msg), None, self);
-        state.drop_room_if_empty(room_id);
-        drop(state);
-        if let Some(backplane) = self.backplane.get() {
-            backplane.released(room_id, name, &holder.identity);
-        }
-    }
-
     /// Closes every session with `code`; their clients reconnect and resume.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         for sub in self.lock().sessions.values() {
@@ -387,192 +330,6 @@ impl Hub {
         Some((sub.room.clone(), sub.name.clone()?))
     }
 
-    /// Fans out freshly committed messages, in the order given (per room, `seq` order).
-    pub fn publish_committed(&self, messages: Vec<ChatMsg>) {
-        self.metrics.persisted.inc_by(messages.len() as u64);
-        self.publish_recovered(messages);
-    }
-
-    /// Fans out stored messages that may have been published before (a cluster node catching
-    /// up after missing some): each session gets only those newer than its last.
-    pub fn publish_recovered(&self, messages: Vec<ChatMsg>) {
-        let mut state = self.lock();
-        let committed_at = Instant::now();
-        for msg in messages {
-            let Ok(room) = RoomId::parse(&msg.room) else {
-                continue;
-            };
-            let chat = Some((msg.seq, committed_at));
-            state.fan_out(&room, &encode(&ServerMsg::Chat(msg)), chat, self);
-        }
-    }
-
-    /// Relays "typing" to the others in the room, at most once per [`TYPING_THROTTLE`].
-    pub fn typing(&self, session: SessionId) {
-        let mut state = self.lock();
-        let Some(sub) = state.sessions.get_mut(&session) else {
-            return;
-        };
-        let Some(name) = sub.name.clone() else { return };
-        if sub
-            .last_typing
-            .is_some_and(|t| t.elapsed() < TYPING_THROTTLE)
-        {
-            return;
-        }
-        sub.last_typing = Some(Instant::now());
-        let room = sub.room.clone();
-        state.typing_to_others(&room, &name, self);
-        drop(state);
-        if let Some(backplane) = self.backplane.get() {
-            backplane.typing(&room, &name);
-        }
-    }
-
-    /// Relays a typing notice from another node (throttled there).
-    pub fn remote_typing(&self, room: &RoomId, name: &Username) {
-        self.lock().typing_to_others(room, name, self);
-    }
-
-    /// Replaces the members other nodes hold and announces the differences in each room.
-    pub fn set_remote(&self, remote: RemoteMembers) {
-        let mut state = self.lock();
-        let old = std::mem::replace(&mut state.remote, remote);
-        let rooms: BTreeSet<RoomId> = old
-            .keys()
-            .chain(state.remote.keys())
-            .filter(|r| state.rooms.contains_key(*r))
-            .cloned()
-            .collect();
-        let empty = BTreeMap::new();
-        for room_id in rooms {
-            let before = old.get(&room_id).unwrap_or(&empty);
-            let after = state.remote.get(&room_id).unwrap_or(&empty);
-            let names: BTreeSet<Username> = before.keys().chain(after.keys()).cloned().collect();
-            let mut frames = Vec::new();
-            for name in names {
-                let local = state.rooms[&room_id]
-                    .names
-                    .get(&name)
-                    .map(|h| h.connections);
-                let was = merge(local, before.get(&name).copied());
-                let now = merge(local, after.get(&name).copied());
-                let room = room_id.to_string();
-                let member = |connections| Member {
-                    name: name.to_string(),
-                    connections,
-                };
-                let msg = match (was, now) {
-                    (None, Some(c)) => ServerMsg::Joined {
-                        room,
-                        member: member(c),
-                    },
-                    (Some(_), None) => ServerMsg::Left {
-                        room,
-                        member: member(0),
-                    },
-                    (Some(a), Some(b)) if a != b => ServerMsg::Presence {
-                        room,
-                        member: member(b),
-                    },
-                    _ => continue,
-                };
-                frames.push(encode(&msg));
-            }
-            for frame in frames {
-                state.fan_out(&room_id, &frame, None, self);
-            }
-        }
-    }
-
-    /// Every name held on this node (grace periods included): room, name, holder, connections.
-    pub fn local_names(&self) -> Vec<(RoomId, Username, Identity, u32)> {
-        let state = self.lock();
-        state
-            .rooms
-            .iter()
-            .flat_map(|(room, r)| {
-                r.names.iter().map(move |(name, h)| {
-                    (
-                        room.clone(),
-                        name.clone(),
-                        h.identity.clone(),
-                        h.connections,
-                    )
-                })
-            })
-            .collect()
-    }
-
-    /// For each room with live (not replaying) sessions, the oldest last `seq` among them:
-    /// what a node that may have missed messages must read on from.
-    pub fn room_floors(&self) -> Vec<(RoomId, u64)> {
-        let state = self.lock();
-        state
-            .rooms
-            .keys()
-            .filter_map(|room| Some((room.clone(), state.floor(room)?)))
-            .collect()
-    }
-
-    /// The fewest free slots in the outbound queue of any live session in the room.
-    pub fn room_headroom(&self, room: &RoomId) -> Option<usize> {
-        let state = self.lock();
-        state
-            .rooms
-            .get(room)?
-            .subscribers
-            .iter()
-            .filter_map(|id| state.sessions.get(id))
-            .filter(|s| s.held.is_none())
-            .map(|s| s.tx.capacity())
-            .min()
-    }
-
-    /// [`room_floors`](Self::room_floors) for one room.
-    pub fn room_floor(&self, room: &RoomId) -> Option<u64> {
-        self.lock().floor(room)
-    }
-
-    pub fn set_feed(&self, session: SessionId, enabled: bool) {
-        if let Some(sub) = self.lock().sessions.get_mut(&session) {
-            sub.feed = enabled;
-        }
-    }
-
-    /// Takes one live-feed sample and sends it to every session that wants it.
-    /// `messages_per_sec` is the count since the previous call, which the caller makes each second.
-    pub fn publish_stats(&self, messages_per_sec: u64) -> Stats {
-        let mut state = self.lock();
-        let stats = Stats {
-            connections: state.sessions.len() as u64,
-            rooms: state.rooms.len() as u64,
-            messages_per_sec,
-            uptime_secs: self.started.elapsed().as_secs(),
-            server_time_ms: unix_millis(),
-        };
-        state.recent_stats.push_back(stats.clone());
-        while state.recent_stats.len() > self.stats_history {
-            state.recent_stats.pop_front();
-        }
-        let frame = encode(&ServerMsg::Stats(stats.clone()));
-        let targets: Vec<SessionId> = state
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.feed)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in targets {
-            deliver(&mut state.sessions, id, &frame, None, self);
-        }
-        stats
-    }
-
-    /// Chat messages published since start (the store's commits).
-    pub fn messages_total(&self) -> u64 {
-        self.metrics.persisted.get()
-    }
-
     /// Whether the room has members or sessions on this node now.
     pub fn room_in_use(&self, room: &str) -> bool {
         RoomId::parse(room).is_ok_and(|room| self.lock().rooms.contains_key(&room))
@@ -592,119 +349,6 @@ impl Hub {
 }
 
 impl State {
-    /// Takes (or shares) a name for `identity`, announcing the change.
-    fn claim(
-        &mut self,
-        room_id: &RoomId,
-        name: &Username,
-        identity: &Identity,
-        hub: &Hub,
-    ) -> Result<(), NameTaken> {
-        let room = self.rooms.entry(room_id.clone()).or_default();
-        let msg = match room.names.get_mut(name) {
-            Some(holder) if holder.identity != *identity => return Err(NameTaken),
-            Some(holder) => {
-                holder.connections += 1;
-                holder.generation += 1;
-                let connections = holder.connections + self.remote_connections(room_id, name);
-                ServerMsg::Presence {
-                    room: room_id.to_string(),
-                    member: Member {
-                        name: name.to_string(),
-                        connections,
-                    },
-                }
-            }
-            None => {
-                room.names.insert(
-                    name.clone(),
-                    Holder {
-                        identity: identity.clone(),
-                        connections: 1,
-                        generation: 0,
-                    },
-                );
-                let member = Member {
-                    name: name.to_string(),
-                    connections: 1 + self.remote_connections(room_id, name),
-                };
-                let room = room_id.to_string();
-                if self
-                    .remote
-                    .get(room_id)
-                    .is_some_and(|r| r.contains_key(name))
-                {
-                    ServerMsg::Presence { room, member }
-                } else {
-                    ServerMsg::Joined { room, member }
-                }
-            }
-        };
-        self.fan_out(room_id, &encode(&msg), None, hub);
-        Ok(())
-    }
-
-    /// Everyone in the room, on this node and the others.
-    fn members(&self, room: &RoomId) -> Vec<Member> {
-        let mut members: BTreeMap<&Username, u32> = BTreeMap::new();
-        if let Some(remote) = self.remote.get(room) {
-            members.extend(remote.iter().map(|(name, c)| (name, *c)));
-        }
-        if let Some(room) = self.rooms.get(room) {
-            for (name, h) in &room.names {
-                *members.entry(name).or_default() += h.connections;
-            }
-        }
-        members
-            .into_iter()
-            .map(|(name, connections)| Member {
-                name: name.to_string(),
-                connections,
-            })
-            .collect()
-    }
-
-    /// Connections other nodes report for a name.
-    fn remote_connections(&self, room: &RoomId, name: &Username) -> u32 {
-        self.remote
-            .get(room)
-            .and_then(|r| r.get(name))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn floor(&self, room: &RoomId) -> Option<u64> {
-        self.rooms
-            .get(room)?
-            .subscribers
-            .iter()
-            .filter_map(|id| self.sessions.get(id))
-            .filter(|s| s.held.is_none())
-            .map(|s| s.last_seq)
-            .min()
-    }
-
-    fn typing_to_others(&mut self, room: &RoomId, name: &Username, hub: &Hub) {
-        let frame = encode(&ServerMsg::Typing {
-            room: room.to_string(),
-            name: name.to_string(),
-        });
-        let Self {
-            sessions, rooms, ..
-        } = self;
-        let Some(members) = rooms.get(room) else {
-            return;
-        };
-        for id in &members.subscribers {
-            if sessions
-                .get(id)
-                .is_some_and(|s| s.name.as_ref() != Some(name))
-            {
-                deliver(sessions, *id, &frame, None, hub);
-            }
-        }
-    }
-
     fn drop_room_if_empty(&mut self, room: &RoomId) {
         if self
             .rooms
@@ -713,73 +357,6 @@ impl State {
         {
             self.rooms.remove(room);
         }
-    }
-
-    fn fan_out(&mut self, room: &RoomId, frame: &Utf8Bytes, chat: Option<Committed>, hub: &Hub) {
-        let Self {
-            sessions, rooms, ..
-        } = self;
-        if let Some(members) = rooms.get(room) {
-            for id in &members.subscribers {
-                deliver(sessions, *id, frame, chat, hub);
-            }
-        }
-    }
-}
-
-/// Queues a frame for one session, or holds it back while the session replays history. A full
-/// queue (or too much held back) kicks the session: the slow-consumer policy.
-fn deliver(
-    sessions: &mut HashMap<SessionId, Subscriber>,
-    id: SessionId,
-    frame: &Utf8Bytes,
-    chat: Option<Committed>,
-    hub: &Hub,
-) {
-    let Some(sub) = sessions.get_mut(&id) else {
-        return;
-    };
-    if let (Some((seq, _)), None) = (chat, &sub.held) {
-        if seq <= sub.last_seq {
-            return;
-        }
-        sub.last_seq = seq;
-    }
-    let overflow = match &mut sub.held {
-        Some(held) => {
-            held.push((chat, frame.clone()));
-            held.len() > hub.held_limit
-        }
-        None => matches!(
-            sub.tx.try_send(match chat {
-                Some((_, at)) => Outbound::Chat(frame.clone(), at),
-                None => Outbound::Frame(frame.clone()),
-            }),
-            Err(mpsc::error::TrySendError::Full(_))
-        ),
-    };
-    if overflow
-        && sub.kick.kick(
-            close_code::SLOW_CONSUMER,
-            "slow consumer: outbound queue full",
-            false,
-        )
-    {
-        hub.metrics.slow_consumers.inc();
-        tracing::warn!(session = id, "slow consumer dropped");
-    }
-}
-
-/// Serializes a message once; the result is cloned by reference count for every recipient.
-pub fn encode(msg: &ServerMsg) -> Utf8Bytes {
-    Utf8Bytes::from(msg.to_json())
-}
-
-/// A member's connections on this node and the others; `None` if it is on neither.
-fn merge(local: Option<u32>, remote: Option<u32>) -> Option<u32> {
-    match (local, remote) {
-        (None, None) => None,
-        (l, r) => Some(l.unwrap_or(0) + r.unwrap_or(0)),
     }
 }
 
@@ -791,6 +368,7 @@ pub fn unix_millis() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::typing::TYPING_THROTTLE;
     use super::*;
 
     const GRACE: Duration = Duration::from_secs(30);
