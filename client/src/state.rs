@@ -374,6 +374,17 @@ impl RoomState {
                     detail: reason,
                 }));
             }
+            ServerMsg::Reload { reason, .. } => self.problem.set(Some(Problem {
+                title: "A new version is available \u{2014} reload".into(),
+                detail: reason,
+            })),
+            // Protocol v3 frames; this client speaks v2 and never asks for v3.
+            ServerMsg::Hello(_)
+            | ServerMsg::Subscribed(_)
+            | ServerMsg::Unsubscribed { .. }
+            | ServerMsg::JoinRefused { .. } => {
+                self.log_event("message", "unexpected protocol v3 frame".into())
+            }
             ServerMsg::Shutdown { retry_after_ms } => {
                 self.notice(format!(
                     "The server is restarting; reconnecting in {:.1} s",

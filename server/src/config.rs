@@ -114,6 +114,11 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_API_RATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_rate_burst: u32,
 
+    /// Protocol v3: most rooms one connection may join at once; more get `join_refused`
+    /// with `too_many_rooms`.
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_CONNECTION", default_value_t = 32, value_parser = at_least(1))]
+    pub max_rooms_per_connection: usize,
+
     /// Most WebSocket connections open at once; more get 503.
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_parser = at_least(1), default_value_t = 20_000)]
     pub max_connections: usize,

@@ -10,7 +10,8 @@ pub mod protocol;
 
 pub use model::{MessageText, RoomId, Username, ValidationError, is_deceptive_char};
 pub use protocol::{
-    ChatMsg, ClientMsg, DecodeError, ErrorCode, GapReason, HistoryPage, Inbound, LegacyChat,
-    Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_VERSION, Resume, ServerMsg, SessionId, Stats,
+    ChatMsg, ClientMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, Inbound,
+    LegacyChat, Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_V3, PROTOCOL_VERSION, Resume,
+    SUBPROTOCOL_PREFIX, SUBPROTOCOL_V3, ServerMsg, SessionId, Stats, Subscribed,
     TYPING_INTERVAL_MS, TYPING_TTL_MS, Welcome, close_code, valid_client_id,
 };

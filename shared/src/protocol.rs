@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::RoomId;
+
 /// Bumped on every incompatible change. A client whose version differs is told to reload.
 pub const PROTOCOL_VERSION: u32 = 2;
 
@@ -17,6 +19,71 @@ pub const TYPING_INTERVAL_MS: u64 = 2_000;
 
 /// Identifies one WebSocket session on one server.
 pub type SessionId = u64;
+
+/// Protocol v3: one connection, many rooms. A client asks for it with this WebSocket
+/// subprotocol; the first frame it gets is [`ServerMsg::Hello`].
+pub const SUBPROTOCOL_V3: &str = "switchboard.v3";
+/// The protocol number [`ServerMsg::Hello`] carries.
+pub const PROTOCOL_V3: u32 = 3;
+/// What every `switchboard.v<N>` subprotocol starts with. A client asking for a version the
+/// server does not speak gets [`ServerMsg::Reload`] and close
+/// [`close_code::PROTOCOL_VERSION`].
+pub const SUBPROTOCOL_PREFIX: &str = "switchboard.v";
+
+/// Client → server in protocol v3. Every room-scoped command names its room; the room is a
+/// validated [`RoomId`] (a bad one is an `invalid_message` error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Subscribe to a room, resuming after `seq` of history `epoch` when given. Answered with
+    /// [`ServerMsg::Subscribed`] (or [`ServerMsg::JoinRefused`]), then the replay, then live
+    /// frames.
+    Join {
+        room: RoomId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    /// Unsubscribe; answered with [`ServerMsg::Unsubscribed`]. The name is released at once.
+    Leave { room: RoomId },
+    /// A chat message to a joined room; with an `id`, acknowledged ([`ServerMsg::Ack`] with
+    /// its `room`) once stored.
+    Chat {
+        room: RoomId,
+        msg: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// "I am typing" in a joined room.
+    Typing { room: RoomId },
+    /// Turn the live feed ([`ServerMsg::Stats`]) on or off for the connection.
+    Feed { enabled: bool },
+}
+
+impl Command {
+    /// Decodes one v3 text frame. Never panics.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                DecodeError::Invalid(e.to_string())
+            } else {
+                DecodeError::Malformed(e.to_string())
+            }
+        })
+    }
+
+    /// The room a command is about, if any.
+    pub fn room(&self) -> Option<&RoomId> {
+        match self {
+            Self::Join { room, .. }
+            | Self::Leave { room }
+            | Self::Chat { room, .. }
+            | Self::Typing { room } => Some(room),
+            Self::Feed { .. } => None,
+        }
+    }
+}
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,8 +168,15 @@ pub enum ServerMsg {
     Welcome(Welcome),
     /// A chat message, sent to every member of the room (the sender included).
     Chat(ChatMsg),
-    /// A chat message was durably stored with this `seq` (answer to a chat with an `id`).
-    Ack { id: String, seq: u64, ts: u64 },
+    /// A chat message was durably stored with this `seq` (answer to a chat with an `id`). In
+    /// protocol v3 it names the `room`.
+    Ack {
+        id: String,
+        seq: u64,
+        ts: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
     /// A chat message with an `id` was not stored and never will be: the store refused it for
     /// good (`code` is [`ErrorCode::StoreRejected`]). The client shows it as failed and must
     /// not send it again. (A transient failure is not a nack: it is an `error` with
@@ -127,6 +201,22 @@ pub enum ServerMsg {
     Error { code: ErrorCode, reason: String },
     /// The server is going away (close 1001 follows). Reconnect after `retry_after_ms`.
     Shutdown { retry_after_ms: u64 },
+    /// v3: the first frame of a connection.
+    Hello(Hello),
+    /// v3: the answer to a `join`: the room's history position, what follows, who is there.
+    Subscribed(Subscribed),
+    /// v3: the answer to a `leave`.
+    Unsubscribed { room: String },
+    /// v3: a `join` was refused (name taken in that room, too many rooms, …); the connection
+    /// and its other rooms go on.
+    JoinRefused {
+        room: String,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// The client speaks a protocol this server does not: reload the page for the current
+    /// client. Close [`close_code::PROTOCOL_VERSION`] follows.
+    Reload { protocol: u32, reason: String },
 }
 
 impl ServerMsg {
@@ -163,6 +253,33 @@ pub struct Welcome {
     pub limits: Limits,
     /// Recent live-feed points (oldest first), so a chart is full on arrival.
     pub recent_stats: Vec<Stats>,
+}
+
+/// v3: the first frame of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub server_version: String,
+    pub session: SessionId,
+    /// The name the connection chats as in every room (`?name=`), if it gave one.
+    pub name: Option<String>,
+    /// The client's address as the server sees it.
+    pub peer_addr: String,
+    pub limits: Limits,
+    /// Most rooms one connection may join (`--max-rooms-per-connection`).
+    pub max_rooms: usize,
+}
+
+/// v3: a room joined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscribed {
+    pub room: String,
+    /// The room's history identity; keep it with the last `seq` to resume.
+    pub epoch: String,
+    /// What follows this frame, as `chat` frames of this room in `seq` order.
+    pub resume: Resume,
+    /// Members online in the room, this connection included when it has a name.
+    pub members: Vec<Member>,
 }
 
 /// Limits that the client should respect to avoid errors.
@@ -274,6 +391,12 @@ pub enum ErrorCode {
     StoreRejected,
     /// The token is missing characters or too long. Fatal.
     TokenInvalid,
+    /// v3: the connection has joined `--max-rooms-per-connection` rooms already.
+    TooManyRooms,
+    /// v3: a command for a room the connection has not joined.
+    NotJoined,
+    /// v3: a `join` for a room the connection has joined already.
+    AlreadyJoined,
 }
 
 impl ErrorCode {
@@ -299,10 +422,12 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4408;
     /// RFC 6455 "try again later": a message could not be stored; reconnect and resend.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The client speaks a protocol version this server does not: reload, do not reconnect.
+    pub const PROTOCOL_VERSION: u16 = 4426;
 
     /// Whether a client should reconnect automatically after this close code.
     pub fn should_reconnect(code: u16) -> bool {
-        !matches!(code, REJECTED | NAME_TAKEN | 1008)
+        !matches!(code, REJECTED | NAME_TAKEN | PROTOCOL_VERSION | 1008)
     }
 }
 
@@ -364,6 +489,40 @@ mod tests {
                 id: "c1".into(),
                 seq: 9,
                 ts: 2,
+                room: Some("lobby".into()),
+            },
+            ServerMsg::Hello(Hello {
+                protocol: PROTOCOL_V3,
+                server_version: "0.1.0".into(),
+                session: 4,
+                name: Some("ada".into()),
+                peer_addr: "127.0.0.1:5000".into(),
+                limits: Limits {
+                    max_message_bytes: 1,
+                    max_text_chars: 2,
+                    max_name_chars: 3,
+                    rate_per_sec: 4,
+                    rate_burst: 5,
+                },
+                max_rooms: 32,
+            }),
+            ServerMsg::Subscribed(Subscribed {
+                room: "lobby".into(),
+                epoch: "e1".into(),
+                resume: Resume::Recovered { count: 3 },
+                members: vec![member()],
+            }),
+            ServerMsg::Unsubscribed {
+                room: "lobby".into(),
+            },
+            ServerMsg::JoinRefused {
+                room: "lobby".into(),
+                code: ErrorCode::TooManyRooms,
+                reason: "at most 32 rooms".into(),
+            },
+            ServerMsg::Reload {
+                protocol: PROTOCOL_V3,
+                reason: "reload".into(),
             },
             ServerMsg::Nack {
                 id: "c2".into(),

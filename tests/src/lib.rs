@@ -105,6 +105,23 @@ impl Endpoint {
         (client, welcome)
     }
 
+    /// Opens a protocol v3 connection (`Sec-WebSocket-Protocol: switchboard.v3`) with this
+    /// query (`?name=…&token=…`); returns the client and its `hello`.
+    pub async fn connect_v3(&self, query: &str) -> (WsClient, shared::Hello) {
+        let mut client = self
+            .connect_with_headers(
+                &format!("/ws{query}"),
+                &[("Sec-WebSocket-Protocol", shared::SUBPROTOCOL_V3)],
+            )
+            .await
+            .expect("connects with switchboard.v3");
+        let hello = match client.recv().await {
+            ServerMsg::Hello(hello) => hello,
+            other => panic!("expected hello, got {other:?}"),
+        };
+        (client, hello)
+    }
+
     /// Joins `room` as `name`, holding the name with `token`, resuming after `position`.
     pub async fn join_as(
         &self,
@@ -259,6 +276,40 @@ impl WsClient {
     pub async fn send(&mut self, msg: &ClientMsg) {
         let text = serde_json::to_string(msg).unwrap();
         self.send_text(&text).await;
+    }
+
+    /// Sends a protocol v3 command.
+    pub async fn command(&mut self, command: &shared::Command) {
+        let text = serde_json::to_string(command).unwrap();
+        self.send_text(&text).await;
+    }
+
+    /// v3: joins `room` (resuming after `position`) and returns its `subscribed` answer.
+    pub async fn join_room(
+        &mut self,
+        room: &str,
+        position: Option<(&str, u64)>,
+    ) -> shared::Subscribed {
+        self.command(&shared::Command::Join {
+            room: shared::RoomId::parse(room).unwrap(),
+            epoch: position.map(|(epoch, _)| epoch.to_owned()),
+            seq: position.map(|(_, seq)| seq),
+        })
+        .await;
+        match self.recv().await {
+            ServerMsg::Subscribed(subscribed) => subscribed,
+            other => panic!("expected subscribed to {room}, got {other:?}"),
+        }
+    }
+
+    /// v3: a chat message with an id to a joined room.
+    pub async fn chat_in(&mut self, room: &str, text: &str, id: &str) {
+        self.command(&shared::Command::Chat {
+            room: shared::RoomId::parse(room).unwrap(),
+            msg: text.to_owned(),
+            id: Some(id.to_owned()),
+        })
+        .await;
     }
 
     pub async fn send_text(&mut self, text: &str) {

@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::session::{self, SessionParams};
+use crate::session::{self, Negotiated, SessionParams};
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -39,6 +39,17 @@ pub async fn handler(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
+    // A v3 client asks for `switchboard.v3`; the answer echoes what was picked.
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    let (protocol, echo) = Negotiated::from_offered(offered);
+    let upgrade = match echo {
+        Some(picked) => upgrade.protocols([picked]),
+        None => upgrade,
+    };
     let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
     let params = SessionParams {
         hub: state.hub.clone(),
@@ -55,6 +66,7 @@ pub async fn handler(
         shutdown: state.shutdown.clone(),
         tracker: state.tracker.clone(),
         permit,
+        protocol,
     };
     let tracker = state.tracker.clone();
     upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, params)))

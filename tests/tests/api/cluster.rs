@@ -603,3 +603,38 @@ async fn a_node_that_stops_cleanly_leaves_the_node_set_itself() {
         "the stopped node left the set"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v3_connection_on_one_node_hears_its_rooms_from_another_node() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut ada, _) = a.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("r1", None).await;
+    ada.join_room("r2", None).await;
+    let (mut bob, _) = b.join("bob", "r1").await;
+    let (mut cy, _) = b.join("cy", "r2").await;
+    bob.chat_with_id("from bob", "b1").await;
+    bob.ack("b1").await;
+    cy.chat_with_id("from cy", "c1").await;
+    cy.ack("c1").await;
+    let mut heard: Vec<(String, u64, String)> = ada
+        .chats(2)
+        .await
+        .into_iter()
+        .map(|c| (c.room, c.seq, c.name))
+        .collect();
+    heard.sort();
+    assert_eq!(
+        heard,
+        [
+            ("r1".into(), 1, "bob".into()),
+            ("r2".into(), 1, "cy".into())
+        ]
+    );
+    ada.chat_in("r2", "hi cy", "a1").await;
+    let to_cy = cy.chats(1).await.remove(0);
+    assert_eq!(
+        (to_cy.room.as_str(), to_cy.name.as_str(), to_cy.seq),
+        ("r2", "ada", 2)
+    );
+}

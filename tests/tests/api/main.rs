@@ -18,3 +18,4 @@ mod options;
 mod presence;
 mod proxies;
 mod static_files;
+mod v3;

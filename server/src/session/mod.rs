@@ -1,5 +1,14 @@
 //! One chat WebSocket's lifetime: validate, register, then a reader loop in this task and a
 //! writer task that alone owns the sink, fed by a bounded queue.
+//!
+//! Protocol v2 (no subprotocol) carries one room, given in the query. Protocol v3
+//! (`switchboard.v3`, [`v3`]) carries any number of rooms, joined and left by commands; each
+//! joined room is a subscription in the hub, and all of them share the connection's queue, its
+//! writer and its slow-consumer policy.
+
+mod v3;
+
+pub use v3::Negotiated;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +67,8 @@ pub struct SessionParams {
     pub tracker: tokio_util::task::TaskTracker,
     /// Held for the connection's life; frees the connection slot when dropped.
     pub permit: ConnectionPermit,
+    /// The protocol the upgrade settled on.
+    pub protocol: Negotiated,
 }
 
 pub async fn run(socket: WebSocket, p: SessionParams) {
@@ -85,6 +96,14 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let send_error = |code: ErrorCode, reason: String| {
         queue_own(&tx, &kick, &p.metrics, &ServerMsg::error(code, reason));
     };
+    if p.protocol != Negotiated::V2 {
+        let end = v3::run(&p, session, &mut stream, &tx, &kick, &send_error).await;
+        drop(tx);
+        let _ = writer.await;
+        linger(stream, end).await;
+        drop(p.permit);
+        return;
+    }
     // Boxed: they run once, at the start; unboxed, their state would stay part of every
     // session's future (and of its memory) for the connection's life.
     let admitted = match Box::pin(admit(&p, session, tx.clone(), kick.clone())).await {
@@ -112,24 +131,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let end = match admitted {
         Ok((room, sender)) => {
             info!(room = %room, "joined");
-            let mut reader = Reader {
-                hub: &p.hub,
-                settings: &p.settings,
-                session,
-                kick: &kick,
-                send_error: &send_error,
-                bucket: TokenBucket::new(p.settings.rate_per_sec, p.settings.rate_burst),
-                control_bucket: TokenBucket::new(
-                    p.settings.control_rate_per_sec,
-                    p.settings.control_rate_burst,
-                ),
-                strikes: 0,
-                named: p.name.is_some(),
-                sender,
-                store: &*p.store,
-                cluster: p.cluster.as_deref(),
-                metrics: &p.metrics,
-            };
+            let mut reader = Reader::new(&p, session, &kick, &send_error, sender, None);
             let end = reader.read_loop(&mut stream, &tx, &p.shutdown).await;
             p.hub.unregister(session, end == End::Left);
             info!(room = %room, ?end, "left");
@@ -211,29 +213,7 @@ async fn admit(
             )
         })?,
     };
-    let name = match p.name.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            Username::parse(raw, p.settings.max_name_chars).map_err(|e| {
-                (
-                    ErrorCode::NameInvalid,
-                    close_code::REJECTED,
-                    format!("name {e}"),
-                )
-            })?,
-        ),
-    };
-    let identity = match p.token.as_deref() {
-        None => Identity::Session(session),
-        Some(token) if valid_token(token) => Identity::Token(token.to_owned()),
-        Some(_) => {
-            return Err((
-                ErrorCode::TokenInvalid,
-                close_code::REJECTED,
-                "token must be 16 to 128 characters of A-Z a-z 0-9 - _".into(),
-            ));
-        }
-    };
+    let (name, identity) = identify(p, session)?;
     let name_taken = |name: &Option<Username>| {
         let name = name.as_ref().map(ToString::to_string).unwrap_or_default();
         (
@@ -267,6 +247,38 @@ async fn admit(
         name,
         sender,
     })
+}
+
+/// Who the connection is: its name (`?name=`, validated) and what holds the name (its token, or
+/// the session itself).
+fn identify(
+    p: &SessionParams,
+    session: SessionId,
+) -> Result<(Option<Username>, Identity), Refused> {
+    let name = match p.name.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            Username::parse(raw, p.settings.max_name_chars).map_err(|e| {
+                (
+                    ErrorCode::NameInvalid,
+                    close_code::REJECTED,
+                    format!("name {e}"),
+                )
+            })?,
+        ),
+    };
+    let identity = match p.token.as_deref() {
+        None => Identity::Session(session),
+        Some(token) if valid_token(token) => Identity::Token(token.to_owned()),
+        Some(_) => {
+            return Err((
+                ErrorCode::TokenInvalid,
+                close_code::REJECTED,
+                "token must be 16 to 128 characters of A-Z a-z 0-9 - _".into(),
+            ));
+        }
+    };
+    Ok((name, identity))
 }
 
 /// A token is 16..=128 characters of `A-Z a-z 0-9 - _`.
@@ -317,20 +329,34 @@ async fn replay(
     if tx.send(Outbound::Frame(encode(&welcome))).await.is_err() {
         return Ok(());
     }
-    let mut range = Range::new(room.clone(), after, bounds.last);
-    while let Some(page) = range.next_page(store.as_ref(), REPLAY_PAGE).await? {
+    if replay_range(store.as_ref(), room, after, bounds.last, tx).await? {
+        p.hub.go_live(session, bounds.last);
+    }
+    Ok(())
+}
+
+/// Queues a room's stored messages with `after < seq <= upto`, waiting for the session's own
+/// writer (only this session waits). `false` if the writer is gone.
+async fn replay_range(
+    store: &dyn Store,
+    room: &RoomId,
+    after: u64,
+    upto: u64,
+    tx: &mpsc::Sender<Outbound>,
+) -> Result<bool, StoreError> {
+    let mut range = Range::new(room.clone(), after, upto);
+    while let Some(page) = range.next_page(store, REPLAY_PAGE).await? {
         for msg in page {
             if tx
                 .send(Outbound::Frame(encode(&ServerMsg::Chat(msg))))
                 .await
                 .is_err()
             {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
-    p.hub.go_live(session, bounds.last);
-    Ok(())
+    Ok(true)
 }
 
 fn code_reason(code: ErrorCode) -> &'static str {
@@ -343,7 +369,7 @@ fn code_reason(code: ErrorCode) -> &'static str {
 }
 
 struct Reader<'a, F: Fn(ErrorCode, String)> {
-    hub: &'a Hub,
+    hub: &'a Arc<Hub>,
     settings: &'a Settings,
     session: SessionId,
     kick: &'a Kick,
@@ -360,6 +386,39 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     store: &'a dyn Store,
     cluster: Option<&'a Cluster>,
     metrics: &'a Metrics,
+    /// v3: the rooms joined. `None` for a v2 session.
+    rooms: Option<v3::Rooms>,
+}
+
+impl<'a, F: Fn(ErrorCode, String)> Reader<'a, F> {
+    fn new(
+        p: &'a SessionParams,
+        session: SessionId,
+        kick: &'a Kick,
+        send_error: &'a F,
+        sender: String,
+        rooms: Option<v3::Rooms>,
+    ) -> Self {
+        Self {
+            hub: &p.hub,
+            settings: &p.settings,
+            session,
+            kick,
+            send_error,
+            bucket: TokenBucket::new(p.settings.rate_per_sec, p.settings.rate_burst),
+            control_bucket: TokenBucket::new(
+                p.settings.control_rate_per_sec,
+                p.settings.control_rate_burst,
+            ),
+            strikes: 0,
+            named: p.name.is_some(),
+            sender,
+            store: &*p.store,
+            cluster: p.cluster.as_deref(),
+            metrics: &p.metrics,
+            rooms,
+        }
+    }
 }
 
 impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
@@ -418,6 +477,9 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
 
     /// Decodes a frame, charges it to its kind's token bucket, and handles it.
     async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
+        if self.rooms.is_some() {
+            return self.on_command(text, tx).await;
+        }
         let frame = Inbound::decode(text);
         self.metrics
             .frames_in
@@ -435,6 +497,31 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
             frame,
             Ok(Inbound::Typed(ClientMsg::Typing | ClientMsg::Feed { .. }))
         );
+        if !self.charge(control) {
+            return;
+        }
+        match frame {
+            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => {
+                self.chat(self.session, &msg, id, None, tx).await
+            }
+            Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
+            Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
+                self.hub.set_feed(self.session, enabled)
+            }
+            Ok(Inbound::Legacy(LegacyChat { name, msg })) => {
+                if !self.named && !self.take_name(&name).await {
+                    return;
+                }
+                self.chat(self.session, &msg, None, None, tx).await;
+            }
+            Err(e) => self.reject(e.code(), e.to_string()),
+        }
+    }
+
+    /// Charges a frame to its bucket: `control` (typing, feed) or messages. Over the rate, the
+    /// frame is refused with a typed error; `--rate-abuse-limit` refusals in a row close the
+    /// connection with 1008.
+    fn charge(&mut self, control: bool) -> bool {
         let (bucket, rate, burst) = if control {
             (
                 &mut self.control_bucket,
@@ -464,23 +551,10 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                     format!("more than {rate} {kind} per second (burst {burst}); dropped"),
                 );
             }
-            return;
+            return false;
         }
         self.strikes = 0;
-        match frame {
-            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => self.chat(&msg, id, tx).await,
-            Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
-            Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
-                self.hub.set_feed(self.session, enabled)
-            }
-            Ok(Inbound::Legacy(LegacyChat { name, msg })) => {
-                if !self.named && !self.take_name(&name).await {
-                    return;
-                }
-                self.chat(&msg, None, tx).await;
-            }
-            Err(e) => self.reject(e.code(), e.to_string()),
-        }
+        true
     }
 
     /// A nameless session takes the name of its first legacy frame.
@@ -513,9 +587,17 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         true
     }
 
-    /// Stores the message; the store's commit fans it out. Acknowledged once committed.
-    async fn chat(&mut self, raw: &str, id: Option<String>, tx: &mpsc::Sender<Outbound>) {
-        let Some((room, name)) = self.hub.sender(self.session).filter(|_| self.named) else {
+    /// Stores the message of subscription `sub`; the store's commit fans it out. Acknowledged
+    /// once committed (v3 acks name the room: `ack_room`).
+    async fn chat(
+        &mut self,
+        sub: SessionId,
+        raw: &str,
+        id: Option<String>,
+        ack_room: Option<&RoomId>,
+        tx: &mpsc::Sender<Outbound>,
+    ) {
+        let Some((room, name)) = self.hub.sender(sub).filter(|_| self.named) else {
             return self.reject(
                 ErrorCode::NameRequired,
                 "connect with ?name= (or send {\"name\",\"msg\"}) before chatting".into(),
@@ -548,6 +630,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                         id,
                         seq: appended.seq,
                         ts: appended.ts,
+                        room: ack_room.map(ToString::to_string),
                     };
                     queue_own(tx, self.kick, self.metrics, &ack);
                 }

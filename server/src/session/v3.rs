@@ -1,0 +1,326 @@
+//! Protocol v3 (`switchboard.v3`): one connection, many rooms.
+//!
+//! The connection says who it is once (`?name=`, `?token=`) and gets [`ServerMsg::Hello`].
+//! Each `join` registers one subscription in the hub (a hub session of its own, sharing the
+//! connection's queue and kick), answered with [`ServerMsg::Subscribed`] (the room's epoch,
+//! resume outcome and members), then that room's replay, then its live frames; every frame the
+//! hub sends names its room. Acks, dedup, resume and rate limits work per room exactly as in
+//! v2, because they are the same code (the reader's `chat`, `charge`, `replay_range`).
+
+use std::collections::BTreeMap;
+
+use shared::{Command, Hello, PROTOCOL_V3, SUBPROTOCOL_V3, Subscribed};
+
+use super::*;
+
+/// The protocol an upgrade settled on (from the `Sec-WebSocket-Protocol` the client offered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Negotiated {
+    /// No subprotocol: protocol v2, one room from the query.
+    V2,
+    /// `switchboard.v3`.
+    V3,
+    /// Another `switchboard.v<N>`: answered with `reload` and close 4426.
+    Unsupported(String),
+}
+
+impl Negotiated {
+    /// Picks from the subprotocols a client offered; returns the one to echo, if any.
+    pub fn from_offered<'a>(offered: impl IntoIterator<Item = &'a str>) -> (Self, Option<String>) {
+        let ours: Vec<&str> = offered
+            .into_iter()
+            .map(str::trim)
+            .filter(|p| p.starts_with(shared::SUBPROTOCOL_PREFIX))
+            .collect();
+        if ours.contains(&SUBPROTOCOL_V3) {
+            (Self::V3, Some(SUBPROTOCOL_V3.to_owned()))
+        } else if let Some(other) = ours.first() {
+            (
+                Self::Unsupported((*other).to_owned()),
+                Some((*other).to_owned()),
+            )
+        } else {
+            (Self::V2, None)
+        }
+    }
+}
+
+/// The rooms a v3 connection has joined.
+#[derive(Debug)]
+pub(super) struct Rooms {
+    /// Room → the hub subscription that stands for this connection in it.
+    joined: BTreeMap<RoomId, SessionId>,
+    identity: Identity,
+    name: Option<Username>,
+    /// Whether the connection wants the live feed; the hub sends it through one subscription.
+    feed: bool,
+    feed_sub: Option<SessionId>,
+}
+
+/// A v3 connection from `Hello` to its end; returns how it ended.
+pub(super) async fn run<F: Fn(ErrorCode, String)>(
+    p: &SessionParams,
+    session: SessionId,
+    stream: &mut SplitStream<WebSocket>,
+    tx: &mpsc::Sender<Outbound>,
+    kick: &Kick,
+    send_error: &F,
+) -> End {
+    if let Negotiated::Unsupported(offered) = &p.protocol {
+        let reload = ServerMsg::Reload {
+            protocol: PROTOCOL_V3,
+            reason: format!(
+                "this server speaks {SUBPROTOCOL_V3}, not {offered}: reload the page for the \
+                 current client"
+            ),
+        };
+        queue_own(tx, kick, &p.metrics, &reload);
+        kick.kick(close_code::PROTOCOL_VERSION, "protocol version", true);
+        return End::Closing;
+    }
+    let (name, identity) = match identify(p, session) {
+        Ok(who) => who,
+        Err((code, close, reason)) => {
+            send_error(code, reason);
+            kick.kick(close, code_reason(code), true);
+            return End::Closing;
+        }
+    };
+    let hello = ServerMsg::Hello(Hello {
+        protocol: PROTOCOL_V3,
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        session,
+        name: name.as_ref().map(ToString::to_string),
+        peer_addr: p.peer.to_string(),
+        limits: p.settings.limits(),
+        max_rooms: p.settings.max_rooms_per_connection,
+    });
+    queue_own(tx, kick, &p.metrics, &hello);
+    let sender = identity.key(p.hub.instance());
+    let rooms = Rooms {
+        joined: BTreeMap::new(),
+        identity,
+        name,
+        feed: p.feed,
+        feed_sub: None,
+    };
+    let mut reader = Reader::new(p, session, kick, send_error, sender, Some(rooms));
+    info!(protocol = 3, "connected");
+    let end = reader.read_loop(stream, tx, &p.shutdown).await;
+    let joined = reader.rooms.take().map(|r| r.joined).unwrap_or_default();
+    for sub in joined.into_values() {
+        p.hub.unregister(sub, end == End::Left);
+    }
+    info!(?end, "disconnected");
+    end
+}
+
+impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
+    fn rooms(&mut self) -> &mut Rooms {
+        self.rooms.as_mut().expect("a v3 reader has rooms")
+    }
+
+    /// Decodes a v3 command, charges it to its bucket, and carries it out.
+    pub(super) async fn on_command(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
+        let command = Command::decode(text);
+        self.metrics
+            .frames_in
+            .get_or_create(&kind(match &command {
+                Ok(Command::Join { .. }) => "join",
+                Ok(Command::Leave { .. }) => "leave",
+                Ok(Command::Chat { .. }) => "chat",
+                Ok(Command::Typing { .. }) => "typing",
+                Ok(Command::Feed { .. }) => "feed",
+                Err(_) => "invalid",
+            }))
+            .inc();
+        let control = matches!(command, Ok(Command::Typing { .. } | Command::Feed { .. }));
+        if !self.charge(control) {
+            return;
+        }
+        match command {
+            Err(e) => self.reject(e.code(), e.to_string()),
+            Ok(Command::Join { room, epoch, seq }) => {
+                let position = epoch.map(|epoch| (epoch, seq.unwrap_or(0)));
+                // Boxed: a join's state (store and Redis calls) would otherwise enlarge every
+                // connection's reader for its whole life.
+                Box::pin(self.join(room, position, tx)).await;
+            }
+            Ok(Command::Leave { room }) => self.leave(&room, tx),
+            Ok(Command::Chat { room, msg, id }) => {
+                if let Some(sub) = self.subscription(&room) {
+                    self.chat(sub, &msg, id, Some(&room), tx).await;
+                }
+            }
+            Ok(Command::Typing { room }) => {
+                if let Some(sub) = self.subscription(&room) {
+                    self.hub.typing(sub);
+                }
+            }
+            Ok(Command::Feed { enabled }) => {
+                self.rooms().feed = enabled;
+                self.place_feed();
+            }
+        }
+    }
+
+    /// The subscription for a joined room; a typed `not_joined` error otherwise.
+    fn subscription(&mut self, room: &RoomId) -> Option<SessionId> {
+        let sub = self.rooms().joined.get(room).copied();
+        if sub.is_none() {
+            self.reject(
+                ErrorCode::NotJoined,
+                format!("join room \"{room}\" before sending to it"),
+            );
+        }
+        sub
+    }
+
+    fn refuse_join(
+        &self,
+        room: &RoomId,
+        code: ErrorCode,
+        reason: String,
+        tx: &mpsc::Sender<Outbound>,
+    ) {
+        debug!(?code, %reason, room = %room, "join refused");
+        let refused = ServerMsg::JoinRefused {
+            room: room.to_string(),
+            code,
+            reason,
+        };
+        queue_own(tx, self.kick, self.metrics, &refused);
+    }
+
+    async fn join(
+        &mut self,
+        room: RoomId,
+        position: Option<(String, u64)>,
+        tx: &mpsc::Sender<Outbound>,
+    ) {
+        let max = self.settings.max_rooms_per_connection;
+        let rooms = self.rooms();
+        if rooms.joined.contains_key(&room) {
+            let reason = format!("room \"{room}\" is joined already");
+            return self.refuse_join(&room, ErrorCode::AlreadyJoined, reason, tx);
+        }
+        if rooms.joined.len() >= max {
+            let reason = format!(
+                "a connection may join at most {max} rooms (--max-rooms-per-connection); leave one first"
+            );
+            return self.refuse_join(&room, ErrorCode::TooManyRooms, reason, tx);
+        }
+        let (identity, name) = (rooms.identity.clone(), rooms.name.clone());
+        let name_taken =
+            |name: &Username| format!("the name \"{name}\" is already in use in room \"{room}\"");
+        if let (Some(cluster), Some(wanted)) = (self.cluster, &name)
+            && cluster.claim_name(&room, wanted, &identity).await.is_err()
+        {
+            return self.refuse_join(&room, ErrorCode::NameTaken, name_taken(wanted), tx);
+        }
+        let sub = self.hub.next_session_id();
+        let registration = Registration {
+            room: room.clone(),
+            name: name.clone(),
+            identity,
+            tx: tx.clone(),
+            kick: self.kick.clone(),
+            feed: false,
+        };
+        let snapshot = match self.hub.register(sub, registration) {
+            Ok(snapshot) => snapshot,
+            Err(NameTaken) => {
+                let reason = name.as_ref().map(name_taken).unwrap_or_default();
+                return self.refuse_join(&room, ErrorCode::NameTaken, reason, tx);
+            }
+        };
+        self.rooms().joined.insert(room.clone(), sub);
+        if let Err(e) = self
+            .subscribe(sub, &room, position, snapshot.members, tx)
+            .await
+        {
+            self.rooms().joined.remove(&room);
+            self.hub.unregister(sub, false);
+            self.metrics
+                .store_errors
+                .get_or_create(&label(e.kind()))
+                .inc();
+            return self.refuse_join(&room, ErrorCode::StoreUnavailable, e.to_string(), tx);
+        }
+        info!(room = %room, "joined");
+        self.place_feed();
+    }
+
+    /// Sends `subscribed`, then exactly what the client missed in the room, then lets the
+    /// room's live frames through (the hub held them back meanwhile).
+    async fn subscribe(
+        &self,
+        sub: SessionId,
+        room: &RoomId,
+        position: Option<(String, u64)>,
+        members: Vec<shared::Member>,
+        tx: &mpsc::Sender<Outbound>,
+    ) -> Result<(), StoreError> {
+        let bounds = self.store.bounds(room).await?;
+        let epoch = self.store.epoch();
+        let (resume, after) = resume_plan(
+            &epoch,
+            position.as_ref(),
+            bounds,
+            self.settings.history_on_join,
+        );
+        let subscribed = ServerMsg::Subscribed(Subscribed {
+            room: room.to_string(),
+            epoch,
+            resume,
+            members,
+        });
+        if tx.send(Outbound::Frame(encode(&subscribed))).await.is_err() {
+            return Ok(());
+        }
+        if replay_range(self.store, room, after, bounds.last, tx).await? {
+            self.hub.go_live(sub, bounds.last);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, room: &RoomId, tx: &mpsc::Sender<Outbound>) {
+        let Some(sub) = self.rooms().joined.remove(room) else {
+            return self.reject(
+                ErrorCode::NotJoined,
+                format!("room \"{room}\" is not joined"),
+            );
+        };
+        // A leave on purpose: the name is released at once.
+        self.hub.unregister(sub, true);
+        if self.rooms().feed_sub == Some(sub) {
+            self.rooms().feed_sub = None;
+            self.place_feed();
+        }
+        info!(room = %room, "left");
+        let left = ServerMsg::Unsubscribed {
+            room: room.to_string(),
+        };
+        queue_own(tx, self.kick, self.metrics, &left);
+    }
+
+    /// The hub sends the live feed through one subscription: the connection gets it once,
+    /// whatever the number of rooms.
+    fn place_feed(&mut self) {
+        let hub = self.hub;
+        let rooms = self.rooms();
+        match (rooms.feed, rooms.feed_sub) {
+            (true, None) => {
+                if let Some(&sub) = rooms.joined.values().next() {
+                    hub.set_feed(sub, true);
+                    rooms.feed_sub = Some(sub);
+                }
+            }
+            (false, Some(sub)) => {
+                hub.set_feed(sub, false);
+                rooms.feed_sub = None;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Protocol v3 (`switchboard.v3`): one connection, many rooms. Each join is answered with the
+//! room's epoch, resume outcome and members, then its replay, then its live frames; every
+//! room-scoped frame names its room; acks, dedup and resume work per room.
+
+use shared::{
+    Command, ErrorCode, GapReason, Member, PROTOCOL_V3, Resume, RoomId, ServerMsg, close_code,
+};
+use switchboard_tests::{spawn_app, spawn_app_with};
+
+fn room(name: &str) -> RoomId {
+    RoomId::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn one_connection_joins_two_rooms_and_every_frame_names_its_room() {
+    let app = spawn_app().await;
+    let (mut ada, hello) = app.connect_v3("?name=ada&feed=0").await;
+    assert_eq!(
+        (hello.protocol, hello.name.as_deref(), hello.max_rooms),
+        (PROTOCOL_V3, Some("ada"), 32)
+    );
+    let lobby = ada.join_room("lobby", None).await;
+    assert_eq!(lobby.room, "lobby");
+    assert_eq!(lobby.resume, Resume::Fresh { count: 0 });
+    assert_eq!(
+        lobby.members,
+        [Member {
+            name: "ada".into(),
+            connections: 1
+        }]
+    );
+    let kitchen = ada.join_room("kitchen", None).await;
+    assert_eq!(
+        (kitchen.room.as_str(), &kitchen.epoch),
+        ("kitchen", &lobby.epoch)
+    );
+
+    // A v2 client in one of the rooms: ada hears of it, in that room.
+    let (mut bob, _) = app.join("bob", "kitchen").await;
+    match ada.recv().await {
+        ServerMsg::Joined { room, member } => {
+            assert_eq!((room.as_str(), member.name.as_str()), ("kitchen", "bob"))
+        }
+        other => panic!("expected bob joining the kitchen, got {other:?}"),
+    }
+    ada.chat_in("kitchen", "soup is ready", "k1").await;
+    let chat = ada.chats(1).await.remove(0);
+    assert_eq!(
+        (chat.room.as_str(), chat.seq, chat.msg.as_str()),
+        ("kitchen", 1, "soup is ready")
+    );
+    match ada.recv().await {
+        ServerMsg::Ack { id, seq, room, .. } => {
+            assert_eq!(
+                (id.as_str(), seq, room.as_deref()),
+                ("k1", 1, Some("kitchen"))
+            )
+        }
+        other => panic!("expected the ack, got {other:?}"),
+    }
+    let heard = bob.chats(1).await.remove(0);
+    assert_eq!(
+        (heard.name.as_str(), heard.room.as_str()),
+        ("ada", "kitchen")
+    );
+    bob.chat("coming").await;
+    let from_bob = ada.chats(1).await.remove(0);
+    assert_eq!(
+        (from_bob.room.as_str(), from_bob.seq, from_bob.name.as_str()),
+        ("kitchen", 2, "bob")
+    );
+    // Each room has its own seqs.
+    ada.chat_in("lobby", "hello lobby", "l1").await;
+    let in_lobby = ada.chats(1).await.remove(0);
+    assert_eq!((in_lobby.room.as_str(), in_lobby.seq), ("lobby", 1));
+    assert_eq!(ada.ack("l1").await, 1);
+    // A room not joined is a typed error, and the connection goes on.
+    ada.chat_in("attic", "anyone?", "a1").await;
+    match ada.recv().await {
+        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::NotJoined),
+        other => panic!("expected not_joined, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_room_resumes_from_its_own_position_without_gap_or_duplicate() {
+    let app = spawn_app().await;
+    let (mut bob, _) = app.join("bob", "r1").await;
+    let (mut cy, _) = app.join("cy", "r2").await;
+    let (mut ada, _) = app
+        .connect_v3("?name=ada&feed=0&token=ada-token-0123456789")
+        .await;
+    let epoch = ada.join_room("r1", None).await.epoch;
+    ada.join_room("r2", None).await;
+    for text in ["one", "two"] {
+        bob.chat(text).await;
+    }
+    cy.chat("only one").await;
+    let seen = ada.chats(3).await;
+    let last = |room: &str| {
+        seen.iter()
+            .filter(|c| c.room == room)
+            .map(|c| c.seq)
+            .max()
+            .unwrap()
+    };
+    assert_eq!((last("r1"), last("r2")), (2, 1));
+    drop(ada);
+
+    for text in ["three", "four", "five"] {
+        bob.chat(text).await;
+    }
+    bob.chats(5).await; // bob's own messages, so they are stored before ada comes back
+    let (mut ada, _) = app
+        .connect_v3("?name=ada&feed=0&token=ada-token-0123456789")
+        .await;
+    let r1 = ada.join_room("r1", Some((&epoch, 2))).await;
+    assert_eq!(r1.resume, Resume::Recovered { count: 3 });
+    let replayed: Vec<(String, u64, String)> = ada
+        .chats(3)
+        .await
+        .into_iter()
+        .map(|c| (c.room, c.seq, c.msg))
+        .collect();
+    assert_eq!(
+        replayed,
+        [
+            ("r1".into(), 3, "three".into()),
+            ("r1".into(), 4, "four".into()),
+            ("r1".into(), 5, "five".into())
+        ]
+    );
+    let r2 = ada.join_room("r2", Some((&epoch, 1))).await;
+    assert_eq!(r2.resume, Resume::Live);
+    let old = ada.join_room("r3", Some(("another-epoch", 7))).await;
+    assert_eq!(
+        old.resume,
+        Resume::Gap {
+            reason: GapReason::EpochChanged,
+            count: 0
+        }
+    );
+    // Live again: the next message in r1 comes once, after the replay.
+    bob.chat("six").await;
+    let live = ada.chats(1).await.remove(0);
+    assert_eq!((live.room.as_str(), live.seq), ("r1", 6));
+}
+
+#[tokio::test]
+async fn a_connection_joins_at_most_its_limit_of_rooms_and_leaving_frees_a_place() {
+    let app = spawn_app_with(|s| s.max_rooms_per_connection = 2).await;
+    let (mut watcher, _) = app.join("watcher", "a").await;
+    let (mut ada, hello) = app.connect_v3("?name=ada&feed=0").await;
+    assert_eq!(hello.max_rooms, 2);
+    ada.join_room("a", None).await;
+    ada.join_room("b", None).await;
+    let refused = |ada_frame: ServerMsg, want_room: &str, want: ErrorCode| match ada_frame {
+        ServerMsg::JoinRefused { room, code, .. } => {
+            assert_eq!((room.as_str(), code), (want_room, want))
+        }
+        other => panic!("expected join_refused, got {other:?}"),
+    };
+    ada.command(&Command::Join {
+        room: room("c"),
+        epoch: None,
+        seq: None,
+    })
+    .await;
+    refused(ada.recv().await, "c", ErrorCode::TooManyRooms);
+    ada.command(&Command::Join {
+        room: room("a"),
+        epoch: None,
+        seq: None,
+    })
+    .await;
+    refused(ada.recv().await, "a", ErrorCode::AlreadyJoined);
+
+    ada.command(&Command::Leave { room: room("a") }).await;
+    match ada.recv().await {
+        ServerMsg::Unsubscribed { room } => assert_eq!(room, "a"),
+        other => panic!("expected unsubscribed, got {other:?}"),
+    }
+    // Leaving on purpose releases the name at once.
+    let left = watcher
+        .recv_until(|m| match m {
+            ServerMsg::Left { room, member } => Some((room, member.name)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(left, ("a".to_owned(), "ada".to_owned()));
+    assert_eq!(ada.join_room("c", None).await.room, "c");
+}
+
+#[tokio::test]
+async fn a_name_taken_in_one_room_refuses_that_join_only() {
+    let app = spawn_app().await;
+    let (_eve, _) = app.join_as("ada", "x", "eve-token-0123456789", None).await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("y", None).await;
+    ada.command(&Command::Join {
+        room: room("x"),
+        epoch: None,
+        seq: None,
+    })
+    .await;
+    match ada.recv().await {
+        ServerMsg::JoinRefused { room, code, .. } => {
+            assert_eq!((room.as_str(), code), ("x", ErrorCode::NameTaken))
+        }
+        other => panic!("expected join_refused, got {other:?}"),
+    }
+    ada.chat_in("y", "still here", "y1").await;
+    assert_eq!(ada.ack("y1").await, 1);
+}
+
+#[tokio::test]
+async fn a_client_speaking_another_protocol_version_is_told_to_reload() {
+    let app = spawn_app().await;
+    let mut old = app
+        .connect_with_headers(
+            "/ws?name=ada",
+            &[("Sec-WebSocket-Protocol", "switchboard.v9")],
+        )
+        .await
+        .expect("the upgrade is answered, so the client can read why");
+    match old.recv().await {
+        ServerMsg::Reload { protocol, reason } => {
+            assert_eq!(protocol, PROTOCOL_V3);
+            assert!(reason.contains("switchboard.v9"), "{reason}");
+        }
+        other => panic!("expected reload, got {other:?}"),
+    }
+    assert_eq!(old.close_code().await, close_code::PROTOCOL_VERSION);
+}
