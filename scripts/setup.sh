@@ -70,7 +70,7 @@ if [ "${1:-}" = "test" ]; then
         say "cargo install cargo-fuzz (for the fuzz smoke; about 2 minutes)"
         cargo install --locked cargo-fuzz
     fi
-    if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/jquery ]; then
         say "npm ci in tests/e2e (playwright-core; it drives Debian's Chromium, no browser download)"
         (cd tests/e2e && npm ci --no-audit --no-fund)
     fi

@@ -82,8 +82,24 @@ pub async fn connect(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<W
         .with_context(|| format!("connecting from {source}"))?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{addr}{path}");
-    let (ws, _) = client_async_with_config(url, stream, Some(client_config())).await?;
+    let (ws, _) = client_async_with_config(request(&url)?, stream, Some(client_config())).await?;
     Ok(ws)
+}
+
+/// The upgrade request for `url`: Switchboard's chat path (`/ws`) is asked for with the typed
+/// protocol's subprotocol (without one, a connection is a plain tutorial client).
+pub fn request(
+    url: &str,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    if request.uri().path() == "/ws" {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            shared::SUBPROTOCOL_V2.parse().expect("a header value"),
+        );
+    }
+    Ok(request)
 }
 
 /// What a client sends for `body`: the bytes themselves on the raw path, a chat message on

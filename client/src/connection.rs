@@ -203,7 +203,9 @@ impl Connection {
     fn connect(&self) {
         let url = (self.inner.borrow().url.clone())();
         self.emit(ConnEvent::State(ConnState::Connecting));
-        let socket = match WebSocket::new(&url) {
+        // The typed protocol is asked for by name; without a subprotocol the server treats a
+        // connection as a plain tutorial page.
+        let socket = match WebSocket::new_with_str(&url, shared::SUBPROTOCOL_V2) {
             Ok(socket) => socket,
             Err(_) => {
                 // An invalid URL: nothing to retry.

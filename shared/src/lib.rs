@@ -12,6 +12,6 @@ pub use model::{MessageText, RoomId, Username, ValidationError, is_deceptive_cha
 pub use protocol::{
     ChatMsg, ClientMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, Inbound,
     LegacyChat, Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_V3, PROTOCOL_VERSION, Resume,
-    SUBPROTOCOL_PREFIX, SUBPROTOCOL_V3, ServerMsg, SessionId, Stats, Subscribed,
+    SUBPROTOCOL_PREFIX, SUBPROTOCOL_V2, SUBPROTOCOL_V3, ServerMsg, SessionId, Stats, Subscribed,
     TYPING_INTERVAL_MS, TYPING_TTL_MS, Welcome, close_code, valid_client_id,
 };

@@ -23,6 +23,9 @@ pub type SessionId = u64;
 /// Protocol v3: one connection, many rooms. A client asks for it with this WebSocket
 /// subprotocol; the first frame it gets is [`ServerMsg::Hello`].
 pub const SUBPROTOCOL_V3: &str = "switchboard.v3";
+/// Protocol v2 (one room per connection, from the query), asked for with this subprotocol.
+/// Without any subprotocol a connection is a plain client (a tutorial page).
+pub const SUBPROTOCOL_V2: &str = "switchboard.v2";
 /// The protocol number [`ServerMsg::Hello`] carries.
 pub const PROTOCOL_V3: u32 = 3;
 /// What every `switchboard.v<N>` subprotocol starts with. A client asking for a version the

@@ -163,19 +163,44 @@ impl Endpoint {
         self.connect_with_headers(path_and_query, &headers).await
     }
 
-    /// Opens a WebSocket with extra request headers (`Origin`, `X-Forwarded-For`, …).
+    /// Opens a WebSocket with extra request headers (`Origin`, `X-Forwarded-For`, …). A
+    /// connection to `/ws` asks for the typed protocol v2 (`switchboard.v2`) unless the headers
+    /// name another subprotocol.
     pub async fn connect_with_headers(
         &self,
         path_and_query: &str,
         headers: &[(&str, &str)],
     ) -> Result<WsClient, tungstenite::Error> {
-        let mut request = self.url(path_and_query).into_client_request()?;
+        let names_one = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"));
+        let mut request = if names_one {
+            self.url(path_and_query).into_client_request()?
+        } else {
+            v2_request(&self.url(path_and_query))
+        };
         for (name, value) in headers {
             request.headers_mut().append(
                 tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 HeaderValue::from_str(value).unwrap(),
             );
         }
+        self.open(request).await
+    }
+
+    /// Opens a WebSocket as a tutorial page does: no subprotocol (a plain client).
+    pub async fn connect_plain(
+        &self,
+        path_and_query: &str,
+    ) -> Result<WsClient, tungstenite::Error> {
+        let request = self.url(path_and_query).into_client_request()?;
+        self.open(request).await
+    }
+
+    async fn open(
+        &self,
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<WsClient, tungstenite::Error> {
         let (stream, _) =
             tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
                 .await
@@ -248,6 +273,19 @@ pub async fn send_each_with_id<const N: usize>(
         acked.push(client.ack(id).await);
     }
     acked
+}
+
+/// The upgrade request for `url`, asking for the typed protocol v2 when it is the chat socket
+/// (`/ws`); without a subprotocol a connection there is a plain tutorial client.
+pub fn v2_request(url: &str) -> tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    if request.uri().path() == "/ws" {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(shared::SUBPROTOCOL_V2),
+        );
+    }
+    request
 }
 
 /// The code of a close frame; a connection that ended without one fails the test.

@@ -63,6 +63,11 @@ pub enum Outbound {
     Frame(Utf8Bytes),
     /// A serialized chat message and when it was committed (for the delivery-latency metric).
     Chat(Utf8Bytes, Instant),
+    /// A serialized chat message from history (a replay).
+    History(Utf8Bytes),
+    /// A notice for a plain client: an object with string `name` and `msg`, like a chat
+    /// message, so a tutorial page can show it.
+    Notice(Utf8Bytes),
     /// A heartbeat ping.
     Ping,
 }
@@ -380,9 +385,10 @@ mod tests {
     impl Peer {
         fn next(&mut self) -> Option<ServerMsg> {
             match self.rx.try_recv().ok()? {
-                Outbound::Frame(f) | Outbound::Chat(f, _) => {
-                    Some(serde_json::from_str(f.as_str()).unwrap())
-                }
+                Outbound::Frame(f)
+                | Outbound::Chat(f, _)
+                | Outbound::History(f)
+                | Outbound::Notice(f) => Some(serde_json::from_str(f.as_str()).unwrap()),
                 Outbound::Ping => self.next(),
             }
         }

@@ -16,6 +16,8 @@ use crate::session::{self, Negotiated, SessionParams};
 pub struct WsQuery {
     /// Display name; absent for a legacy client that names itself in its first frame.
     name: Option<String>,
+    /// The same, as the WebAPI tutorial page sends it.
+    username: Option<String>,
     /// Room to join; default `lobby`.
     room: Option<String>,
     /// `feed=0` (or `false`) opts out of the live stats feed.
@@ -50,13 +52,15 @@ pub async fn handler(
         Some(picked) => upgrade.protocols([picked]),
         None => upgrade,
     };
-    let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
+    // A plain client could not display the feed.
+    let feed = protocol != Negotiated::Plain
+        && !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
     let params = SessionParams {
         hub: state.hub.clone(),
         settings: state.settings.clone(),
         peer: client,
         room: query.room,
-        name: query.name,
+        name: query.name.or(query.username),
         token: query.token,
         position: query.epoch.map(|epoch| (epoch, query.seq.unwrap_or(0))),
         feed,

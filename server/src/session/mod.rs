@@ -89,14 +89,20 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
             p.shutdown.clone(),
             p.metrics.clone(),
             p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
+            p.protocol == Negotiated::Plain,
         )
         .instrument(tracing::Span::current()),
     );
 
+    let plain = p.protocol == Negotiated::Plain;
     let send_error = |code: ErrorCode, reason: String| {
-        queue_own(&tx, &kick, &p.metrics, &ServerMsg::error(code, reason));
+        if plain {
+            queue_item(&tx, &kick, &p.metrics, Outbound::Notice(notice(&reason)));
+        } else {
+            queue_own(&tx, &kick, &p.metrics, &ServerMsg::error(code, reason));
+        }
     };
-    if p.protocol != Negotiated::V2 {
+    if matches!(p.protocol, Negotiated::V3 | Negotiated::Unsupported(_)) {
         let end = v3::run(&p, session, &mut stream, &tx, &kick, &send_error).await;
         drop(tx);
         let _ = writer.await;
@@ -325,8 +331,10 @@ async fn replay(
         limits: p.settings.limits(),
         recent_stats: snapshot.recent_stats,
     });
-    // `send().await`: only this session waits for its own writer.
-    if tx.send(Outbound::Frame(encode(&welcome))).await.is_err() {
+    // `send().await`: only this session waits for its own writer. A plain client gets no
+    // welcome: it could not display one.
+    if p.protocol != Negotiated::Plain && tx.send(Outbound::Frame(encode(&welcome))).await.is_err()
+    {
         return Ok(());
     }
     if replay_range(store.as_ref(), room, after, bounds.last, tx).await? {
@@ -348,7 +356,7 @@ async fn replay_range(
     while let Some(page) = range.next_page(store, REPLAY_PAGE).await? {
         for msg in page {
             if tx
-                .send(Outbound::Frame(encode(&ServerMsg::Chat(msg))))
+                .send(Outbound::History(encode(&ServerMsg::Chat(msg))))
                 .await
                 .is_err()
             {
@@ -386,8 +394,10 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     store: &'a dyn Store,
     cluster: Option<&'a Cluster>,
     metrics: &'a Metrics,
-    /// v3: the rooms joined. `None` for a v2 session.
+    /// v3: the rooms joined. `None` for a v2 or plain session.
     rooms: Option<v3::Rooms>,
+    /// A plain client (no subprotocol): a frame that is not a message is plain text to send.
+    plain: bool,
 }
 
 impl<'a, F: Fn(ErrorCode, String)> Reader<'a, F> {
@@ -412,6 +422,7 @@ impl<'a, F: Fn(ErrorCode, String)> Reader<'a, F> {
             ),
             strikes: 0,
             named: p.name.is_some(),
+            plain: p.protocol == Negotiated::Plain,
             sender,
             store: &*p.store,
             cluster: p.cluster.as_deref(),
@@ -488,6 +499,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 Ok(Inbound::Typed(ClientMsg::Typing)) => "typing",
                 Ok(Inbound::Typed(ClientMsg::Feed { .. })) => "feed",
                 Ok(Inbound::Legacy(_)) => "legacy",
+                Err(_) if self.plain => "text",
                 Err(_) => "invalid",
             }))
             .inc();
@@ -514,6 +526,8 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 }
                 self.chat(self.session, &msg, None, None, tx).await;
             }
+            // A tutorial page may send plain text (the WebAPI chat does): it is the message.
+            Err(_) if self.plain => self.chat(self.session, text, None, None, tx).await,
             Err(e) => self.reject(e.code(), e.to_string()),
         }
     }
@@ -690,7 +704,12 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
 /// and resends what was not acknowledged. Never dropped in silence. (A closed queue is a writer
 /// that already ended: nobody is left to tell.)
 fn queue_own(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg: &ServerMsg) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Outbound::Frame(encode(msg)))
+    queue_item(tx, kick, metrics, Outbound::Frame(encode(msg)));
+}
+
+/// [`queue_own`] for any queue item.
+fn queue_item(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, item: Outbound) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(item)
         && kick.kick(
             close_code::SLOW_CONSUMER,
             "slow consumer: outbound queue full",
@@ -700,6 +719,13 @@ fn queue_own(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg: &
         metrics.slow_consumers.inc();
         tracing::warn!("slow consumer dropped: its own reply did not fit its queue");
     }
+}
+
+/// A notice for a plain client, shaped like a chat message (string `name` and `msg`) so that a
+/// tutorial page that prints `data.name + ': ' + data.msg` shows it as it is.
+fn notice(text: &str) -> Utf8Bytes {
+    let notice = serde_json::json!({ "type": "notice", "name": "Switchboard", "msg": text });
+    Utf8Bytes::from(notice.to_string())
 }
 
 /// The close code for a read error: 1009 for an over-limit message or frame, 1007 for a text
@@ -729,6 +755,7 @@ async fn write_loop(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     kick_deadline: Duration,
+    plain: bool,
 ) {
     // Commit times of the chat frames in the current batch (reused between batches).
     let mut committed = Vec::with_capacity(MAX_BATCH);
@@ -755,8 +782,11 @@ async fn write_loop(
                 if let Outbound::Chat(_, at) = &item {
                     committed.push(*at);
                 }
-                sink.feed(to_message(item)).await?;
-                frames += 1;
+                // A plain client is sent only what it can display.
+                if !(plain && matches!(item, Outbound::Frame(_))) {
+                    sink.feed(to_message(item)).await?;
+                    frames += 1;
+                }
                 if frames < MAX_BATCH {
                     next = rx.try_recv().ok();
                 }
@@ -809,9 +839,11 @@ async fn write_loop(
     };
     let goodbye = async {
         while let Ok(item) = rx.try_recv() {
-            sink.feed(to_message(item)).await?;
+            if !(plain && matches!(item, Outbound::Frame(_))) {
+                sink.feed(to_message(item)).await?;
+            }
         }
-        if let Some(msg) = farewell {
+        if let Some(msg) = farewell.filter(|_| !plain) {
             sink.feed(Message::Text(encode(&msg))).await?;
         }
         sink.send(Message::Close(Some(close))).await
@@ -834,7 +866,10 @@ async fn write_loop(
 
 fn to_message(item: Outbound) -> Message {
     match item {
-        Outbound::Frame(text) | Outbound::Chat(text, _) => Message::Text(text),
+        Outbound::Frame(text)
+        | Outbound::Chat(text, _)
+        | Outbound::History(text)
+        | Outbound::Notice(text) => Message::Text(text),
         Outbound::Ping => Message::Ping(Default::default()),
     }
 }

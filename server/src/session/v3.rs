@@ -16,7 +16,12 @@ use super::*;
 /// The protocol an upgrade settled on (from the `Sec-WebSocket-Protocol` the client offered).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Negotiated {
-    /// No subprotocol: protocol v2, one room from the query.
+    /// No subprotocol: a plain client (a tutorial page). One room from the query; it gets only
+    /// frames it can display (chat messages, and notices shaped like them) and may send plain
+    /// text.
+    Plain,
+    /// `switchboard.v2`: the typed protocol with one room from the query (the stock client
+    /// until it moves to v3).
     V2,
     /// `switchboard.v3`.
     V3,
@@ -34,13 +39,15 @@ impl Negotiated {
             .collect();
         if ours.contains(&SUBPROTOCOL_V3) {
             (Self::V3, Some(SUBPROTOCOL_V3.to_owned()))
+        } else if ours.contains(&shared::SUBPROTOCOL_V2) {
+            (Self::V2, Some(shared::SUBPROTOCOL_V2.to_owned()))
         } else if let Some(other) = ours.first() {
             (
                 Self::Unsupported((*other).to_owned()),
                 Some((*other).to_owned()),
             )
         } else {
-            (Self::V2, None)
+            (Self::Plain, None)
         }
     }
 }

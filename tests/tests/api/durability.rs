@@ -53,7 +53,7 @@ async fn writer(
         );
         let Ok(Ok((mut ws, _))) = tokio::time::timeout(
             Duration::from_secs(2),
-            tokio_tungstenite::connect_async(&url),
+            tokio_tungstenite::connect_async(switchboard_tests::v2_request(&url)),
         )
         .await
         else {

@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod options;
+mod plain;
 mod presence;
 mod proxies;
 mod static_files;
