@@ -82,32 +82,61 @@ pub async fn connect(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<W
         .with_context(|| format!("connecting from {source}"))?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{addr}{path}");
-    let (ws, _) = client_async_with_config(request(&url)?, stream, Some(client_config())).await?;
+    let request = request(&url, shared::SUBPROTOCOL_V3)?;
+    let (ws, _) = client_async_with_config(request, stream, Some(client_config())).await?;
     Ok(ws)
 }
 
-/// The upgrade request for `url`: Switchboard's chat path (`/ws`) is asked for with the typed
-/// protocol's subprotocol (without one, a connection is a plain tutorial client).
+/// The upgrade request for `url`, asking for `subprotocol` on Switchboard's chat socket (`/ws`;
+/// without one, a connection there is a plain tutorial client).
 pub fn request(
     url: &str,
+    subprotocol: &str,
 ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = url.into_client_request()?;
     if request.uri().path() == "/ws" {
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            shared::SUBPROTOCOL_V2.parse().expect("a header value"),
-        );
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", subprotocol.parse()?);
     }
     Ok(request)
 }
 
-/// What a client sends for `body`: the bytes themselves on the raw path, a chat message on
-/// Switchboard's chat path.
-fn frame(path: PathKind, body: String) -> anyhow::Result<String> {
+/// Joins `room` on Switchboard's chat path the way the product's clients do (protocol v3):
+/// connect with `query` (`?name=…&feed=…`), read `hello`, send `join`, read `subscribed`.
+pub async fn join(addr: SocketAddr, query: &str, room: &str, n: usize) -> anyhow::Result<Ws> {
+    let mut ws = connect(addr, &format!("/ws{query}"), n).await?;
+    expect(&mut ws, "\"type\":\"hello\"").await?;
+    let join = shared::Command::Join {
+        room: shared::RoomId::parse(room)?,
+        epoch: None,
+        seq: None,
+    };
+    ws.send(Message::text(serde_json::to_string(&join)?))
+        .await?;
+    expect(&mut ws, "\"type\":\"subscribed\"").await?;
+    Ok(ws)
+}
+
+/// Reads the next text frame and checks it contains `marker`.
+async fn expect(ws: &mut Ws, marker: &str) -> anyhow::Result<()> {
+    loop {
+        match ws.next().await.context("connection ended")?? {
+            Message::Text(t) if t.contains(marker) => return Ok(()),
+            Message::Text(t) => anyhow::bail!("expected {marker}, got {t}"),
+            _ => {}
+        }
+    }
+}
+
+/// What a client sends for `body`: the bytes themselves on the raw path, a chat message to
+/// `room` on Switchboard's chat path.
+fn frame(path: PathKind, room: &str, body: String) -> anyhow::Result<String> {
     Ok(match path {
         PathKind::Raw => body,
-        PathKind::Switchboard => serde_json::to_string(&shared::ClientMsg::Chat {
+        PathKind::Switchboard => serde_json::to_string(&shared::Command::Chat {
+            room: shared::RoomId::parse(room)?,
             msg: body,
             id: None,
         })?,
@@ -177,16 +206,19 @@ pub async fn echo(
         let mut ws = match path {
             PathKind::Raw => connect(addr, "/echo", c).await?,
             PathKind::Switchboard => {
-                let mut ws =
-                    connect(addr, &format!("/ws?name=echo{c}&room=echo{c}&feed=0"), c).await?;
-                ws.next().await.context("welcome")??;
-                ws
+                join(
+                    addr,
+                    &format!("?name=echo{c}&feed=0"),
+                    &format!("echo{c}"),
+                    c,
+                )
+                .await?
             }
         };
         let body = "x".repeat(payload);
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
-            let frame = frame(path, body)?;
+            let frame = frame(path, &format!("echo{c}"), body)?;
             while start.elapsed() < duration {
                 let sent = Instant::now();
                 ws.send(Message::text(frame.clone())).await?;
@@ -232,25 +264,18 @@ pub async fn fanout(
     // A fresh room per run: on the chat path a joining receiver is sent the room's recent
     // history, which must not count as deliveries of this run.
     let room = format!("fanout-{}", epoch_nanos() % 1_000_000_000_000);
-    let (recv_path, pub_path) = match path {
-        PathKind::Raw => ("/relay".to_owned(), "/relay".to_owned()),
-        PathKind::Switchboard => (
-            String::new(),
-            format!("/ws?name=publisher&room={room}&feed=0"),
-        ),
-    };
+    let recv_path = "/relay".to_owned();
     let received = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for r in 0..receivers {
-        let p = match path {
-            PathKind::Raw => recv_path.clone(),
+        let mut ws = match path {
+            PathKind::Raw => connect(addr, &recv_path, r).await?,
             // Receivers are listeners without a name (viewers of a live feed): named members
             // would each announce their join to all the others, and 10,000 of them joining one
             // room is a presence storm of 50 million frames, not a fan-out measurement.
-            PathKind::Switchboard => format!("/ws?room={room}&feed=0"),
+            PathKind::Switchboard => join(addr, "?feed=0", &room, r).await?,
         };
-        let mut ws = connect(addr, &p, r).await?;
         let received = received.clone();
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -277,10 +302,10 @@ pub async fn fanout(
             anyhow::Ok(hist)
         }));
     }
-    let mut publisher = connect(addr, &pub_path, receivers).await?;
-    if path == PathKind::Switchboard {
-        publisher.next().await.context("welcome")??;
-    }
+    let publisher = match path {
+        PathKind::Raw => connect(addr, &recv_path, receivers).await?,
+        PathKind::Switchboard => join(addr, "?name=publisher&feed=0", &room, receivers).await?,
+    };
     let (mut pub_tx, mut pub_rx) = publisher.split();
     // The publisher's own echoes (Switchboard) are read and dropped.
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = pub_rx.next().await {} });
@@ -292,7 +317,7 @@ pub async fn fanout(
         let due = start + interval * i as u32;
         tokio::time::sleep_until(tokio::time::Instant::from_std(epoch + due)).await;
         let body = format!("{} {pad}", due.as_micros());
-        let frame = frame(path, body)?;
+        let frame = frame(path, &room, body)?;
         // Sent at its scheduled time, not batched: batching would add latency the receivers
         // then measure.
         pub_tx.send(Message::text(frame)).await?;
@@ -344,11 +369,13 @@ pub async fn idle(
     let mut clients = Vec::with_capacity(conns);
     for chunk in (0..conns).collect::<Vec<_>>().chunks(64) {
         let batch = chunk.iter().map(|&c| {
-            let p = match path {
-                PathKind::Raw => "/relay".to_owned(),
-                PathKind::Switchboard => format!("/ws?name=i&room={room}-{c}"),
-            };
-            async move { connect(addr, &p, c).await }
+            let room = format!("{room}-{c}");
+            async move {
+                match path {
+                    PathKind::Raw => connect(addr, "/relay", c).await,
+                    PathKind::Switchboard => join(addr, "?name=i", &room, c).await,
+                }
+            }
         });
         for ws in futures_util::future::join_all(batch).await {
             clients.push(ws?);
@@ -435,14 +462,10 @@ pub async fn chat_room(
     let room = format!("room-{}", epoch_nanos() % 1_000_000_000_000);
     let mut sockets = Vec::with_capacity(clients);
     for c in 0..clients {
-        let p = match path {
-            PathKind::Raw => "/relay".to_owned(),
-            PathKind::Switchboard => format!("/ws?name=c{c}&room={room}&feed=0"),
+        let ws = match path {
+            PathKind::Raw => connect(addr, "/relay", c).await?,
+            PathKind::Switchboard => join(addr, &format!("?name=c{c}&feed=0"), &room, c).await?,
         };
-        let mut ws = connect(addr, &p, c).await?;
-        if path == PathKind::Switchboard {
-            ws.next().await.context("welcome")??;
-        }
         sockets.push(ws);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -453,10 +476,11 @@ pub async fn chat_room(
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for (me, mut ws) in sockets.into_iter().enumerate() {
-        let (delivered, sent, pad, mut stop) = (
+        let (delivered, sent, pad, room, mut stop) = (
             delivered.clone(),
             sent.clone(),
             pad.clone(),
+            room.clone(),
             stop_rx.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -467,7 +491,7 @@ pub async fn chat_room(
             'rounds: loop {
                 let now = epoch.elapsed().as_micros();
                 let body = format!("{now} {me} {round} {pad}");
-                ws.send(Message::text(frame(path, body)?)).await?;
+                ws.send(Message::text(frame(path, &room, body)?)).await?;
                 sent.fetch_add(1, Ordering::Relaxed);
                 while counts[(round % 2) as usize] < others {
                     let frame = tokio::select! {
@@ -547,18 +571,14 @@ pub async fn setup(
     let start = Instant::now();
     let results: Vec<Result<u64, ()>> = futures_util::stream::iter(0..total)
         .map(|c| async move {
-            let p = match path {
-                PathKind::Raw => "/echo".to_owned(),
-                PathKind::Switchboard => format!("/ws?name=s&room=setup-{run_id}-{c}&feed=0"),
-            };
             let began = Instant::now();
-            let mut ws = connect(addr, &p, c).await.map_err(|_| ())?;
-            if path == PathKind::Switchboard {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => {}
-                    _ => return Err(()),
-                }
+            // On the chat path a connection is set up once it has joined its room.
+            let room = format!("setup-{run_id}-{c}");
+            let mut ws = match path {
+                PathKind::Raw => connect(addr, "/echo", c).await,
+                PathKind::Switchboard => join(addr, "?name=s&feed=0", &room, c).await,
             }
+            .map_err(|_| ())?;
             let took = began.elapsed().as_micros().max(1) as u64;
             // Closed in the background so the close handshake is not counted as setup.
             tokio::spawn(async move {

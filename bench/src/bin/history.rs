@@ -81,8 +81,11 @@ async fn resume_latency(missed: u64, runs: usize) -> anyhow::Result<Vec<Duration
         }
         u
     };
-    let (mut writer, _) =
-        tokio_tungstenite::connect_async(bench::request(&url("writer", None))?).await?;
+    let (mut writer, _) = tokio_tungstenite::connect_async(bench::request(
+        &url("writer", None),
+        shared::SUBPROTOCOL_V2,
+    )?)
+    .await?;
     let epoch = loop {
         if let Some(Ok(Message::Text(t))) = writer.next().await
             && let Ok(ServerMsg::Welcome(w)) = serde_json::from_str(&t)
@@ -114,10 +117,10 @@ async fn resume_latency(missed: u64, runs: usize) -> anyhow::Result<Vec<Duration
     for run in 0..runs {
         let from = total - missed;
         let start = Instant::now();
-        let (mut reader, _) = tokio_tungstenite::connect_async(bench::request(&url(
-            &format!("reader{run}"),
-            Some((&epoch, from)),
-        ))?)
+        let (mut reader, _) = tokio_tungstenite::connect_async(bench::request(
+            &url(&format!("reader{run}"), Some((&epoch, from))),
+            shared::SUBPROTOCOL_V2,
+        )?)
         .await?;
         let mut got = 0;
         let mut last = 0;
