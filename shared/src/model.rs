@@ -17,6 +17,8 @@ pub enum ValidationError {
     ForbiddenChar(u32),
     #[error("may only contain a-z, 0-9, '-', '_' and '.'")]
     BadRoomChar,
+    #[error("is reserved for the server's own notices")]
+    Reserved,
 }
 
 /// True for characters that let a string look like something it is not: C0/C1 controls,
@@ -50,6 +52,8 @@ impl Username {
     pub const DEFAULT_MAX_CHARS: usize = 32;
     /// The most `--max-name-chars` may be, and the limit when a name is deserialized.
     pub const CEILING: usize = 64;
+    /// The name the server's own notices carry; nobody may take it (any case).
+    pub const SERVER: &'static str = "Switchboard";
 
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, ValidationError> {
         let name = raw.trim();
@@ -65,6 +69,10 @@ impl Username {
                 len,
                 max: max_chars,
             });
+        }
+        // Plain clients see the server's notices as messages from this name.
+        if name.eq_ignore_ascii_case(Self::SERVER) {
+            return Err(ValidationError::Reserved);
         }
         Ok(Self(name.to_owned()))
     }
@@ -220,6 +228,10 @@ mod tests {
         let name: Username = serde_json::from_str(r#"" ada ""#).unwrap();
         assert_eq!(name.as_str(), "ada");
         assert!(serde_json::from_str::<Username>(r#""""#).is_err());
+        assert_eq!(
+            Username::parse(" SwitchBoard ", 32),
+            Err(ValidationError::Reserved)
+        );
         assert!(serde_json::from_str::<Username>(r#""a\u202eb""#).is_err());
         assert!(serde_json::from_str::<Username>(&format!("{:?}", "x".repeat(65))).is_err());
         let room: RoomId = serde_json::from_str(r#""Lobby""#).unwrap();

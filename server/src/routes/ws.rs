@@ -47,7 +47,13 @@ pub async fn handler(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','));
-    let (protocol, echo) = Negotiated::from_offered(offered);
+    let (mut protocol, echo) = Negotiated::from_offered(offered);
+    // Stock clients from before subprotocols send a token and no subprotocol; tutorial pages
+    // never send a token. Such a client (a tab open across an upgrade, a cached bundle) keeps
+    // protocol v2 instead of being served as a plain page.
+    if protocol == Negotiated::Plain && query.token.is_some() {
+        protocol = Negotiated::V2;
+    }
     let upgrade = match echo {
         Some(picked) => upgrade.protocols([picked]),
         None => upgrade,

@@ -345,6 +345,10 @@ async fn replay(
 
 /// Queues a room's stored messages with `after < seq <= upto`, waiting for the session's own
 /// writer (only this session waits). `false` if the writer is gone.
+///
+/// A replay leaves half the queue free: the connection's other rooms (v3), its feed and its
+/// own replies stay live meanwhile and go through `try_send`, which would find a queue the
+/// replay keeps full and drop the connection as a slow consumer.
 async fn replay_range(
     store: &dyn Store,
     room: &RoomId,
@@ -352,16 +356,15 @@ async fn replay_range(
     upto: u64,
     tx: &mpsc::Sender<Outbound>,
 ) -> Result<bool, StoreError> {
+    let headroom = (tx.max_capacity() / 2).max(1);
     let mut range = Range::new(room.clone(), after, upto);
     while let Some(page) = range.next_page(store, REPLAY_PAGE).await? {
         for msg in page {
-            if tx
-                .send(Outbound::History(encode(&ServerMsg::Chat(msg))))
-                .await
-                .is_err()
-            {
+            let Ok(mut free) = tx.reserve_many(headroom).await else {
                 return Ok(false);
-            }
+            };
+            let slot = free.next().expect("reserve_many gives at least one slot");
+            slot.send(Outbound::History(encode(&ServerMsg::Chat(msg))));
         }
     }
     Ok(true)
@@ -452,7 +455,12 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 frame = stream.next() => {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
-                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), tx).await,
+                        Some(Ok(Message::Text(text))) => {
+                            self.on_text(text.as_str(), tx).await;
+                            // A v3 join replays history before it returns: the peer was being
+                            // written to, not silent, meanwhile.
+                            dead.as_mut().reset(Instant::now() + dead_after);
+                        }
                         Some(Ok(Message::Binary(_))) => {
                             self.metrics.frames_in.get_or_create(&kind("binary")).inc();
                             self.reject(
@@ -658,7 +666,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 let reason = format!(
                     "{e}; the message was not stored, and sending it again will not store it"
                 );
-                match id {
+                match id.filter(|_| !self.plain) {
                     Some(id) => queue_own(
                         tx,
                         self.kick,
@@ -724,7 +732,7 @@ fn queue_item(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, item:
 /// A notice for a plain client, shaped like a chat message (string `name` and `msg`) so that a
 /// tutorial page that prints `data.name + ': ' + data.msg` shows it as it is.
 fn notice(text: &str) -> Utf8Bytes {
-    let notice = serde_json::json!({ "type": "notice", "name": "Switchboard", "msg": text });
+    let notice = serde_json::json!({ "type": "notice", "name": Username::SERVER, "msg": text });
     Utf8Bytes::from(notice.to_string())
 }
 

@@ -242,24 +242,34 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
             }
         };
         self.rooms().joined.insert(room.clone(), sub);
-        if let Err(e) = self
+        let subscribed = self
             .subscribe(sub, &room, position, snapshot.members, tx)
-            .await
-        {
+            .await;
+        if let Err((subscribed, e)) = subscribed {
             self.rooms().joined.remove(&room);
-            self.hub.unregister(sub, false);
+            // Not a member after all: the name goes at once, not after the grace period.
+            self.hub.unregister(sub, true);
             self.metrics
                 .store_errors
                 .get_or_create(&label(e.kind()))
                 .inc();
-            return self.refuse_join(&room, ErrorCode::StoreUnavailable, e.to_string(), tx);
+            if !subscribed {
+                return self.refuse_join(&room, ErrorCode::StoreUnavailable, e.to_string(), tx);
+            }
+            // Part of the replay went out already: the room is left, and the client told why.
+            self.reject(ErrorCode::StoreUnavailable, format!("room \"{room}\": {e}"));
+            let left = ServerMsg::Unsubscribed {
+                room: room.to_string(),
+            };
+            return queue_own(tx, self.kick, self.metrics, &left);
         }
         info!(room = %room, "joined");
         self.place_feed();
     }
 
     /// Sends `subscribed`, then exactly what the client missed in the room, then lets the
-    /// room's live frames through (the hub held them back meanwhile).
+    /// room's live frames through (the hub held them back meanwhile). A failure says whether
+    /// `subscribed` had gone out.
     async fn subscribe(
         &self,
         sub: SessionId,
@@ -267,8 +277,8 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         position: Option<(String, u64)>,
         members: Vec<shared::Member>,
         tx: &mpsc::Sender<Outbound>,
-    ) -> Result<(), StoreError> {
-        let bounds = self.store.bounds(room).await?;
+    ) -> Result<(), (bool, StoreError)> {
+        let bounds = self.store.bounds(room).await.map_err(|e| (false, e))?;
         let epoch = self.store.epoch();
         let (resume, after) = resume_plan(
             &epoch,
@@ -285,7 +295,10 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         if tx.send(Outbound::Frame(encode(&subscribed))).await.is_err() {
             return Ok(());
         }
-        if replay_range(self.store, room, after, bounds.last, tx).await? {
+        if replay_range(self.store, room, after, bounds.last, tx)
+            .await
+            .map_err(|e| (true, e))?
+        {
             self.hub.go_live(sub, bounds.last);
         }
         Ok(())
