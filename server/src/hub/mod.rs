@@ -104,6 +104,8 @@ impl Identity {
 /// The hub's handle on one session.
 #[derive(Debug)]
 struct Subscriber {
+    /// The connection this subscription belongs to (a v3 connection has one per room).
+    connection: SessionId,
     room: RoomId,
     identity: Identity,
     name: Option<Username>,
@@ -175,6 +177,8 @@ pub struct NameTaken;
 /// What a new session needs to register.
 #[derive(Debug)]
 pub struct Registration {
+    /// The connection registering: the session itself in v2, the v3 connection that joins.
+    pub connection: SessionId,
     pub room: RoomId,
     pub name: Option<Username>,
     pub identity: Identity,
@@ -252,6 +256,7 @@ impl Hub {
         state.sessions.insert(
             session,
             Subscriber {
+                connection: reg.connection,
                 room: reg.room,
                 identity: reg.identity,
                 name: reg.name,
@@ -344,8 +349,9 @@ impl Hub {
         self.lock().rooms.len()
     }
 
+    /// Chat connections (a v3 connection in several rooms counts once).
     pub fn session_count(&self) -> usize {
-        self.lock().sessions.len()
+        self.lock().connection_count()
     }
 
     pub fn uptime_secs(&self) -> u64 {
@@ -354,6 +360,12 @@ impl Hub {
 }
 
 impl State {
+    /// Distinct connections among the subscriptions.
+    fn connection_count(&self) -> usize {
+        let connections: std::collections::HashSet<SessionId> =
+            self.sessions.values().map(|s| s.connection).collect();
+        connections.len()
+    }
     fn drop_room_if_empty(&mut self, room: &RoomId) {
         if self
             .rooms
@@ -406,6 +418,7 @@ mod tests {
     fn registration(name: Option<&str>, identity: Identity) -> (Registration, Peer) {
         let (tx, rx) = mpsc::channel(64);
         let reg = Registration {
+            connection: 0,
             room: RoomId::parse("r").unwrap(),
             name: name.map(|n| Username::parse(n, 32).unwrap()),
             identity,

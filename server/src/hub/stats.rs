@@ -15,7 +15,7 @@ impl Hub {
     pub fn publish_stats(&self, messages_per_sec: u64) -> Stats {
         let mut state = self.lock();
         let stats = Stats {
-            connections: state.sessions.len() as u64,
+            connections: state.connection_count() as u64,
             rooms: state.rooms.len() as u64,
             messages_per_sec,
             uptime_secs: self.started.elapsed().as_secs(),

@@ -236,6 +236,7 @@ async fn admit(
     }
     let sender = identity.key(p.hub.instance());
     let reg = Registration {
+        connection: session,
         room: room.clone(),
         name: name.clone(),
         identity,

@@ -227,6 +227,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
         }
         let sub = self.hub.next_session_id();
         let registration = Registration {
+            connection: self.session,
             room: room.clone(),
             name: name.clone(),
             identity,

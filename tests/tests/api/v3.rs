@@ -30,6 +30,10 @@ async fn one_connection_joins_two_rooms_and_every_frame_names_its_room() {
         }]
     );
     let kitchen = ada.join_room("kitchen", None).await;
+    // One connection in two rooms is one session, not two.
+    let (_, _, health) = app.http_get("/healthz").await.unwrap();
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["sessions"], 1);
     assert_eq!(
         (kitchen.room.as_str(), &kitchen.epoch),
         ("kitchen", &lobby.epoch)
