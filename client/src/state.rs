@@ -305,7 +305,9 @@ impl RoomState {
                 });
                 self.save_outbox();
             }
-            ServerMsg::Nack { id, code, reason } => {
+            ServerMsg::Nack {
+                id, code, reason, ..
+            } => {
                 // Refused for good: it leaves the outbox, so no reconnect sends it again.
                 let text = self
                     .outbox
@@ -357,7 +359,7 @@ impl RoomState {
                     points.pop_front();
                 }
             }),
-            ServerMsg::Error { code, reason } => {
+            ServerMsg::Error { code, reason, .. } => {
                 self.log_event("message", format!("error {code:?}"));
                 let title = match code {
                     shared::ErrorCode::NameTaken => "That name is taken",

@@ -188,6 +188,9 @@ pub enum ServerMsg {
         id: String,
         code: ErrorCode,
         reason: String,
+        /// v3: the room the message was sent to (message ids are unique per room and sender).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     /// Somebody new is online in the room.
     Joined { room: String, member: Member },
@@ -200,8 +203,14 @@ pub enum ServerMsg {
     Typing { room: String, name: String },
     /// The live feed, once a second.
     Stats(Stats),
-    /// A request could not be served. Unless the code is fatal the session continues.
-    Error { code: ErrorCode, reason: String },
+    /// A request could not be served. Unless the code is fatal the session continues. In
+    /// protocol v3 an error about a room-scoped command names the `room`.
+    Error {
+        code: ErrorCode,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
     /// The server is going away (close 1001 follows). Reconnect after `retry_after_ms`.
     Shutdown { retry_after_ms: u64 },
     /// v3: the first frame of a connection.
@@ -227,6 +236,7 @@ impl ServerMsg {
         Self::Error {
             code,
             reason: reason.into(),
+            room: None,
         }
     }
 
@@ -531,6 +541,7 @@ mod tests {
                 id: "c2".into(),
                 code: ErrorCode::StoreRejected,
                 reason: "refused".into(),
+                room: Some("lobby".into()),
             },
             ServerMsg::Presence {
                 room: "lobby".into(),

@@ -95,11 +95,17 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     );
 
     let plain = p.protocol == Negotiated::Plain;
-    let send_error = |code: ErrorCode, reason: String| {
+    // `room`: the room a v3 command was about, named in the error.
+    let send_error = |code: ErrorCode, reason: String, room: Option<&RoomId>| {
         if plain {
             queue_item(&tx, &kick, &p.metrics, Outbound::Notice(notice(&reason)));
         } else {
-            queue_own(&tx, &kick, &p.metrics, &ServerMsg::error(code, reason));
+            let error = ServerMsg::Error {
+                code,
+                reason,
+                room: room.map(ToString::to_string),
+            };
+            queue_own(&tx, &kick, &p.metrics, &error);
         }
     };
     if matches!(p.protocol, Negotiated::V3 | Negotiated::Unsupported(_)) {
@@ -144,7 +150,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
             end
         }
         Err((code, close, reason)) => {
-            send_error(code, reason);
+            send_error(code, reason, None);
             kick.kick(close, code_reason(code), true);
             End::Closing
         }
@@ -380,7 +386,7 @@ fn code_reason(code: ErrorCode) -> &'static str {
     }
 }
 
-struct Reader<'a, F: Fn(ErrorCode, String)> {
+struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     hub: &'a Arc<Hub>,
     settings: &'a Settings,
     session: SessionId,
@@ -402,9 +408,11 @@ struct Reader<'a, F: Fn(ErrorCode, String)> {
     rooms: Option<v3::Rooms>,
     /// A plain client (no subprotocol): a frame that is not a message is plain text to send.
     plain: bool,
+    /// v3: the room of the command being handled, named in its errors.
+    about_room: Option<RoomId>,
 }
 
-impl<'a, F: Fn(ErrorCode, String)> Reader<'a, F> {
+impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
     fn new(
         p: &'a SessionParams,
         session: SessionId,
@@ -427,6 +435,7 @@ impl<'a, F: Fn(ErrorCode, String)> Reader<'a, F> {
             strikes: 0,
             named: p.name.is_some(),
             plain: p.protocol == Negotiated::Plain,
+            about_room: None,
             sender,
             store: &*p.store,
             cluster: p.cluster.as_deref(),
@@ -436,7 +445,7 @@ impl<'a, F: Fn(ErrorCode, String)> Reader<'a, F> {
     }
 }
 
-impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
+impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     async fn read_loop(
         &mut self,
         stream: &mut SplitStream<WebSocket>,
@@ -572,6 +581,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                 (self.send_error)(
                     ErrorCode::RateLimited,
                     format!("more than {rate} {kind} per second (burst {burst}); dropped"),
+                    self.about_room.as_ref(),
                 );
             }
             return false;
@@ -676,6 +686,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
                             id,
                             code: ErrorCode::StoreRejected,
                             reason,
+                            room: ack_room.map(ToString::to_string),
                         },
                     ),
                     None => self.reject(ErrorCode::StoreRejected, reason),
@@ -704,7 +715,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
 
     fn reject(&self, code: ErrorCode, reason: String) {
         debug!(?code, %reason, "rejected frame");
-        (self.send_error)(code, reason);
+        (self.send_error)(code, reason, self.about_room.as_ref());
     }
 }
 

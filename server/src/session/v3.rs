@@ -65,7 +65,7 @@ pub(super) struct Rooms {
 }
 
 /// A v3 connection from `Hello` to its end; returns how it ended.
-pub(super) async fn run<F: Fn(ErrorCode, String)>(
+pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     p: &SessionParams,
     session: SessionId,
     stream: &mut SplitStream<WebSocket>,
@@ -88,7 +88,7 @@ pub(super) async fn run<F: Fn(ErrorCode, String)>(
     let (name, identity) = match identify(p, session) {
         Ok(who) => who,
         Err((code, close, reason)) => {
-            send_error(code, reason);
+            send_error(code, reason, None);
             kick.kick(close, code_reason(code), true);
             return End::Closing;
         }
@@ -122,7 +122,7 @@ pub(super) async fn run<F: Fn(ErrorCode, String)>(
     end
 }
 
-impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
+impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     fn rooms(&mut self) -> &mut Rooms {
         self.rooms.as_mut().expect("a v3 reader has rooms")
     }
@@ -142,6 +142,7 @@ impl<F: Fn(ErrorCode, String)> Reader<'_, F> {
             }))
             .inc();
         let control = matches!(command, Ok(Command::Typing { .. } | Command::Feed { .. }));
+        self.about_room = command.as_ref().ok().and_then(Command::room).cloned();
         if !self.charge(control) {
             return;
         }

@@ -222,7 +222,7 @@ async fn the_server_survives_more_than_ten_thousand_hostile_inputs_and_answers_e
         loop {
             match abuser.recv().await {
                 ServerMsg::Chat(c) if c.msg == "still alive" => break,
-                ServerMsg::Error { code, reason } => {
+                ServerMsg::Error { code, reason, .. } => {
                     assert!(
                         matches!(
                             code,

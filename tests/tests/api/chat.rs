@@ -72,7 +72,7 @@ async fn a_name_already_in_the_room_is_refused_with_a_typed_error() {
     let (_ada, _) = app.join("ada", "lobby").await;
     let mut second = app.connect("/ws?name=ada&room=lobby&feed=0").await.unwrap();
     match second.recv().await {
-        ServerMsg::Error { code, reason } => {
+        ServerMsg::Error { code, reason, .. } => {
             assert_eq!(code, ErrorCode::NameTaken);
             assert!(reason.contains("ada"), "{reason}");
         }
@@ -120,7 +120,9 @@ async fn bad_frames_get_typed_errors_and_the_session_continues() {
     ] {
         ada.send_text(frame).await;
         match ada.recv().await {
-            ServerMsg::Error { code: got, reason } => {
+            ServerMsg::Error {
+                code: got, reason, ..
+            } => {
                 assert_eq!(got, code, "{frame}");
                 assert!(!reason.is_empty());
             }

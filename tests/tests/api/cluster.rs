@@ -325,7 +325,7 @@ async fn send_steadily(
                         let at = sent[&id];
                         acked.push((id, seq, at));
                     }
-                    Ok(ServerMsg::Error { code, reason }) => panic!("{who}: server error {code:?}: {reason}"),
+                    Ok(ServerMsg::Error { code, reason, .. }) => panic!("{who}: server error {code:?}: {reason}"),
                     _ => {}
                 },
                 Some(Ok(_)) => {}

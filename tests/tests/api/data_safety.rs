@@ -71,7 +71,9 @@ async fn a_message_the_store_refuses_for_good_is_nacked_once_takes_no_seq_and_th
         .unwrap();
     ada.chat_with_id("poison", "p1").await;
     match ada.recv().await {
-        ServerMsg::Nack { id, code, reason } => {
+        ServerMsg::Nack {
+            id, code, reason, ..
+        } => {
             assert_eq!((id.as_str(), code), ("p1", ErrorCode::StoreRejected));
             assert!(reason.contains("poison is not allowed here"), "{reason}");
         }

@@ -107,7 +107,7 @@ async fn typing_has_its_own_budget_and_never_eats_into_chat() {
     for _ in 0..2 {
         assert!(matches!(
             ada.recv().await,
-            ServerMsg::Error { code: ErrorCode::RateLimited, reason } if reason.contains("typing")
+            ServerMsg::Error { code: ErrorCode::RateLimited, reason, .. } if reason.contains("typing")
         ));
     }
     // ...and the chat budget is untouched.

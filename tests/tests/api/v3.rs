@@ -81,8 +81,24 @@ async fn one_connection_joins_two_rooms_and_every_frame_names_its_room() {
     // A room not joined is a typed error, and the connection goes on.
     ada.chat_in("attic", "anyone?", "a1").await;
     match ada.recv().await {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::NotJoined),
+        ServerMsg::Error { code, room, .. } => {
+            assert_eq!(
+                (code, room.as_deref()),
+                (ErrorCode::NotJoined, Some("attic"))
+            )
+        }
         other => panic!("expected not_joined, got {other:?}"),
+    }
+    // An error about a room-scoped command names its room.
+    ada.chat_in("kitchen", "   ", "k2").await;
+    match ada.recv().await {
+        ServerMsg::Error { code, room, .. } => {
+            assert_eq!(
+                (code, room.as_deref()),
+                (ErrorCode::TextInvalid, Some("kitchen"))
+            )
+        }
+        other => panic!("expected text_invalid, got {other:?}"),
     }
 }
 
