@@ -127,9 +127,20 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         self.rooms.as_mut().expect("a v3 reader has rooms")
     }
 
-    /// Decodes a v3 command, charges it to its bucket, and carries it out.
+    /// Decodes a v3 command, charges it to its bucket, and carries it out. Its errors name its
+    /// room while it is handled, and only then.
     pub(super) async fn on_command(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
         let command = Command::decode(text);
+        self.about_room = command.as_ref().ok().and_then(Command::room).cloned();
+        self.handle_command(command, tx).await;
+        self.about_room = None;
+    }
+
+    async fn handle_command(
+        &mut self,
+        command: Result<Command, shared::DecodeError>,
+        tx: &mpsc::Sender<Outbound>,
+    ) {
         self.metrics
             .frames_in
             .get_or_create(&kind(match &command {
@@ -142,7 +153,6 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             }))
             .inc();
         let control = matches!(command, Ok(Command::Typing { .. } | Command::Feed { .. }));
-        self.about_room = command.as_ref().ok().and_then(Command::room).cloned();
         if !self.charge(control) {
             return;
         }

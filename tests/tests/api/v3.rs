@@ -2,6 +2,7 @@
 //! room's epoch, resume outcome and members, then its replay, then its live frames; every
 //! room-scoped frame names its room; acks, dedup and resume work per room.
 
+use futures_util::SinkExt;
 use shared::{
     Command, ErrorCode, GapReason, Member, PROTOCOL_V3, Resume, RoomId, ServerMsg, close_code,
 };
@@ -99,6 +100,17 @@ async fn one_connection_joins_two_rooms_and_every_frame_names_its_room() {
             )
         }
         other => panic!("expected text_invalid, got {other:?}"),
+    }
+    // A frame that is about no room gets an error that names none.
+    ada.stream
+        .send(tokio_tungstenite::tungstenite::Message::binary(vec![1, 2]))
+        .await
+        .unwrap();
+    match ada.recv().await {
+        ServerMsg::Error { code, room, .. } => {
+            assert_eq!((code, room), (ErrorCode::BinaryNotSupported, None))
+        }
+        other => panic!("expected binary_not_supported, got {other:?}"),
     }
 }
 
