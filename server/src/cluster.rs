@@ -128,7 +128,7 @@ impl Backplane for Outbox {
         let _ = self.events.send(Event::Released {
             room: room.clone(),
             name: name.clone(),
-            holder: holder_key(identity, &self.node),
+            holder: identity.key(&self.node),
         });
     }
 
@@ -224,7 +224,7 @@ impl Cluster {
             .claim
             .key(keys::name(room, name))
             .arg(self.ttl.as_millis() as u64)
-            .arg(holder_key(identity, &self.node))
+            .arg(identity.key(&self.node))
             .invoke_async(&mut self.conn.clone())
             .await;
         match reply {
@@ -301,11 +301,7 @@ impl Cluster {
             Err(e) => {
                 // A node of another release, or a stray publisher: a chat message lost here is
                 // read from the stream at the next one (its seq shows the gap).
-                self.hub
-                    .metrics()
-                    .backplane_errors
-                    .get_or_create(&op("decode"))
-                    .inc();
+                self.count_failure("decode");
                 tracing::warn!(channel = msg.get_channel_name(), error = %e, "undecodable node message");
                 return Ok(());
             }
@@ -381,11 +377,7 @@ impl Cluster {
             let ok = match self.heartbeat().await {
                 Ok(()) => true,
                 Err(e) => {
-                    self.hub
-                        .metrics()
-                        .backplane_errors
-                        .get_or_create(&op("heartbeat"))
-                        .inc();
+                    self.count_failure("heartbeat");
                     tracing::warn!(error = %e, "presence heartbeat failed");
                     false
                 }
@@ -408,12 +400,17 @@ impl Cluster {
 
     /// Logs and counts a failed Redis request that nothing waits for.
     fn failed(&self, what: &'static str, e: &redis::RedisError) {
+        self.count_failure(what);
+        tracing::warn!(op = what, error = %e, "Redis request failed");
+    }
+
+    /// Counts a failed backplane operation (`switchboard_backplane_errors_total{op}`).
+    fn count_failure(&self, what: &'static str) {
         self.hub
             .metrics()
             .backplane_errors
             .get_or_create(&op(what))
             .inc();
-        tracing::warn!(op = what, error = %e, "Redis request failed");
     }
 
     /// Publishes this node's members, refreshes its names, and reads everyone else's members.
@@ -448,7 +445,7 @@ impl Cluster {
             for (room, name, identity, _) in &names {
                 claim
                     .key(keys::name(room, name))
-                    .arg(holder_key(identity, &self.node));
+                    .arg(identity.key(&self.node));
             }
             let taken: u32 = claim.invoke_async(&mut conn).await.map_err(unavailable)?;
             if taken > 0 {
@@ -474,11 +471,7 @@ impl Cluster {
                 let rooms: NodeMembers = match serde_json::from_str(&entry) {
                     Ok(rooms) => rooms,
                     Err(e) => {
-                        self.hub
-                            .metrics()
-                            .backplane_errors
-                            .get_or_create(&op("decode"))
-                            .inc();
+                        self.count_failure("decode");
                         tracing::warn!(node = %node, error = %e, "undecodable presence entry");
                         continue;
                     }
@@ -538,12 +531,6 @@ impl Cluster {
             }
         }
     }
-}
-
-/// Who holds a name, as stored in Redis: a hash of the token (never the token itself), or the
-/// node and session for a tokenless session.
-fn holder_key(identity: &Identity, node: &str) -> String {
-    identity.key(node)
 }
 
 #[cfg(test)]

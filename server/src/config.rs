@@ -15,6 +15,11 @@ fn at_least(min: u64) -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(min..)
 }
 
+/// A length limit in characters: 1 to `ceiling` (what the type deserializes with).
+fn chars_up_to(ceiling: usize) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..=ceiling as u64)
+}
+
 /// Switchboard: real-time chat and live data over WebSockets.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "server", version, about)]
@@ -41,11 +46,11 @@ pub struct Settings {
     pub max_message_bytes: usize,
 
     /// Longest chat message, in characters (at most 100,000). Longer: a `text_invalid` error.
-    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", value_parser = RangedU64ValueParser::<usize>::new().range(1..=shared::MessageText::CEILING as u64), default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
+    #[arg(long, env = "SWITCHBOARD_MAX_TEXT_CHARS", value_parser = chars_up_to(shared::MessageText::CEILING), default_value_t = shared::MessageText::DEFAULT_MAX_CHARS)]
     pub max_text_chars: usize,
 
     /// Longest name, in characters, after trimming (at most 64).
-    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", value_parser = RangedU64ValueParser::<usize>::new().range(1..=shared::Username::CEILING as u64), default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
+    #[arg(long, env = "SWITCHBOARD_MAX_NAME_CHARS", value_parser = chars_up_to(shared::Username::CEILING), default_value_t = shared::Username::DEFAULT_MAX_CHARS)]
     pub max_name_chars: usize,
 
     /// Sustained messages per second per connection (token bucket refill rate).

@@ -116,6 +116,11 @@ impl Metrics {
         Arc::new(Self { registry, ..m })
     }
 
+    /// Counts a failed store request of this kind ([`crate::store::StoreError::kind`]).
+    pub fn store_error(&self, kind_of: &'static str) {
+        self.store_errors.get_or_create(&kind(kind_of)).inc();
+    }
+
     /// The text exposition, with the gauges set to the values given.
     pub fn render(&self, connections: usize, sessions: usize, rooms: usize) -> String {
         self.connections.set(connections as i64);

@@ -21,6 +21,26 @@ pub enum ValidationError {
     Reserved,
 }
 
+/// Serde for a validated string type: deserializing runs its parser (`try_from = "String"`),
+/// serializing gives the string back (`into = "String"`).
+macro_rules! parsed_from_string {
+    ($type:ident, |$raw:ident| $parse:expr) => {
+        impl TryFrom<String> for $type {
+            type Error = ValidationError;
+
+            fn try_from($raw: String) -> Result<Self, Self::Error> {
+                $parse
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
 /// True for characters that let a string look like something it is not: C0/C1 controls,
 /// bidirectional overrides and isolates, and invisible zero-width characters.
 pub fn is_deceptive_char(c: char) -> bool {
@@ -82,19 +102,7 @@ impl Username {
     }
 }
 
-impl TryFrom<String> for Username {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw, Self::CEILING)
-    }
-}
-
-impl From<Username> for String {
-    fn from(name: Username) -> Self {
-        name.0
-    }
-}
+parsed_from_string!(Username, |raw| Self::parse(&raw, Self::CEILING));
 
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,19 +151,7 @@ impl RoomId {
     }
 }
 
-impl TryFrom<String> for RoomId {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
-    }
-}
-
-impl From<RoomId> for String {
-    fn from(room: RoomId) -> Self {
-        room.0
-    }
-}
+parsed_from_string!(RoomId, |raw| Self::parse(&raw));
 
 impl fmt::Display for RoomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,19 +201,7 @@ impl MessageText {
     }
 }
 
-impl TryFrom<String> for MessageText {
-    type Error = ValidationError;
-
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw, Self::CEILING)
-    }
-}
-
-impl From<MessageText> for String {
-    fn from(text: MessageText) -> Self {
-        text.0
-    }
-}
+parsed_from_string!(MessageText, |raw| Self::parse(&raw, Self::CEILING));
 
 #[cfg(test)]
 mod tests {

@@ -39,16 +39,23 @@ pub(super) fn deliver(
             Err(mpsc::error::TrySendError::Full(_))
         ),
     };
-    if overflow
-        && sub.kick.kick(
-            close_code::SLOW_CONSUMER,
-            "slow consumer: outbound queue full",
-            false,
-        )
-    {
-        hub.metrics.slow_consumers.inc();
+    if overflow && drop_slow_consumer(&sub.kick, &hub.metrics) {
         tracing::warn!(session = id, "slow consumer dropped");
     }
+}
+
+/// The slow-consumer policy: a session whose queue is full is closed with 4429 (its backlog
+/// discarded; it reconnects and resumes) and counted, once. `true` the first time.
+pub fn drop_slow_consumer(kick: &Kick, metrics: &Metrics) -> bool {
+    let first = kick.kick(
+        close_code::SLOW_CONSUMER,
+        "slow consumer: outbound queue full",
+        false,
+    );
+    if first {
+        metrics.slow_consumers.inc();
+    }
+    first
 }
 
 impl Hub {

@@ -51,7 +51,7 @@ mod stats;
 mod typing;
 
 use delivery::deliver;
-pub use delivery::encode;
+pub use delivery::{drop_slow_consumer, encode};
 
 /// A chat message's `seq` and commit time, carried with its frame.
 type Committed = (u64, Instant);

@@ -1,7 +1,8 @@
 //! One chat WebSocket's lifetime: validate, register, then a reader loop in this task and a
 //! writer task that alone owns the sink, fed by a bounded queue.
 //!
-//! Protocol v2 (no subprotocol) carries one room, given in the query. Protocol v3
+//! A plain client (no subprotocol: a tutorial page) and protocol v2 (`switchboard.v2`) carry one
+//! room, given in the query; a plain client is sent only what it can display. Protocol v3
 //! (`switchboard.v3`, [`v3`]) carries any number of rooms, joined and left by commands; each
 //! joined room is a subscription in the hub, and all of them share the connection's queue, its
 //! writer and its slow-consumer policy.
@@ -29,10 +30,12 @@ use tracing::{Instrument, debug, info};
 use crate::client_addr::ClientAddr;
 use crate::cluster::Cluster;
 use crate::config::Settings;
-use crate::hub::{Hub, Identity, NameTaken, Outbound, Registration, Snapshot, encode, unix_millis};
+use crate::hub::{
+    Hub, Identity, NameTaken, Outbound, Registration, Snapshot, drop_slow_consumer, encode,
+    unix_millis,
+};
 use crate::kick::Kick;
 use crate::limits::{ConnectionPermit, TokenBucket};
-use crate::metrics::kind as label;
 use crate::metrics::{Metrics, kind};
 use crate::resume::resume_plan;
 use crate::store::{NewMessage, Range, Store, StoreError};
@@ -79,8 +82,9 @@ pub async fn run(socket: WebSocket, p: SessionParams) {
 
 async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(p.settings.outbound_queue.max(2));
+    let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
     let kick = Kick::default();
+    let plain = p.protocol == Negotiated::Plain;
     let writer = p.tracker.spawn(
         write_loop(
             sink,
@@ -89,12 +93,11 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
             p.shutdown.clone(),
             p.metrics.clone(),
             p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
-            p.protocol == Negotiated::Plain,
+            plain,
         )
         .instrument(tracing::Span::current()),
     );
 
-    let plain = p.protocol == Negotiated::Plain;
     // `room`: the room a v3 command was about, named in the error.
     let send_error = |code: ErrorCode, reason: String, room: Option<&RoomId>| {
         if plain {
@@ -108,27 +111,42 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
             queue_own(&tx, &kick, &p.metrics, &error);
         }
     };
-    if matches!(p.protocol, Negotiated::V3 | Negotiated::Unsupported(_)) {
-        let end = v3::run(&p, session, &mut stream, &tx, &kick, &send_error).await;
-        drop(tx);
-        let _ = writer.await;
-        linger(stream, end).await;
-        drop(p.permit);
-        return;
-    }
+    let end = match p.protocol {
+        Negotiated::V3 | Negotiated::Unsupported(_) => {
+            v3::run(&p, session, &mut stream, &tx, &kick, &send_error).await
+        }
+        Negotiated::V2 | Negotiated::Plain => {
+            run_one_room(&p, session, &mut stream, &tx, &kick, &send_error).await
+        }
+    };
+    drop(tx);
+    let _ = writer.await;
+    linger(stream, end).await;
+    drop(p.permit);
+}
+
+/// A v2 or plain session: admit to the query's room, replay, then read until the end.
+async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
+    p: &SessionParams,
+    session: SessionId,
+    stream: &mut SplitStream<WebSocket>,
+    tx: &mpsc::Sender<Outbound>,
+    kick: &Kick,
+    send_error: &F,
+) -> End {
     // Boxed: they run once, at the start; unboxed, their state would stay part of every
     // session's future (and of its memory) for the connection's life.
-    let admitted = match Box::pin(admit(&p, session, tx.clone(), kick.clone())).await {
+    let admitted = match Box::pin(admit(p, session, tx.clone(), kick.clone())).await {
         Ok(Admitted {
             room,
             snapshot,
             name,
             sender,
-        }) => match Box::pin(replay(&p, session, &room, snapshot, name, &tx)).await {
+        }) => match Box::pin(replay(p, session, &room, snapshot, name, tx)).await {
             Ok(()) => Ok((room, sender)),
             Err(e) => {
                 p.hub.unregister(session, false);
-                p.metrics.store_errors.get_or_create(&label(e.kind())).inc();
+                p.metrics.store_error(e.kind());
                 // Transient: try again later (1013). Permanent: an internal error (1011).
                 let close = if e.is_transient() {
                     close_code::TRY_AGAIN_LATER
@@ -140,11 +158,11 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
         },
         Err(e) => Err(e),
     };
-    let end = match admitted {
+    match admitted {
         Ok((room, sender)) => {
             info!(room = %room, "joined");
-            let mut reader = Reader::new(&p, session, &kick, &send_error, sender, None);
-            let end = reader.read_loop(&mut stream, &tx, &p.shutdown).await;
+            let mut reader = Reader::new(p, session, kick, send_error, sender, None);
+            let end = reader.read_loop(stream, tx, &p.shutdown).await;
             p.hub.unregister(session, end == End::Left);
             info!(room = %room, ?end, "left");
             end
@@ -154,11 +172,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
             kick.kick(close, code_reason(code), true);
             End::Closing
         }
-    };
-    drop(tx);
-    let _ = writer.await;
-    linger(stream, end).await;
-    drop(p.permit);
+    }
 }
 
 /// How a reader loop ended.
@@ -532,7 +546,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         }
         match frame {
             Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => {
-                self.chat(self.session, &msg, id, None, tx).await
+                self.chat(self.session, &msg, id, tx).await
             }
             Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
             Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
@@ -542,10 +556,10 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 if !self.named && !self.take_name(&name).await {
                     return;
                 }
-                self.chat(self.session, &msg, None, None, tx).await;
+                self.chat(self.session, &msg, None, tx).await;
             }
             // A tutorial page may send plain text (the WebAPI chat does): it is the message.
-            Err(_) if self.plain => self.chat(self.session, text, None, None, tx).await,
+            Err(_) if self.plain => self.chat(self.session, text, None, tx).await,
             Err(e) => self.reject(e.code(), e.to_string()),
         }
     }
@@ -621,15 +635,15 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     }
 
     /// Stores the message of subscription `sub`; the store's commit fans it out. Acknowledged
-    /// once committed (v3 acks name the room: `ack_room`).
+    /// once committed (v3 acks and nacks name the command's room).
     async fn chat(
         &mut self,
         sub: SessionId,
         raw: &str,
         id: Option<String>,
-        ack_room: Option<&RoomId>,
         tx: &mpsc::Sender<Outbound>,
     ) {
+        let about_room = self.about_room.as_ref().map(ToString::to_string);
         let Some((room, name)) = self.hub.sender(sub).filter(|_| self.named) else {
             return self.reject(
                 ErrorCode::NameRequired,
@@ -663,16 +677,13 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                         id,
                         seq: appended.seq,
                         ts: appended.ts,
-                        room: ack_room.map(ToString::to_string),
+                        room: about_room,
                     };
                     queue_own(tx, self.kick, self.metrics, &ack);
                 }
             }
             Err(e) if !e.is_transient() => {
-                self.metrics
-                    .store_errors
-                    .get_or_create(&label(e.kind()))
-                    .inc();
+                self.metrics.store_error(e.kind());
                 tracing::warn!(error = %e, "message refused for good");
                 let reason = format!(
                     "{e}; the message was not stored, and sending it again will not store it"
@@ -686,17 +697,14 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                             id,
                             code: ErrorCode::StoreRejected,
                             reason,
-                            room: ack_room.map(ToString::to_string),
+                            room: about_room,
                         },
                     ),
                     None => self.reject(ErrorCode::StoreRejected, reason),
                 }
             }
             Err(e) => {
-                self.metrics
-                    .store_errors
-                    .get_or_create(&label(e.kind()))
-                    .inc();
+                self.metrics.store_error(e.kind());
                 self.reject(
                     ErrorCode::StoreUnavailable,
                     format!("{e}; the message was not stored, send it again"),
@@ -730,13 +738,8 @@ fn queue_own(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg: &
 /// [`queue_own`] for any queue item.
 fn queue_item(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, item: Outbound) {
     if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(item)
-        && kick.kick(
-            close_code::SLOW_CONSUMER,
-            "slow consumer: outbound queue full",
-            false,
-        )
+        && drop_slow_consumer(kick, metrics)
     {
-        metrics.slow_consumers.inc();
         tracing::warn!("slow consumer dropped: its own reply did not fit its queue");
     }
 }

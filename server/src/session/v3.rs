@@ -167,7 +167,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             Ok(Command::Leave { room }) => self.leave(&room, tx),
             Ok(Command::Chat { room, msg, id }) => {
                 if let Some(sub) = self.subscription(&room) {
-                    self.chat(sub, &msg, id, Some(&room), tx).await;
+                    self.chat(sub, &msg, id, tx).await;
                 }
             }
             Ok(Command::Typing { room }) => {
@@ -261,10 +261,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             self.rooms().joined.remove(&room);
             // Not a member after all: the name goes at once, not after the grace period.
             self.hub.unregister(sub, true);
-            self.metrics
-                .store_errors
-                .get_or_create(&label(e.kind()))
-                .inc();
+            self.metrics.store_error(e.kind());
             if !subscribed {
                 return self.refuse_join(&room, ErrorCode::StoreUnavailable, e.to_string(), tx);
             }
