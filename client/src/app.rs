@@ -1,56 +1,79 @@
-//! The top level: a join screen, then the room.
+//! The top level: a join screen, then the workspace (one connection, many rooms).
 
 use leptos::prelude::*;
+use shared::RoomId;
 
-use crate::components::{chat_room::ChatRoom, join_form::JoinForm};
+use crate::components::{join_form::JoinForm, workspace::Workspace};
 use crate::endpoint;
 use crate::identity::storage;
+use crate::state::Session;
 
-/// Who joins where.
+/// Who joins which rooms (the first is shown).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinInfo {
     pub name: String,
-    pub room: String,
+    pub rooms: Vec<RoomId>,
 }
 
 const NAME_KEY: &str = "switchboard.name";
-const ROOM_KEY: &str = "switchboard.room";
 
-pub fn remembered(key: &str) -> Option<String> {
-    storage()?.get_item(key).ok()?
+/// Parses a comma-separated room list (`?room=a,b`, the join form), without duplicates.
+pub fn parse_rooms(list: &str) -> Result<Vec<RoomId>, String> {
+    let mut rooms: Vec<RoomId> = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let room = RoomId::parse(part).map_err(|e| format!("Room \u{201c}{part}\u{201d} {e}."))?;
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    }
+    if rooms.is_empty() {
+        return Err("Name at least one room.".into());
+    }
+    Ok(rooms)
 }
 
-fn remember(info: &JoinInfo) {
-    if let Some(s) = storage() {
-        let _ = s.set_item(NAME_KEY, &info.name);
-        let _ = s.set_item(ROOM_KEY, &info.room);
-    }
+fn remembered_name() -> Option<String> {
+    storage()?.get_item(NAME_KEY).ok()?
 }
 
 #[component]
 pub fn App() -> impl IntoView {
-    // `?name=` (and optionally `?room=`) joins at once, like the tutorial page did.
+    // `?name=` joins at once, like the tutorial page did; `?room=a,b` names the rooms (deep
+    // link), the first one shown.
+    let query_rooms = endpoint::query_param("room");
     let from_query = endpoint::query_param("name").map(|name| JoinInfo {
         name,
-        room: endpoint::query_param("room").unwrap_or_else(|| shared::RoomId::DEFAULT.into()),
+        rooms: query_rooms
+            .as_deref()
+            .and_then(|r| parse_rooms(r).ok())
+            .unwrap_or_else(|| vec![RoomId::lobby()]),
     });
     let joined = RwSignal::new(from_query);
     let server = endpoint::ws_base();
 
     let on_join = move |info: JoinInfo| {
-        remember(&info);
+        if let Some(s) = storage() {
+            let _ = s.set_item(NAME_KEY, &info.name);
+        }
         joined.set(Some(info));
     };
-    let on_leave = move |()| joined.set(None);
+    let on_sign_out = move |()| joined.set(None);
+    let default_rooms = move || {
+        query_rooms
+            .clone()
+            .or_else(Session::remembered_rooms)
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| RoomId::DEFAULT.into())
+    };
 
     view! {
         <div class="shell">
             {move || match joined.get() {
-                Some(info) => view! { <ChatRoom info=info server=server.clone() on_leave=on_leave /> }.into_any(),
+                Some(info) => view! { <Workspace info=info server=server.clone() on_sign_out=on_sign_out /> }.into_any(),
                 None => view! {
                     <JoinForm
-                        name=remembered(NAME_KEY).unwrap_or_default()
-                        room=remembered(ROOM_KEY).unwrap_or_else(|| shared::RoomId::DEFAULT.into())
+                        name=remembered_name().unwrap_or_default()
+                        rooms=default_rooms()
                         on_join=on_join
                     />
                 }.into_any(),

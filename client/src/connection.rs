@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use shared::{ClientMsg, ServerMsg, close_code};
+use shared::{Command, ServerMsg, close_code};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -94,11 +94,6 @@ struct Inner {
     retry_timer: Option<(i32, Closure<dyn FnMut()>)>,
     /// A delay the server asked for (`shutdown`), used for the next reconnect.
     retry_hint_ms: Option<f64>,
-    /// Whether a welcome arrived since the socket was created.
-    welcomed: bool,
-    /// Whether this session was ever welcomed: a `name_taken` on reconnect means our own
-    /// previous session has not timed out yet, so it is retried rather than final.
-    ever_welcomed: bool,
     stopped: bool,
     online: Option<Closure<dyn FnMut()>>,
 }
@@ -120,8 +115,6 @@ impl Connection {
                 attempt: 0,
                 retry_timer: None,
                 retry_hint_ms: None,
-                welcomed: false,
-                ever_welcomed: false,
                 stopped: false,
                 online: None,
             })),
@@ -141,14 +134,14 @@ impl Connection {
     }
 
     /// Sends a message if, and only if, the socket is open.
-    pub fn send(&self, msg: &ClientMsg) -> Result<(), SendError> {
+    pub fn send(&self, msg: &Command) -> Result<(), SendError> {
         let inner = self.inner.borrow();
         let socket = inner
             .socket
             .as_ref()
             .filter(|s| s.ready_state() == WebSocket::OPEN);
         let socket = socket.ok_or(SendError::NotOpen)?;
-        let text = serde_json::to_string(msg).expect("ClientMsg serializes");
+        let text = serde_json::to_string(msg).expect("Command serializes");
         socket.send_with_str(&text).map_err(|_| SendError::NotOpen)
     }
 
@@ -205,7 +198,7 @@ impl Connection {
         self.emit(ConnEvent::State(ConnState::Connecting));
         // The typed protocol is asked for by name; without a subprotocol the server treats a
         // connection as a plain tutorial page.
-        let socket = match WebSocket::new_with_str(&url, shared::SUBPROTOCOL_V2) {
+        let socket = match WebSocket::new_with_str(&url, shared::SUBPROTOCOL_V3) {
             Ok(socket) => socket,
             Err(_) => {
                 // An invalid URL: nothing to retry.
@@ -262,31 +255,22 @@ impl Connection {
         socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         let mut inner = self.inner.borrow_mut();
         inner.socket = Some(socket);
-        inner.welcomed = false;
         inner.callbacks = vec![on_open, on_message, on_error, on_close];
     }
 
     fn on_message(&self, msg: ServerMsg) {
-        match &msg {
-            ServerMsg::Welcome(_) => {
-                let mut inner = self.inner.borrow_mut();
-                inner.welcomed = true;
-                inner.ever_welcomed = true;
-            }
-            ServerMsg::Shutdown { retry_after_ms } => {
-                self.inner.borrow_mut().retry_hint_ms = Some(*retry_after_ms as f64);
-            }
-            _ => {}
+        if let ServerMsg::Shutdown { retry_after_ms } = &msg {
+            self.inner.borrow_mut().retry_hint_ms = Some(*retry_after_ms as f64);
         }
         self.emit(ConnEvent::Message(msg));
     }
 
     fn on_close(&self, socket: &WebSocket, e: CloseEvent) {
         let (code, reason, clean) = (e.code(), e.reason(), e.was_clean());
-        let (current, stopped, ever_welcomed) = {
+        let (current, stopped) = {
             let inner = self.inner.borrow();
             let current = inner.socket.as_ref().is_some_and(|s| s == socket);
-            (current, inner.stopped, inner.ever_welcomed)
+            (current, inner.stopped)
         };
         if !current {
             return; // an old socket's late event
@@ -302,9 +286,7 @@ impl Connection {
             // Drop the callbacks after this event has run, not during it.
             drop_later(std::mem::take(&mut inner.callbacks));
         }
-        let retry =
-            close_code::should_reconnect(code) || (code == close_code::NAME_TAKEN && ever_welcomed);
-        if stopped || !retry {
+        if stopped || !close_code::should_reconnect(code) {
             self.finish(code, reason);
         } else {
             self.schedule_reconnect();

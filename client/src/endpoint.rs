@@ -48,25 +48,10 @@ pub fn encode(value: &str) -> String {
     String::from(js_sys::encode_uri_component(value))
 }
 
-/// The chat socket URL for `name` in `room`, held by `token`, resuming after `position`
-/// (`(epoch, last seq seen)`) if given.
-pub fn chat_url(
-    base: &str,
-    name: &str,
-    room: &str,
-    token: &str,
-    position: Option<(&str, u64)>,
-) -> String {
-    let mut url = format!(
-        "{base}/ws?name={}&room={}&token={}",
-        encode(name),
-        encode(room),
-        encode(token)
-    );
-    if let Some((epoch, seq)) = position {
-        url.push_str(&format!("&epoch={}&seq={seq}", encode(epoch)));
-    }
-    url
+/// The chat socket URL (protocol v3) for `name`, held by `token`. Rooms are joined over the
+/// connection, each with its own history position.
+pub fn chat_url(base: &str, name: &str, token: &str) -> String {
+    format!("{base}/ws?name={}&token={}", encode(name), encode(token))
 }
 
 /// The HTTP base matching a WebSocket base (`ws://h` → `http://h`).

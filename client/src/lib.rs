@@ -5,7 +5,8 @@
 //! - [`echo_probe`]: round-trip measurement against `/echo`.
 //! - [`history`]: older messages over HTTP.
 //! - [`identity`]: the browser's token and the outbox, in `localStorage`.
-//! - [`state`]: the room's reactive state, fed by connection events.
+//! - [`state`]: the session (one connection, protocol v3) and its reactive state, fed by
+//!   connection events; [`room`]: one joined room's state.
 //! - [`app`] and [`components`]: the UI.
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod echo_probe;
 pub mod endpoint;
 pub mod history;
 pub mod identity;
+pub mod room;
 pub mod state;
 
 /// Mounts the app on `<body>`.

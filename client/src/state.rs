@@ -1,48 +1,27 @@
-//! The room's reactive state. The connection's events are applied here, in order; components
-//! only read these signals.
+//! The session: one connection (protocol v3) carrying every room the user has joined.
 //!
-//! History: chat lines carry the room's `seq`; the last one seen (with the history `epoch`) is
-//! what a reconnect asks to resume from, and anything at or below it is a duplicate.
-//! Outbox: messages typed while disconnected (or not yet acknowledged) stay pending, in memory
-//! and in `localStorage`, are sent on every welcome, and leave the outbox when acknowledged.
+//! Connection events are applied here, in order; components only read the signals and call
+//! the session's methods. On every `hello` (the first frame of each connection) each room is
+//! joined again with its history position, so a reconnect resumes every room without gap or
+//! duplicate; on each room's `subscribed` that room's outbox is sent again (the server
+//! deduplicates by id).
 
 use std::collections::VecDeque;
 
 use leptos::prelude::*;
-use shared::{
-    ChatMsg, GapReason, Limits, Member, PROTOCOL_VERSION, Resume, RoomId, ServerMsg, Stats,
-    TYPING_TTL_MS,
-};
+use shared::{Command, ErrorCode, Limits, PROTOCOL_V3, RoomId, ServerMsg, Stats};
 
-use crate::connection::{ConnEvent, ConnState};
-use crate::identity::{self, Pending};
+use crate::connection::{ConnEvent, ConnState, Connection};
+use crate::room::{RoomState, RoomStatus, next_id};
+use crate::{endpoint, identity};
 
-/// Lines kept in the message list.
-const MAX_LINES: usize = 1000;
 /// Live-feed points kept for the chart (one a second).
 pub const CHART_POINTS: usize = 60;
 /// Socket events kept in the diagnostics log.
 const MAX_EVENTS: usize = 12;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum LineKind {
-    Chat {
-        seq: u64,
-        name: String,
-        text: String,
-        ts: u64,
-        mine: bool,
-    },
-    /// Joins, leaves, connection changes, recovery outcomes.
-    Notice(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    /// Unique within the page, for keyed rendering.
-    pub id: u64,
-    pub kind: LineKind,
-}
+/// Rooms a page joins at most when the server has not said its limit yet.
+const DEFAULT_MAX_ROOMS: usize = 32;
+const ROOMS_KEY: &str = "switchboard.rooms";
 
 /// One entry of the socket event log (open / message / close / error).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,93 +40,254 @@ pub struct Problem {
 }
 
 #[derive(Clone, Copy)]
-pub struct RoomState {
-    pub room: StoredValue<RoomId>,
+pub struct Session {
     pub my_name: StoredValue<String>,
     pub conn: RwSignal<ConnState>,
     pub peer_addr: RwSignal<Option<String>>,
     pub server_version: RwSignal<Option<String>>,
-    pub lines: RwSignal<Vec<Line>>,
-    /// Messages not yet seen broadcast, oldest first.
-    pub outbox: RwSignal<Vec<Pending>>,
-    pub members: RwSignal<Vec<Member>>,
-    /// Who is typing, with when the notice expires (`Date.now()` ms).
-    pub typing: RwSignal<Vec<(String, f64)>>,
-    pub stats: RwSignal<VecDeque<Stats>>,
     pub limits: RwSignal<Option<Limits>>,
+    pub max_rooms: RwSignal<usize>,
+    pub stats: RwSignal<VecDeque<Stats>>,
     pub problem: RwSignal<Option<Problem>>,
     pub log: RwSignal<VecDeque<LogEntry>>,
     /// Frames received since the page loaded.
     pub received: RwSignal<u64>,
-    /// The history position: epoch and the last `seq` seen.
-    pub epoch: RwSignal<Option<String>>,
-    pub last_seq: RwSignal<u64>,
-    /// Whether older history can be loaded (`seq` of the oldest line shown > 1).
-    pub has_older: RwSignal<bool>,
-    next_id: StoredValue<u64>,
-    welcomes: StoredValue<u32>,
+    /// The joined rooms, in the order they were joined.
+    pub rooms: RwSignal<Vec<RoomState>>,
+    /// The room shown.
+    pub active: RwSignal<Option<RoomId>>,
+    hellos: StoredValue<u32>,
+    connection: StoredValue<Option<Connection>, LocalStorage>,
 }
 
-impl RoomState {
-    pub fn new(room: RoomId, my_name: String) -> Self {
-        let outbox = identity::load_outbox(&room, &my_name);
-        Self {
-            room: StoredValue::new(room),
-            my_name: StoredValue::new(my_name),
+impl Session {
+    /// Opens the connection to `server` (a `ws(s)://` base) as `name` and joins `rooms`; the
+    /// first room is shown.
+    pub fn start(server: &str, name: String, rooms: Vec<RoomId>) -> Self {
+        let session = Self {
+            my_name: StoredValue::new(name.clone()),
             conn: RwSignal::new(ConnState::Connecting),
             peer_addr: RwSignal::new(None),
             server_version: RwSignal::new(None),
-            lines: RwSignal::new(Vec::new()),
-            outbox: RwSignal::new(outbox),
-            members: RwSignal::new(Vec::new()),
-            typing: RwSignal::new(Vec::new()),
-            stats: RwSignal::new(VecDeque::new()),
             limits: RwSignal::new(None),
+            max_rooms: RwSignal::new(DEFAULT_MAX_ROOMS),
+            stats: RwSignal::new(VecDeque::new()),
             problem: RwSignal::new(None),
             log: RwSignal::new(VecDeque::new()),
             received: RwSignal::new(0),
-            epoch: RwSignal::new(None),
-            last_seq: RwSignal::new(0),
-            has_older: RwSignal::new(false),
-            next_id: StoredValue::new(0),
-            welcomes: StoredValue::new(0),
+            rooms: RwSignal::new(Vec::new()),
+            active: RwSignal::new(None),
+            hellos: StoredValue::new(0),
+            connection: StoredValue::new_local(None),
+        };
+        for room in rooms {
+            session.add_room(room);
         }
+        session.active.set(
+            session
+                .rooms
+                .with_untracked(|r| r.first().map(RoomState::id)),
+        );
+        let url = endpoint::chat_url(server, &name, &identity::token());
+        let connection = Connection::open(move || url.clone(), move |e| session.apply(e));
+        session.connection.set_value(Some(connection));
+        session
     }
 
-    /// Where to resume from on the next connection: `(epoch, last seq)` once welcomed.
-    pub fn position(&self) -> Option<(String, u64)> {
-        Some((self.epoch.get_untracked()?, self.last_seq.get_untracked()))
+    /// Closes the connection (leaving every room) and stops reconnecting.
+    pub fn close(&self) {
+        self.connection
+            .with_value(|c| c.as_ref().map(Connection::close));
     }
 
-    fn id(&self) -> u64 {
-        self.next_id.update_value(|n| *n += 1);
-        self.next_id.get_value()
+    pub fn reconnect_now(&self) {
+        self.connection
+            .with_value(|c| c.as_ref().map(Connection::reconnect_now));
     }
 
-    fn line(&self, kind: LineKind) -> Line {
-        Line {
-            id: self.id(),
-            kind,
-        }
+    fn send(&self, command: &Command) -> bool {
+        self.connection
+            .with_value(|c| c.as_ref().is_some_and(|c| c.send(command).is_ok()))
     }
 
-    fn push_line(&self, kind: LineKind) {
-        let line = self.line(kind);
-        self.lines.update(|lines| {
-            lines.push(line);
-            if lines.len() > MAX_LINES {
-                lines.drain(..lines.len() - MAX_LINES);
+    pub fn room(&self, room: &str) -> Option<RoomState> {
+        self.rooms
+            .with_untracked(|rooms| rooms.iter().find(|r| r.is(room)).copied())
+    }
+
+    /// The room shown (tracked).
+    pub fn active_room(&self) -> Option<RoomState> {
+        let active = self.active.get()?;
+        self.rooms
+            .with(|rooms| rooms.iter().find(|r| r.is(active.as_str())).copied())
+    }
+
+    /// Shows `room`, joining it first if needed. Returns an error to show if it cannot be
+    /// joined (too many rooms).
+    pub fn open_room(&self, room: RoomId) -> Result<(), String> {
+        if self.room(room.as_str()).is_none() {
+            let max = self.max_rooms.get_untracked();
+            if self.rooms.with_untracked(Vec::len) >= max {
+                return Err(format!(
+                    "You are in {max} rooms, the most this server allows; leave one first."
+                ));
             }
+            let state = self.add_room(room.clone());
+            self.join(state);
+            self.remember_rooms();
+        }
+        self.select(room);
+        Ok(())
+    }
+
+    fn add_room(&self, room: RoomId) -> RoomState {
+        let state = RoomState::new(room, self.my_name.get_value());
+        self.rooms.update(|rooms| rooms.push(state));
+        state
+    }
+
+    /// Shows `room` and clears its unread count.
+    pub fn select(&self, room: RoomId) {
+        if let Some(state) = self.room(room.as_str()) {
+            state.unread.set(0);
+        }
+        self.active.set(Some(room));
+        self.update_title();
+    }
+
+    /// Leaves `room`: the server releases the name there at once; the next room is shown.
+    pub fn leave(&self, room: &RoomId) {
+        let Some(index) = self
+            .rooms
+            .with_untracked(|rooms| rooms.iter().position(|r| r.is(room.as_str())))
+        else {
+            return;
+        };
+        self.rooms.update(|rooms| {
+            rooms.remove(index);
+        });
+        self.send(&Command::Leave { room: room.clone() });
+        if self.active.get_untracked().as_ref() == Some(room) {
+            let next = self.rooms.with_untracked(|rooms| {
+                rooms.get(index).or_else(|| rooms.last()).map(RoomState::id)
+            });
+            match next {
+                Some(next) => self.select(next),
+                None => self.active.set(None),
+            }
+        }
+        self.remember_rooms();
+        self.update_title();
+    }
+
+    /// Sends `join` for `room` with its history position (if connected; otherwise the next
+    /// `hello` does).
+    fn join(&self, room: RoomState) {
+        room.status.set(RoomStatus::Joining);
+        let position = room.position();
+        self.send(&Command::Join {
+            room: room.id(),
+            epoch: position.as_ref().map(|(e, _)| e.clone()),
+            seq: position.map(|(_, s)| s),
         });
     }
 
-    pub fn notice(&self, text: impl Into<String>) {
-        self.push_line(LineKind::Notice(text.into()));
+    /// Asks again for a room the server refused or dropped.
+    pub fn retry(&self, room: &RoomId) {
+        if let Some(state) = self.room(room.as_str()) {
+            self.join(state);
+        }
+    }
+
+    /// Queues `text` in the shown room's outbox and sends it if connected. A message whose
+    /// frame would exceed the server's size limit is refused here: queued, it would close
+    /// the connection (1009) on every resend.
+    pub fn send_chat(&self, text: String) -> Result<(), String> {
+        let Some(room) = self
+            .active
+            .get_untracked()
+            .and_then(|r| self.room(r.as_str()))
+        else {
+            return Err("Join a room first.".into());
+        };
+        if let Some(max) = self.limits.get_untracked().map(|l| l.max_message_bytes) {
+            let frame = serde_json::to_string(&Command::Chat {
+                room: room.id(),
+                msg: text.clone(),
+                id: Some("0".repeat(24)),
+            })
+            .map_or(usize::MAX, |f| f.len());
+            if frame > max {
+                return Err(format!(
+                    "Message too long: this server takes frames of up to {max} bytes."
+                ));
+            }
+        }
+        let pending = room.queue(text);
+        if room.status.get_untracked() == RoomStatus::Joined {
+            self.send(&Command::Chat {
+                room: room.id(),
+                msg: pending.text,
+                id: Some(pending.id),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn typing(&self) {
+        if let Some(room) = self.active.get_untracked() {
+            self.send(&Command::Typing { room });
+        }
+    }
+
+    fn flush_outbox(&self, room: RoomState) {
+        for p in room.unacked() {
+            let sent = self.send(&Command::Chat {
+                room: room.id(),
+                msg: p.text,
+                id: Some(p.id),
+            });
+            if !sent {
+                break;
+            }
+        }
+    }
+
+    fn remember_rooms(&self) {
+        let list = self.rooms.with_untracked(|rooms| {
+            rooms
+                .iter()
+                .map(|r| r.id().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        if let Some(s) = identity::storage() {
+            let _ = s.set_item(ROOMS_KEY, &list);
+        }
+    }
+
+    /// The rooms joined on the last visit.
+    pub fn remembered_rooms() -> Option<String> {
+        identity::storage()?.get_item(ROOMS_KEY).ok()?
+    }
+
+    /// "(3) Switchboard" while messages wait unread in other rooms.
+    fn update_title(&self) {
+        let unread: u32 = self
+            .rooms
+            .with_untracked(|rooms| rooms.iter().map(|r| r.unread.get_untracked()).sum());
+        if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+            doc.set_title(&if unread == 0 {
+                "Switchboard".to_owned()
+            } else {
+                format!("({unread}) Switchboard")
+            });
+        }
     }
 
     fn log_event(&self, kind: &'static str, detail: String) {
         let entry = LogEntry {
-            id: self.id(),
+            id: next_id(),
             at_ms: js_sys::Date::now(),
             kind,
             detail,
@@ -158,57 +298,9 @@ impl RoomState {
         });
     }
 
-    /// Adds a typed message to the outbox; returns it for sending.
-    pub fn queue(&self, text: String) -> Pending {
-        let pending = Pending {
-            id: identity::random_hex(12),
-            text,
-            acked: None,
-        };
-        self.outbox.update(|o| o.push(pending.clone()));
-        self.save_outbox();
-        pending
-    }
-
-    fn save_outbox(&self) {
-        self.outbox.with_untracked(|o| {
-            identity::save_outbox(&self.room.get_value(), &self.my_name.get_value(), o)
-        });
-    }
-
-    fn chat_line(&self, c: ChatMsg) -> LineKind {
-        let mine = c.name == self.my_name.get_value();
-        LineKind::Chat {
-            seq: c.seq,
-            name: c.name,
-            text: c.msg,
-            ts: c.ts,
-            mine,
-        }
-    }
-
-    /// Prepends a page of older history (from the HTTP API).
-    pub fn prepend(&self, page: Vec<ChatMsg>, has_more: bool) {
-        let oldest = self.oldest_seq();
-        let older: Vec<Line> = page
-            .into_iter()
-            .filter(|m| oldest.is_none_or(|o| m.seq < o))
-            .map(|m| self.line(self.chat_line(m)))
-            .collect();
-        self.lines.update(|lines| {
-            lines.splice(0..0, older);
-        });
-        self.has_older.set(has_more);
-    }
-
-    /// The smallest `seq` shown.
-    pub fn oldest_seq(&self) -> Option<u64> {
-        self.lines.with_untracked(|lines| {
-            lines.iter().find_map(|l| match l.kind {
-                LineKind::Chat { seq, .. } => Some(seq),
-                LineKind::Notice(_) => None,
-            })
-        })
+    fn for_each_room(&self, f: impl Fn(RoomState)) {
+        self.rooms
+            .with_untracked(|rooms| rooms.iter().copied().for_each(f));
     }
 
     /// Applies one connection event.
@@ -225,23 +317,21 @@ impl RoomState {
                 reason,
                 clean,
             } => {
-                let detail = if reason.is_empty() {
-                    format!("code {code}")
-                } else {
-                    format!("code {code}: {reason}")
-                };
-                self.log_event(
-                    "close",
-                    if clean {
-                        detail
-                    } else {
-                        format!("{detail} (unclean)")
-                    },
-                );
-                if self.welcomes.get_value() > 0 && self.conn.get_untracked().is_open() {
-                    self.notice("Connection lost; messages you send now wait in the outbox");
+                let mut detail = format!("code {code}");
+                if !reason.is_empty() {
+                    detail = format!("{detail}: {reason}");
                 }
-                self.typing.set(Vec::new());
+                if !clean {
+                    detail.push_str(" (unclean)");
+                }
+                self.log_event("close", detail);
+                let was_open = self.hellos.get_value() > 0 && self.conn.get_untracked().is_open();
+                self.for_each_room(|room| {
+                    if was_open && room.status.get_untracked() == RoomStatus::Joined {
+                        room.notice("Connection lost; messages you send now wait in the outbox");
+                    }
+                    room.disconnected();
+                });
             }
             ConnEvent::Message(msg) => {
                 self.received.update(|n| *n += 1);
@@ -251,107 +341,84 @@ impl RoomState {
     }
 
     fn on_message(&self, msg: ServerMsg) {
+        let room_of = |name: &str| self.room(name);
         match msg {
-            ServerMsg::Welcome(w) => {
-                self.log_event("message", format!("welcome, session {}", w.session));
-                if w.protocol != PROTOCOL_VERSION {
+            ServerMsg::Hello(h) => {
+                self.log_event("message", format!("hello, session {}", h.session));
+                if h.protocol != PROTOCOL_V3 {
                     self.problem.set(Some(Problem {
-                        title: "Please reload".into(),
+                        title: "A new version is available \u{2014} reload".into(),
                         detail: format!(
-                            "The server speaks protocol {} and this page speaks {}.",
-                            w.protocol, PROTOCOL_VERSION
+                            "The server speaks protocol {} and this page speaks {PROTOCOL_V3}.",
+                            h.protocol
                         ),
                     }));
                 }
-                let again = self.welcomes.get_value() > 0;
-                self.welcomes.update_value(|n| *n += 1);
-                self.peer_addr.set(Some(w.peer_addr));
-                self.server_version.set(Some(w.server_version));
-                self.members.set(w.members);
-                self.limits.set(Some(w.limits));
-                self.stats.set(w.recent_stats.into_iter().collect());
-                let epoch_changed = self.epoch.get_untracked().is_some_and(|e| e != w.epoch);
-                if epoch_changed || !again {
-                    self.last_seq.set(0);
+                self.hellos.update_value(|n| *n += 1);
+                self.peer_addr.set(Some(h.peer_addr));
+                self.server_version.set(Some(h.server_version));
+                self.limits.set(Some(h.limits));
+                self.max_rooms.set(h.max_rooms);
+                // Every room again, each from its own position.
+                self.for_each_room(|room| self.join(room));
+            }
+            ServerMsg::Subscribed(s) => {
+                if let Some(room) = room_of(&s.room) {
+                    room.subscribed(s);
+                    self.flush_outbox(room);
                 }
-                self.epoch.set(Some(w.epoch));
-                self.notice(resume_notice(&w.resume, again, &w.room));
             }
             ServerMsg::Chat(c) => {
-                if c.seq <= self.last_seq.get_untracked() {
-                    return; // already shown
-                }
-                self.last_seq.set(c.seq);
-                if let Some(id) = &c.id {
-                    let had = self
-                        .outbox
-                        .with_untracked(|o| o.iter().any(|p| &p.id == id));
-                    if had {
-                        self.outbox.update(|o| o.retain(|p| &p.id != id));
-                        self.save_outbox();
+                if let Some(room) = room_of(&c.room) {
+                    let shown = self
+                        .active
+                        .get_untracked()
+                        .is_some_and(|a| room.is(a.as_str()));
+                    if room.chat(c) && !shown {
+                        room.unread.update(|n| *n += 1);
+                        self.update_title();
                     }
                 }
-                self.typing.update(|t| t.retain(|(n, _)| *n != c.name));
-                if self.oldest_seq().is_none() {
-                    self.has_older.set(c.seq > 1);
-                }
-                self.push_line(self.chat_line(c));
             }
-            ServerMsg::Ack { id, seq, .. } => {
-                self.outbox.update(|o| {
-                    if let Some(p) = o.iter_mut().find(|p| p.id == id) {
-                        p.acked = Some(seq);
-                    }
-                });
-                self.save_outbox();
+            ServerMsg::Ack { id, seq, room, .. } => {
+                if let Some(room) = room.and_then(|r| room_of(&r)) {
+                    room.ack(&id, seq);
+                }
             }
             ServerMsg::Nack {
-                id, code, reason, ..
+                id,
+                code,
+                reason,
+                room,
             } => {
-                // Refused for good: it leaves the outbox, so no reconnect sends it again.
-                let text = self
-                    .outbox
-                    .with_untracked(|o| o.iter().find(|p| p.id == id).map(|p| p.text.clone()));
-                self.outbox.update(|o| o.retain(|p| p.id != id));
-                self.save_outbox();
-                self.log_event("message", format!("nack {code:?}"));
-                if let Some(text) = text {
-                    self.notice(format!(
-                        "Not delivered: \u{201c}{text}\u{201d} was refused by the server and will not be resent"
-                    ));
+                self.log_event("message", format!("nack {}", code_name(code)));
+                if let Some(room) = room.and_then(|r| room_of(&r)) {
+                    room.nack(&id);
                 }
                 self.problem.set(Some(Problem {
                     title: "Message refused".into(),
                     detail: reason,
                 }));
             }
-            ServerMsg::Joined { member, .. } => {
-                self.notice(format!("{} joined", member.name));
-                self.members.update(|m| {
-                    m.retain(|x| x.name != member.name);
-                    m.push(member);
-                    m.sort_by(|a, b| a.name.cmp(&b.name));
-                });
+            ServerMsg::Joined { room, member } => {
+                if let Some(room) = room_of(&room) {
+                    room.joined(member);
+                }
             }
-            ServerMsg::Presence { member, .. } => {
-                self.members
-                    .update(|m| match m.iter_mut().find(|x| x.name == member.name) {
-                        Some(x) => *x = member,
-                        None => m.push(member),
-                    })
+            ServerMsg::Presence { room, member } => {
+                if let Some(room) = room_of(&room) {
+                    room.presence(member);
+                }
             }
-            ServerMsg::Left { member, .. } => {
-                self.notice(format!("{} left", member.name));
-                self.members.update(|m| m.retain(|x| x.name != member.name));
-                self.typing.update(|t| t.retain(|(n, _)| *n != member.name));
+            ServerMsg::Left { room, member } => {
+                if let Some(room) = room_of(&room) {
+                    room.left(member);
+                }
             }
-            ServerMsg::Typing { name, .. } => {
-                let until = js_sys::Date::now() + TYPING_TTL_MS as f64;
-                self.typing
-                    .update(|t| match t.iter_mut().find(|(n, _)| *n == name) {
-                        Some(entry) => entry.1 = until,
-                        None => t.push((name, until)),
-                    });
+            ServerMsg::Typing { room, name } => {
+                if let Some(room) = room_of(&room) {
+                    room.typing(name);
+                }
             }
             ServerMsg::Stats(s) => self.stats.update(|points| {
                 points.push_back(s);
@@ -359,20 +426,37 @@ impl RoomState {
                     points.pop_front();
                 }
             }),
-            ServerMsg::Error { code, reason, .. } => {
-                self.log_event("message", format!("error {code:?}"));
-                let title = match code {
-                    shared::ErrorCode::NameTaken => "That name is taken",
-                    shared::ErrorCode::NameInvalid => "That name cannot be used",
-                    shared::ErrorCode::RoomInvalid => "That room name cannot be used",
-                    shared::ErrorCode::RateLimited => "Slow down",
-                    shared::ErrorCode::TextInvalid => "Message not sent",
-                    shared::ErrorCode::StoreUnavailable => "Message not stored yet",
-                    shared::ErrorCode::StoreRejected => "Message refused",
-                    _ => "The server refused a message",
+            ServerMsg::JoinRefused { room, code, reason } => {
+                self.log_event("message", format!("join_refused {}", code_name(code)));
+                // Joined already (a join raced a reconnect's): the first answer stands.
+                if code == ErrorCode::AlreadyJoined {
+                    return;
+                }
+                if let Some(state) = room_of(&room) {
+                    state.status.set(RoomStatus::Refused(reason.clone()));
+                }
+                self.problem.set(Some(Problem {
+                    title: format!("{} in #{room}", error_title(code)),
+                    detail: reason,
+                }));
+            }
+            ServerMsg::Unsubscribed { room } => {
+                // After a leave the room is gone from the list already; otherwise the server
+                // dropped it (its error came first) and the room offers a retry.
+                if let Some(state) = room_of(&room) {
+                    state.status.set(RoomStatus::Refused(
+                        "The server left this room; join it again to resume.".into(),
+                    ));
+                }
+            }
+            ServerMsg::Error { code, reason, room } => {
+                self.log_event("message", format!("error {}", code_name(code)));
+                let title = match room {
+                    Some(room) => format!("{} in #{room}", error_title(code)),
+                    None => error_title(code).to_owned(),
                 };
                 self.problem.set(Some(Problem {
-                    title: title.into(),
+                    title,
                     detail: reason,
                 }));
             }
@@ -380,60 +464,45 @@ impl RoomState {
                 title: "A new version is available \u{2014} reload".into(),
                 detail: reason,
             })),
-            // Protocol v3 frames; this client speaks v2 and never asks for v3.
-            ServerMsg::Hello(_)
-            | ServerMsg::Subscribed(_)
-            | ServerMsg::Unsubscribed { .. }
-            | ServerMsg::JoinRefused { .. } => {
-                self.log_event("message", "unexpected protocol v3 frame".into())
-            }
             ServerMsg::Shutdown { retry_after_ms } => {
-                self.notice(format!(
-                    "The server is restarting; reconnecting in {:.1} s",
-                    retry_after_ms as f64 / 1000.0
-                ));
+                let text = format!(
+                    "The server is restarting; reconnecting in {} s",
+                    retry_after_ms.div_ceil(1000)
+                );
+                self.for_each_room(|room| room.notice(text.clone()));
+            }
+            // Protocol v2's first frame; this client speaks v3 only.
+            ServerMsg::Welcome(_) => {
+                self.log_event("message", "unexpected protocol v2 frame".into())
             }
         }
     }
 
-    /// Drops typing notices that have expired.
+    /// Drops typing notices that have expired, in every room.
     pub fn expire_typing(&self, now_ms: f64) {
-        if self
-            .typing
-            .with_untracked(|t| t.iter().any(|(_, until)| *until <= now_ms))
-        {
-            self.typing
-                .update(|t| t.retain(|(_, until)| *until > now_ms));
-        }
+        self.for_each_room(|room| room.expire_typing(now_ms));
     }
 }
 
-/// What the user is told after a (re)join. Never silent about a gap.
-pub fn resume_notice(resume: &Resume, again: bool, room: &str) -> String {
-    let plural = |n: u64| if n == 1 { "message" } else { "messages" };
-    match (resume, again) {
-        (Resume::Fresh { .. }, _) | (Resume::Live, false) => format!("You joined #{room}"),
-        (Resume::Live, true) => "Reconnected; nothing was missed".into(),
-        (Resume::Recovered { count }, _) => {
-            format!("Reconnected; recovered {count} missed {}", plural(*count))
-        }
-        (
-            Resume::Gap {
-                reason: GapReason::Trimmed,
-                count,
-            },
-            _,
-        ) => format!(
-            "Some messages are no longer available (history trimmed); showing the {count} that are"
-        ),
-        (
-            Resume::Gap {
-                reason: GapReason::EpochChanged,
-                count,
-            },
-            _,
-        ) => format!(
-            "The server's history was reset; earlier messages may be missing. Showing the latest {count}"
-        ),
+/// How an error is headed for the user.
+fn error_title(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NameTaken => "That name is taken",
+        ErrorCode::NameInvalid => "That name cannot be used",
+        ErrorCode::RoomInvalid => "That room name cannot be used",
+        ErrorCode::RateLimited => "Slow down",
+        ErrorCode::TextInvalid => "Message not sent",
+        ErrorCode::StoreUnavailable => "Message not stored yet",
+        ErrorCode::StoreRejected => "Message refused",
+        ErrorCode::TooManyRooms => "Too many rooms",
+        _ => "The server refused a request",
     }
+}
+
+/// The code's wire name, for the event log.
+fn code_name(code: ErrorCode) -> String {
+    serde_json::to_string(&code)
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned()
 }

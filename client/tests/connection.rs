@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use client::connection::{BACKOFF_CAP_MS, ConnEvent, ConnState, Connection, SendError, backoff_ms};
 use client::endpoint::{chat_url, to_ws};
-use shared::{ClientMsg, ErrorCode, ServerMsg, close_code};
+use shared::{Command, ErrorCode, RoomId, ServerMsg, close_code};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
@@ -75,74 +75,75 @@ fn token(who: &str) -> String {
     format!("{who:-<16}-test-token")
 }
 
-fn is_welcome(e: &ConnEvent) -> bool {
-    matches!(e, ConnEvent::Message(ServerMsg::Welcome(_)))
+fn is_hello(e: &ConnEvent) -> bool {
+    matches!(e, ConnEvent::Message(ServerMsg::Hello(_)))
+}
+
+fn room(name: &str) -> RoomId {
+    RoomId::parse(name).unwrap()
+}
+
+fn join(name: &str) -> Command {
+    Command::Join {
+        room: room(name),
+        epoch: None,
+        seq: None,
+    }
+}
+
+fn chat(room_name: &str, msg: &str) -> Command {
+    Command::Chat {
+        room: room(room_name),
+        msg: msg.into(),
+        id: None,
+    }
+}
+
+fn is_subscribed(room: &'static str) -> impl Fn(&ConnEvent) -> bool {
+    move |e| matches!(e, ConnEvent::Message(ServerMsg::Subscribed(s)) if s.room == room)
 }
 
 #[wasm_bindgen_test]
 async fn open_and_message_events_arrive_and_send_is_refused_until_open() {
-    let a = open(chat_url(
-        &server(),
-        "wasm-ada",
-        "wasm-open",
-        &token("wasm-ada"),
-        None,
-    ));
-    // Still connecting: the message is refused, not queued or lost silently.
-    assert_eq!(
-        a.conn.send(&ClientMsg::Chat {
-            msg: "too early".into(),
-            id: None,
-        }),
-        Err(SendError::NotOpen)
-    );
+    let a = open(chat_url(&server(), "wasm-ada", &token("wasm-ada")));
+    // Still connecting: the command is refused, not queued or lost silently.
+    assert_eq!(a.conn.send(&join("wasm-open")), Err(SendError::NotOpen));
     a.wait_for("open", 1, |e| matches!(e, ConnEvent::Opened))
         .await;
-    a.wait_for("welcome", 1, is_welcome).await;
+    a.wait_for("hello", 1, is_hello).await;
     assert!(a.conn.is_open());
-    a.conn
-        .send(&ClientMsg::Chat {
-            msg: "hello from wasm".into(),
-            id: None,
-        })
-        .unwrap();
+    a.conn.send(&join("wasm-open")).unwrap();
+    a.wait_for("subscribed", 1, is_subscribed("wasm-open"))
+        .await;
+    a.conn.send(&chat("wasm-open", "hello from wasm")).unwrap();
     a.wait_for(
         "own chat",
         1,
         |e| matches!(e, ConnEvent::Message(ServerMsg::Chat(c)) if c.msg == "hello from wasm"),
     )
     .await;
-    assert!(a.position(|e| matches!(e, ConnEvent::Opened)) < a.position(is_welcome));
+    assert!(a.position(|e| matches!(e, ConnEvent::Opened)) < a.position(is_hello));
     a.conn.close();
     a.wait_for("closed state", 1, |e| {
         matches!(e, ConnEvent::State(ConnState::Closed { .. }))
     })
     .await;
     assert_eq!(
-        a.conn.send(&ClientMsg::Chat {
-            msg: "after close".into(),
-            id: None,
-        }),
+        a.conn.send(&chat("wasm-open", "after close")),
         Err(SendError::NotOpen)
     );
 }
 
 #[wasm_bindgen_test]
 async fn close_event_is_followed_by_an_automatic_reconnect() {
-    let a = open(chat_url(
-        &server(),
-        "wasm-bob",
-        "wasm-reconnect",
-        &token("wasm-bob"),
-        None,
-    ));
-    a.wait_for("welcome", 1, is_welcome).await;
+    let a = open(chat_url(&server(), "wasm-bob", &token("wasm-bob")));
+    a.wait_for("hello", 1, is_hello).await;
+    a.conn.send(&join("wasm-reconnect")).unwrap();
+    a.wait_for("subscribed", 1, is_subscribed("wasm-reconnect"))
+        .await;
     // Bigger than the server's --max-message-bytes: it closes the socket with 1009.
     a.conn
-        .send(&ClientMsg::Chat {
-            msg: "x".repeat(5000),
-            id: None,
-        })
+        .send(&chat("wasm-reconnect", &"x".repeat(5000)))
         .unwrap();
     a.wait_for("close 1009", 1, |e| {
         matches!(e, ConnEvent::Closed { code: 1009, .. })
@@ -157,13 +158,12 @@ async fn close_event_is_followed_by_an_automatic_reconnect() {
     .await;
     a.wait_for("second open", 2, |e| matches!(e, ConnEvent::Opened))
         .await;
-    a.wait_for("second welcome", 2, is_welcome).await;
-    a.conn
-        .send(&ClientMsg::Chat {
-            msg: "back".into(),
-            id: None,
-        })
-        .unwrap();
+    a.wait_for("second hello", 2, is_hello).await;
+    // A new connection has joined nothing: the room is joined again.
+    a.conn.send(&join("wasm-reconnect")).unwrap();
+    a.wait_for("second subscribed", 2, is_subscribed("wasm-reconnect"))
+        .await;
+    a.conn.send(&chat("wasm-reconnect", "back")).unwrap();
     a.wait_for(
         "chat after reconnect",
         1,
@@ -191,49 +191,63 @@ async fn error_event_fires_when_the_server_is_unreachable_and_retries_are_schedu
 }
 
 #[wasm_bindgen_test]
-async fn a_taken_name_ends_the_session_without_retrying() {
-    let first = open(chat_url(
-        &server(),
-        "wasm-dup",
-        "wasm-dup",
-        &token("wasm-dup"),
-        None,
-    ));
-    first.wait_for("welcome", 1, is_welcome).await;
-    // Another person (another token) asks for the same name.
-    let second = open(chat_url(
-        &server(),
-        "wasm-dup",
-        "wasm-dup",
-        &token("wasm-dup-other"),
-        None,
-    ));
+async fn a_taken_name_refuses_that_room_only_and_the_connection_goes_on() {
+    let first = open(chat_url(&server(), "wasm-dup", &token("wasm-dup")));
+    first.wait_for("hello", 1, is_hello).await;
+    first.conn.send(&join("wasm-dup")).unwrap();
+    first
+        .wait_for("subscribed", 1, is_subscribed("wasm-dup"))
+        .await;
+    // Another person (another token) asks for the same name in that room and in another.
+    let second = open(chat_url(&server(), "wasm-dup", &token("wasm-dup-other")));
+    second.wait_for("hello", 1, is_hello).await;
+    second.conn.send(&join("wasm-dup")).unwrap();
     second
-        .wait_for("name_taken", 1, |e| {
+        .wait_for("join_refused", 1, |e| {
             matches!(
                 e,
-                ConnEvent::Message(ServerMsg::Error {
+                ConnEvent::Message(ServerMsg::JoinRefused {
                     code: ErrorCode::NameTaken,
+                    room,
                     ..
-                })
+                }) if room == "wasm-dup"
             )
         })
         .await;
+    second.conn.send(&join("wasm-dup-elsewhere")).unwrap();
     second
-        .wait_for("final close", 1, |e| {
-            matches!(e, ConnEvent::State(ConnState::Closed { code, .. }) if *code == close_code::NAME_TAKEN)
-        })
+        .wait_for("other room", 1, is_subscribed("wasm-dup-elsewhere"))
         .await;
+    assert!(second.conn.is_open());
+    first.conn.close();
+    second.conn.close();
+}
+
+#[wasm_bindgen_test]
+async fn an_invalid_name_ends_the_session_without_retrying() {
+    let a = open(chat_url(&server(), &"n".repeat(80), &token("wasm-long")));
+    a.wait_for("name_invalid", 1, |e| {
+        matches!(
+            e,
+            ConnEvent::Message(ServerMsg::Error {
+                code: ErrorCode::NameInvalid,
+                ..
+            })
+        )
+    })
+    .await;
+    a.wait_for("final close", 1, |e| {
+        matches!(e, ConnEvent::State(ConnState::Closed { code, .. }) if *code == close_code::REJECTED)
+    })
+    .await;
     sleep(700).await;
     assert!(
-        !second
-            .events
+        !a.events
             .borrow()
             .iter()
             .any(|e| matches!(e, ConnEvent::State(ConnState::Reconnecting { .. }))),
         "retried a refused name"
     );
-    first.conn.close();
 }
 
 #[wasm_bindgen_test]
@@ -251,12 +265,8 @@ fn server_urls_become_websocket_urls() {
     assert_eq!(to_ws("wss://x"), "wss://x");
     assert_eq!(to_ws("localhost:3000"), "ws://localhost:3000");
     assert_eq!(
-        chat_url("ws://h", "Zoë & co", "lobby", "t0123456789abcdef", None),
-        "ws://h/ws?name=Zo%C3%AB%20%26%20co&room=lobby&token=t0123456789abcdef"
-    );
-    assert_eq!(
-        chat_url("ws://h", "a", "r", "t0123456789abcdef", Some(("e1", 42))),
-        "ws://h/ws?name=a&room=r&token=t0123456789abcdef&epoch=e1&seq=42"
+        chat_url("ws://h", "Zoë & co", "t0123456789abcdef"),
+        "ws://h/ws?name=Zo%C3%AB%20%26%20co&token=t0123456789abcdef"
     );
     assert_eq!(client::endpoint::http_base("wss://h:1"), "https://h:1");
 }

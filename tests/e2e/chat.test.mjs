@@ -61,7 +61,9 @@ test('two pages chat in one room and see each other online', async () => {
     await screenshot(ada, 'two-pages-ada');
     await screenshot(bob, 'two-pages-bob');
 
-    await bob.click('button.leave');
+    // Signing out closes the connection on purpose: Bob leaves at once, not after a grace period.
+    await bob.click('button.sign-out');
+    await bob.waitForSelector('#join-name');
     await ada.waitForFunction(() => document.querySelectorAll('.member-name').length === 1);
     assert.ok((await ada.textContent('.messages')).includes('Bob left'));
     assert.deepEqual(errors, []);
@@ -117,20 +119,28 @@ test('pages show reconnecting while the server restarts, then reconnect by thems
   }
 });
 
-test('a taken name is shown to the user and the session ends', async () => {
+test('a name taken in one room refuses that room only; the connection and other rooms go on', async () => {
   const server = await startServer();
   const browser = await launchBrowser();
   const errors = [];
   try {
     const first = await newPage(browser, errors);
+    // Another browser (its own token): another person asking for the same name.
     const second = await newPage(browser, errors, { width: 390, height: 844 });
     await join(first, server.url, 'Sam', 'names');
-    await second.goto(`${server.url}/?name=Sam&room=names`);
+    await second.goto(`${server.url}/?name=Sam&room=names,elsewhere`);
     await second.waitForSelector('.problem');
-    assert.match(await second.textContent('.problem'), /That name is taken/);
-    await second.waitForSelector('.badge[data-state=closed]');
-    assert.equal(await second.isVisible('.closed-bar'), true);
+    assert.match(await second.textContent('.problem'), /That name is taken in #names/);
+    await second.waitForSelector('.room-item[data-room=names][data-status=refused]');
+    assert.match(await second.textContent('.room-refused'), /already in use in room "names"/);
+    await second.waitForSelector('.room-item[data-room=elsewhere][data-status=joined]');
+    assert.equal(await second.getAttribute('.badge', 'data-state'), 'open');
     await screenshot(second, 'name-taken-phone');
+    // Once the holder has gone, "Try again" joins.
+    await first.click('button.sign-out');
+    await second.click('.room-refused button.secondary');
+    await second.waitForSelector('.room-item[data-room=names][data-status=joined]');
+    assert.equal(await second.locator('.room-refused').count(), 0);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

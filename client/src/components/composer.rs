@@ -6,12 +6,14 @@ use crate::connection::ConnState;
 /// The message box. Disabled while the connection is not open; Enter sends, Shift+Enter adds a
 /// line.
 /// - `state`: the connection state (sending needs `Open`).
-/// - `limits`: the server's limits (from the welcome).
+/// - `limits`: the server's limits (from the hello).
+/// - `enabled`: whether there is a room to write to.
 /// - `on_send`: sends the text; returns an error message if it could not be sent.
 #[component]
 pub fn Composer(
     state: RwSignal<ConnState>,
     limits: RwSignal<Option<Limits>>,
+    enabled: Signal<bool>,
     #[prop(into)] on_send: Callback<String, Result<(), String>>,
     #[prop(into)] on_typing: Callback<()>,
 ) -> impl IntoView {
@@ -28,7 +30,7 @@ pub fn Composer(
     let error = RwSignal::new(None::<String>);
     let open = move || state.get().is_open();
     // Typing is allowed while reconnecting: messages wait in the outbox.
-    let usable = move || !matches!(state.get(), ConnState::Closed { .. });
+    let usable = move || enabled.get() && !matches!(state.get(), ConnState::Closed { .. });
     let max_chars = move || {
         limits
             .get()
@@ -42,10 +44,13 @@ pub fn Composer(
             }
             return;
         }
-        // Queued either way: the outbox keeps it until the server acknowledges it.
-        text.set(String::new());
+        // Queued whether or not the connection is open: the outbox keeps it until the server
+        // acknowledges it. A refused draft stays in the box.
         match on_send.run(draft) {
-            Ok(()) => error.set(None),
+            Ok(()) => {
+                text.set(String::new());
+                error.set(None);
+            }
             Err(e) => error.set(Some(e)),
         }
     };

@@ -1,14 +1,14 @@
 use leptos::prelude::*;
 
 use crate::echo_probe;
-use crate::state::RoomState;
+use crate::state::Session;
 
 /// Round-trip time to the server's `/echo`, the session's details, and the socket event log
 /// (open / message / close / error).
-/// - `state`: the room state.
+/// - `session`: the session.
 /// - `server`: the WebSocket base URL.
 #[component]
-pub fn Diagnostics(state: RoomState, server: String) -> impl IntoView {
+pub fn Diagnostics(session: Session, server: String) -> impl IntoView {
     let result = RwSignal::new(None::<Result<(f64, f64, f64), String>>);
     let running = RwSignal::new(false);
     let echo_url = format!("{server}/echo");
@@ -38,13 +38,13 @@ pub fn Diagnostics(state: RoomState, server: String) -> impl IntoView {
             </div>
             <dl class="facts">
                 <div><dt>"Server"</dt><dd>{server.clone()}</dd></div>
-                <div><dt>"Your address"</dt><dd>{move || state.peer_addr.get().unwrap_or_else(|| "–".into())}</dd></div>
-                <div><dt>"Version"</dt><dd>{move || state.server_version.get().map_or("–".into(), |v| format!("{v} · protocol {}", shared::PROTOCOL_VERSION))}</dd></div>
-                <div><dt>"Frames received"</dt><dd>{move || state.received.get()}</dd></div>
+                <div><dt>"Your address"</dt><dd>{move || session.peer_addr.get().unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Version"</dt><dd>{move || session.server_version.get().map_or("–".into(), |v| format!("{v} · protocol {}", shared::PROTOCOL_V3))}</dd></div>
+                <div><dt>"Frames received"</dt><dd>{move || session.received.get()}</dd></div>
             </dl>
             <h3>"Socket events"</h3>
             <ol class="event-log">
-                <For each=move || state.log.get() key=|e| e.id children=move |e| {
+                <For each=move || session.log.get() key=|e| e.id children=move |e| {
                     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(e.at_ms));
                     let at = format!("{:02}:{:02}:{:02}", date.get_hours(), date.get_minutes(), date.get_seconds());
                     view! {

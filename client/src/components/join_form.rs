@@ -1,30 +1,33 @@
 use leptos::prelude::*;
-use shared::{RoomId, Username};
+use shared::Username;
 
-use crate::app::JoinInfo;
+use crate::app::{JoinInfo, parse_rooms};
 
-/// The first screen: pick a name and a room.
-/// - `name`, `room`: initial values (remembered from the last visit).
+/// The first screen: pick a name and one or more rooms.
+/// - `name`, `rooms`: initial values (remembered from the last visit, or the deep link).
 /// - `on_join`: called with validated values.
 #[component]
-pub fn JoinForm(name: String, room: String, on_join: impl Fn(JoinInfo) + 'static) -> impl IntoView {
+pub fn JoinForm(
+    name: String,
+    rooms: String,
+    on_join: impl Fn(JoinInfo) + 'static,
+) -> impl IntoView {
     let name = RwSignal::new(name);
-    let room = RwSignal::new(room);
+    let rooms = RwSignal::new(rooms);
     let error = RwSignal::new(None::<String>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let parsed_name = Username::parse(&name.get_untracked(), Username::DEFAULT_MAX_CHARS);
-        let parsed_room = RoomId::parse(&room.get_untracked());
-        match (parsed_name, parsed_room) {
-            (Ok(n), Ok(r)) => {
+        let parsed_name = Username::parse(&name.get_untracked(), Username::DEFAULT_MAX_CHARS)
+            .map_err(|e| format!("Name {e}."));
+        match parsed_name.and_then(|n| Ok((n, parse_rooms(&rooms.get_untracked())?))) {
+            Ok((n, list)) => {
                 error.set(None);
                 on_join(JoinInfo {
                     name: n.to_string(),
-                    room: r.to_string(),
+                    rooms: list,
                 });
             }
-            (Err(e), _) => error.set(Some(format!("Name {e}."))),
-            (_, Err(e)) => error.set(Some(format!("Room {e}."))),
+            Err(e) => error.set(Some(e)),
         }
     };
     view! {
@@ -40,13 +43,14 @@ pub fn JoinForm(name: String, room: String, on_join: impl Fn(JoinInfo) + 'static
                     placeholder="e.g. Ada"
                     prop:value=move || name.get()
                     on:input=move |ev| name.set(event_target_value(&ev)) />
-                <label for="join-room">"Room"</label>
-                <input id="join-room" name="room" maxlength="48" required
+                <label for="join-room">"Rooms"</label>
+                <input id="join-room" name="room" required aria-describedby="join-room-hint"
                     placeholder="lobby"
-                    prop:value=move || room.get()
-                    on:input=move |ev| room.set(event_target_value(&ev)) />
+                    prop:value=move || rooms.get()
+                    on:input=move |ev| rooms.set(event_target_value(&ev)) />
+                <p id="join-room-hint" class="hint">"Several? Separate them with commas: lobby, random"</p>
                 <p class="form-error" role="alert">{move || error.get()}</p>
-                <button type="submit" class="primary">"Join room"</button>
+                <button type="submit" class="primary">"Join"</button>
             </form>
         </main>
     }

@@ -2,7 +2,7 @@ use leptos::html::Div;
 use leptos::prelude::*;
 
 use crate::history;
-use crate::state::{LineKind, RoomState};
+use crate::room::{LineKind, RoomState};
 
 /// Messages loaded per "older" page.
 const PAGE: usize = 50;

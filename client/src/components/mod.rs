@@ -1,6 +1,5 @@
 //! UI components, one per file.
 
-pub mod chat_room;
 pub mod composer;
 pub mod connection_badge;
 pub mod diagnostics;
@@ -8,3 +7,5 @@ pub mod join_form;
 pub mod live_panel;
 pub mod member_list;
 pub mod message_list;
+pub mod room_list;
+pub mod workspace;

@@ -1,0 +1,345 @@
+//! One joined room's reactive state: its lines, history position, outbox, members, typing and
+//! unread count. The session routes each room-scoped frame here by its `room`.
+//!
+//! History: chat lines carry the room's `seq`; the last one seen (with the history `epoch`) is
+//! what a (re)join asks to resume from, and anything at or below it is a duplicate.
+//! Outbox: messages typed while disconnected (or not yet acknowledged) stay pending, in memory
+//! and in `localStorage`, are sent again on every `subscribed`, and leave the outbox when
+//! acknowledged and broadcast.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use leptos::prelude::*;
+use shared::{ChatMsg, GapReason, Member, Resume, RoomId, Subscribed, TYPING_TTL_MS};
+
+use crate::identity::{self, Pending};
+
+/// Lines kept per room.
+const MAX_LINES: usize = 1000;
+
+/// A page-wide counter for keyed rendering.
+pub(crate) fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineKind {
+    Chat {
+        seq: u64,
+        name: String,
+        text: String,
+        ts: u64,
+        mine: bool,
+    },
+    /// Joins, leaves, connection changes, recovery outcomes.
+    Notice(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Unique within the page, for keyed rendering.
+    pub id: u64,
+    pub kind: LineKind,
+}
+
+/// Where a room stands with the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomStatus {
+    /// `join` sent (or waiting for the connection), no `subscribed` yet.
+    Joining,
+    /// Subscribed: live frames arrive.
+    Joined,
+    /// The server refused the join or dropped the room; the reason is shown with a retry.
+    Refused(String),
+}
+
+#[derive(Clone, Copy)]
+pub struct RoomState {
+    pub room: StoredValue<RoomId>,
+    pub my_name: StoredValue<String>,
+    pub status: RwSignal<RoomStatus>,
+    pub lines: RwSignal<Vec<Line>>,
+    /// Messages not yet seen broadcast, oldest first.
+    pub outbox: RwSignal<Vec<Pending>>,
+    pub members: RwSignal<Vec<Member>>,
+    /// Who is typing, with when the notice expires (`Date.now()` ms).
+    pub typing: RwSignal<Vec<(String, f64)>>,
+    /// Chat messages from others that arrived while another room was shown.
+    pub unread: RwSignal<u32>,
+    /// The history position: epoch and the last `seq` seen.
+    pub epoch: RwSignal<Option<String>>,
+    pub last_seq: RwSignal<u64>,
+    /// Whether older history can be loaded (`seq` of the oldest line shown > 1).
+    pub has_older: RwSignal<bool>,
+    /// Whether this room was subscribed before (a later `subscribed` is a resume).
+    subscribed_before: StoredValue<bool>,
+    /// Messages of a first join's replay still to come: history, not unread news.
+    history_left: StoredValue<u64>,
+}
+
+impl RoomState {
+    pub fn new(room: RoomId, my_name: String) -> Self {
+        let outbox = identity::load_outbox(&room, &my_name);
+        Self {
+            room: StoredValue::new(room),
+            my_name: StoredValue::new(my_name),
+            status: RwSignal::new(RoomStatus::Joining),
+            lines: RwSignal::new(Vec::new()),
+            outbox: RwSignal::new(outbox),
+            members: RwSignal::new(Vec::new()),
+            typing: RwSignal::new(Vec::new()),
+            unread: RwSignal::new(0),
+            epoch: RwSignal::new(None),
+            last_seq: RwSignal::new(0),
+            has_older: RwSignal::new(false),
+            subscribed_before: StoredValue::new(false),
+            history_left: StoredValue::new(0),
+        }
+    }
+
+    pub fn id(&self) -> RoomId {
+        self.room.get_value()
+    }
+
+    pub fn is(&self, room: &str) -> bool {
+        self.room.with_value(|r| r.as_str() == room)
+    }
+
+    /// Where to resume from on the next join: `(epoch, last seq)` once subscribed.
+    pub fn position(&self) -> Option<(String, u64)> {
+        Some((self.epoch.get_untracked()?, self.last_seq.get_untracked()))
+    }
+
+    /// Messages to send (again): everything not yet acknowledged.
+    pub fn unacked(&self) -> Vec<Pending> {
+        self.outbox
+            .with_untracked(|o| o.iter().filter(|p| p.acked.is_none()).cloned().collect())
+    }
+
+    fn push_line(&self, kind: LineKind) {
+        let line = Line {
+            id: next_id(),
+            kind,
+        };
+        self.lines.update(|lines| {
+            lines.push(line);
+            if lines.len() > MAX_LINES {
+                lines.drain(..lines.len() - MAX_LINES);
+            }
+        });
+    }
+
+    pub fn notice(&self, text: impl Into<String>) {
+        self.push_line(LineKind::Notice(text.into()));
+    }
+
+    /// Adds a typed message to the outbox; returns it for sending.
+    pub fn queue(&self, text: String) -> Pending {
+        let pending = Pending {
+            id: identity::random_hex(12),
+            text,
+            acked: None,
+        };
+        self.outbox.update(|o| o.push(pending.clone()));
+        self.save_outbox();
+        pending
+    }
+
+    fn save_outbox(&self) {
+        self.outbox.with_untracked(|o| {
+            identity::save_outbox(&self.room.get_value(), &self.my_name.get_value(), o)
+        });
+    }
+
+    fn chat_line(&self, c: ChatMsg) -> LineKind {
+        let mine = c.name == self.my_name.get_value();
+        LineKind::Chat {
+            seq: c.seq,
+            name: c.name,
+            text: c.msg,
+            ts: c.ts,
+            mine,
+        }
+    }
+
+    /// Prepends a page of older history (from the HTTP API).
+    pub fn prepend(&self, page: Vec<ChatMsg>, has_more: bool) {
+        let oldest = self.oldest_seq();
+        let older: Vec<Line> = page
+            .into_iter()
+            .filter(|m| oldest.is_none_or(|o| m.seq < o))
+            .map(|m| Line {
+                id: next_id(),
+                kind: self.chat_line(m),
+            })
+            .collect();
+        self.lines.update(|lines| {
+            lines.splice(0..0, older);
+        });
+        self.has_older.set(has_more);
+    }
+
+    /// The smallest `seq` shown.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.lines.with_untracked(|lines| {
+            lines.iter().find_map(|l| match l.kind {
+                LineKind::Chat { seq, .. } => Some(seq),
+                LineKind::Notice(_) => None,
+            })
+        })
+    }
+
+    /// The answer to a join: history position, resume outcome, members.
+    pub fn subscribed(&self, s: Subscribed) {
+        let again = self.subscribed_before.get_value();
+        self.subscribed_before.set_value(true);
+        let epoch_changed = self.epoch.get_untracked().is_some_and(|e| e != s.epoch);
+        if epoch_changed || !again {
+            self.last_seq.set(0);
+        }
+        self.epoch.set(Some(s.epoch));
+        self.members.set(s.members);
+        self.status.set(RoomStatus::Joined);
+        // What a reconnect recovers was missed, so it counts as unread; a first join's
+        // history does not.
+        self.history_left.set_value(match s.resume {
+            Resume::Fresh { count } => count,
+            _ => 0,
+        });
+        self.notice(resume_notice(&s.resume, again, &s.room));
+    }
+
+    /// A chat message; returns whether it is news from someone else (for the unread count):
+    /// not a duplicate, not the sender's own, not a first join's history.
+    pub fn chat(&self, c: ChatMsg) -> bool {
+        if c.seq <= self.last_seq.get_untracked() {
+            return false; // already shown
+        }
+        let history = self.history_left.get_value() > 0;
+        if history {
+            self.history_left.update_value(|n| *n -= 1);
+        }
+        self.last_seq.set(c.seq);
+        if let Some(id) = &c.id
+            && self
+                .outbox
+                .with_untracked(|o| o.iter().any(|p| &p.id == id))
+        {
+            self.outbox.update(|o| o.retain(|p| &p.id != id));
+            self.save_outbox();
+        }
+        self.typing.update(|t| t.retain(|(n, _)| *n != c.name));
+        if self.oldest_seq().is_none() {
+            self.has_older.set(c.seq > 1);
+        }
+        let line = self.chat_line(c);
+        let news = !history && matches!(line, LineKind::Chat { mine: false, .. });
+        self.push_line(line);
+        news
+    }
+
+    pub fn ack(&self, id: &str, seq: u64) {
+        self.outbox.update(|o| {
+            if let Some(p) = o.iter_mut().find(|p| p.id == id) {
+                p.acked = Some(seq);
+            }
+        });
+        self.save_outbox();
+    }
+
+    /// Refused for good: it leaves the outbox, so no reconnect sends it again.
+    pub fn nack(&self, id: &str) {
+        let text = self
+            .outbox
+            .with_untracked(|o| o.iter().find(|p| p.id == id).map(|p| p.text.clone()));
+        self.outbox.update(|o| o.retain(|p| p.id != id));
+        self.save_outbox();
+        if let Some(text) = text {
+            self.notice(format!(
+                "Not delivered: \u{201c}{text}\u{201d} was refused by the server and will not be resent"
+            ));
+        }
+    }
+
+    pub fn joined(&self, member: Member) {
+        self.notice(format!("{} joined", member.name));
+        self.members.update(|m| {
+            m.retain(|x| x.name != member.name);
+            m.push(member);
+            m.sort_by(|a, b| a.name.cmp(&b.name));
+        });
+    }
+
+    pub fn presence(&self, member: Member) {
+        self.members
+            .update(|m| match m.iter_mut().find(|x| x.name == member.name) {
+                Some(x) => *x = member,
+                None => m.push(member),
+            })
+    }
+
+    pub fn left(&self, member: Member) {
+        self.notice(format!("{} left", member.name));
+        self.members.update(|m| m.retain(|x| x.name != member.name));
+        self.typing.update(|t| t.retain(|(n, _)| *n != member.name));
+    }
+
+    pub fn typing(&self, name: String) {
+        let until = js_sys::Date::now() + TYPING_TTL_MS as f64;
+        self.typing
+            .update(|t| match t.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 = until,
+                None => t.push((name, until)),
+            });
+    }
+
+    /// The connection dropped: typing notices go, and the room waits for the next join.
+    pub fn disconnected(&self) {
+        self.typing.set(Vec::new());
+        if self.status.get_untracked() == RoomStatus::Joined {
+            self.status.set(RoomStatus::Joining);
+        }
+    }
+
+    /// Drops typing notices that have expired.
+    pub fn expire_typing(&self, now_ms: f64) {
+        if self
+            .typing
+            .with_untracked(|t| t.iter().any(|(_, until)| *until <= now_ms))
+        {
+            self.typing
+                .update(|t| t.retain(|(_, until)| *until > now_ms));
+        }
+    }
+}
+
+/// What the user is told after a (re)join. Never silent about a gap.
+pub fn resume_notice(resume: &Resume, again: bool, room: &str) -> String {
+    let plural = |n: u64| if n == 1 { "message" } else { "messages" };
+    match (resume, again) {
+        (Resume::Fresh { .. }, _) | (Resume::Live, false) => format!("You joined #{room}"),
+        (Resume::Live, true) => "Reconnected; nothing was missed".into(),
+        (Resume::Recovered { count }, _) => {
+            format!("Reconnected; recovered {count} missed {}", plural(*count))
+        }
+        (
+            Resume::Gap {
+                reason: GapReason::Trimmed,
+                count,
+            },
+            _,
+        ) => format!(
+            "Some messages are no longer available (history trimmed); showing the {count} that are"
+        ),
+        (
+            Resume::Gap {
+                reason: GapReason::EpochChanged,
+                count,
+            },
+            _,
+        ) => format!(
+            "The server's history was reset; earlier messages may be missing. Showing the latest {count}"
+        ),
+    }
+}
