@@ -226,7 +226,7 @@ impl Connection {
                     conn.emit(ConnEvent::BadFrame("binary frame".into()));
                     return;
                 };
-                match serde_json::from_str::<ServerMsg>(&text) {
+                match ServerMsg::decode(&text) {
                     Ok(msg) => conn.on_message(msg),
                     Err(e) => conn.emit(ConnEvent::BadFrame(e.to_string())),
                 }

@@ -16,6 +16,7 @@ pub mod echo_probe;
 pub mod endpoint;
 pub mod history;
 pub mod identity;
+pub mod numbers;
 pub mod room;
 pub mod state;
 

@@ -199,7 +199,9 @@ impl RoomState {
             self.last_seq.set(0);
         }
         self.epoch.set(Some(s.epoch));
-        self.members.set(s.members);
+        let mut members = s.members;
+        members.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        self.members.set(members);
         self.status.set(RoomStatus::Joined);
         // What a reconnect recovers was missed, so it counts as unread; a first join's
         // history does not.
@@ -266,8 +268,7 @@ impl RoomState {
         self.notice(format!("{} joined", member.name));
         self.members.update(|m| {
             m.retain(|x| x.name != member.name);
-            m.push(member);
-            m.sort_by(|a, b| a.name.cmp(&b.name));
+            insert_sorted(m, member);
         });
     }
 
@@ -275,7 +276,7 @@ impl RoomState {
         self.members
             .update(|m| match m.iter_mut().find(|x| x.name == member.name) {
                 Some(x) => *x = member,
-                None => m.push(member),
+                None => insert_sorted(m, member),
             })
     }
 
@@ -312,6 +313,12 @@ impl RoomState {
                 .update(|t| t.retain(|(_, until)| *until > now_ms));
         }
     }
+}
+
+/// Keeps the member list sorted by name.
+fn insert_sorted(members: &mut Vec<Member>, member: Member) {
+    let at = members.partition_point(|x| x.name < member.name);
+    members.insert(at, member);
 }
 
 /// What the user is told after a (re)join. Never silent about a gap.

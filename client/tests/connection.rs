@@ -269,4 +269,8 @@ fn server_urls_become_websocket_urls() {
         "ws://h/ws?name=Zo%C3%AB%20%26%20co&token=t0123456789abcdef"
     );
     assert_eq!(client::endpoint::http_base("wss://h:1"), "https://h:1");
+    assert_eq!(client::numbers::tenths(12.34), "12.3");
+    assert_eq!(client::numbers::tenths(0.05), "0.1");
+    assert_eq!(client::numbers::tenths(-0.06), "-0.1");
+    assert_eq!(client::numbers::tenths(7.0), "7.0");
 }

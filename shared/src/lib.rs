@@ -5,6 +5,7 @@
 //!
 //! Builds for the host and for `wasm32-unknown-unknown`.
 
+mod decode;
 pub mod model;
 pub mod protocol;
 

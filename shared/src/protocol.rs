@@ -308,8 +308,12 @@ pub struct Limits {
 }
 
 /// The outcome of (re)joining a room, in the welcome. Never silent about a gap.
+///
+/// Serialized tagged by `kind`; read through a flat struct (`ResumeWire`), which accepts the
+/// same JSON without serde's buffering of internally tagged enums (a large part of the client
+/// bundle).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "ResumeWire")]
 pub enum Resume {
     /// First join (no position given): the last `count` messages follow.
     Fresh { count: u64 },
@@ -319,6 +323,42 @@ pub enum Resume {
     Recovered { count: u64 },
     /// Some messages cannot be recovered; the `count` messages that can follow.
     Gap { reason: GapReason, count: u64 },
+}
+
+/// How [`Resume`] is read: its `kind` and whichever fields that kind has.
+#[derive(Deserialize)]
+struct ResumeWire {
+    kind: ResumeKind,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    reason: Option<GapReason>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ResumeKind {
+    Fresh,
+    Live,
+    Recovered,
+    Gap,
+}
+
+impl TryFrom<ResumeWire> for Resume {
+    type Error = &'static str;
+
+    fn try_from(w: ResumeWire) -> Result<Self, Self::Error> {
+        let count = w.count.ok_or("missing field `count`");
+        Ok(match w.kind {
+            ResumeKind::Fresh => Self::Fresh { count: count? },
+            ResumeKind::Live => Self::Live,
+            ResumeKind::Recovered => Self::Recovered { count: count? },
+            ResumeKind::Gap => Self::Gap {
+                reason: w.reason.ok_or("missing field `reason`")?,
+                count: count?,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -580,6 +620,38 @@ mod tests {
     }
 
     #[test]
+    fn the_compact_decoder_agrees_with_serde_on_every_message() {
+        for msg in every_server_msg() {
+            let json = msg.to_json();
+            assert_eq!(ServerMsg::decode(&json).unwrap(), msg, "{json}");
+        }
+        // Order of fields and unknown extra fields do not matter to either.
+        let reordered = r#"{"seq":3,"ts":4,"extra":[1,{"type":"x"}],"id":"a","type":"ack"}"#;
+        assert_eq!(
+            ServerMsg::decode(reordered).unwrap(),
+            serde_json::from_str::<ServerMsg>(reordered).unwrap()
+        );
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"type":"launch"}"#,
+            r#"{"type":"ack","id":"a"}"#,
+            r#"{"type":"join_refused","code":"name_taken","reason":"r"}"#,
+            r#"{"type":"nack","code":"nope","reason":"r","id":"a"}"#,
+            r#"{"msg":"no type"}"#,
+            r#"{"type":"nack","code":"store_rejected","reason":"r"}"#,
+            r#"{"type":"typing","room":"r"}"#,
+            r#"{"type":"subscribed","room":"r","epoch":"e","members":[],"resume":{"kind":"gap","count":1}}"#,
+            r#"{"type":"subscribed","room":"r","epoch":"e","members":[],"resume":{"kind":"fresh"}}"#,
+            r#"{"type":"subscribed","room":"r","epoch":"e","members":[],"resume":{"kind":"later"}}"#,
+        ] {
+            assert!(ServerMsg::decode(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<ServerMsg>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn every_client_message_round_trips() {
         for msg in [
             ClientMsg::Chat {
@@ -696,7 +768,8 @@ mod tests {
         #[test]
         fn any_chat_broadcast_round_trips(msg in any::<String>(), name in any::<String>(), ts in any::<u64>()) {
             let out = ServerMsg::Chat(ChatMsg { room: "r".into(), seq: ts / 2, name, msg, id: None, ts });
-            prop_assert_eq!(serde_json::from_str::<ServerMsg>(&out.to_json()).unwrap(), out);
+            prop_assert_eq!(serde_json::from_str::<ServerMsg>(&out.to_json()).unwrap(), out.clone());
+            prop_assert_eq!(ServerMsg::decode(&out.to_json()).unwrap(), out);
         }
 
         #[test]

@@ -31,7 +31,7 @@ pub fn ConnectionBadge(
             attempt,
             retry_at_ms,
         } => {
-            let secs = ((retry_at_ms - now.get()) / 1000.0).max(0.0).ceil();
+            let secs = ((retry_at_ms - now.get()) / 1000.0).max(0.0).ceil() as u64;
             format!("Reconnecting in {secs} s (attempt {attempt})")
         }
         ConnState::Closed { code, reason } if reason.is_empty() => format!("Closed ({code})"),

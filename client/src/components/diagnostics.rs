@@ -17,12 +17,12 @@ pub fn Diagnostics(session: Session, server: String) -> impl IntoView {
         echo_probe::measure(&echo_url, 10, move |outcome| {
             running.set(false);
             result.set(Some(outcome.map(|mut s| {
-                s.sort_by(f64::total_cmp);
+                s.sort_unstable_by(f64::total_cmp);
                 (s[0], s[s.len() / 2], s[s.len() - 1])
             })));
         });
     };
-    let fmt = |ms: f64| format!("{ms:.1} ms");
+    let fmt = |ms: f64| format!("{} ms", crate::numbers::tenths(ms));
     view! {
         <section class="panel diagnostics" aria-labelledby="diag-title">
             <h2 id="diag-title">"Diagnostics"</h2>

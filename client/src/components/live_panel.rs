@@ -3,8 +3,10 @@ use std::collections::VecDeque;
 use leptos::prelude::*;
 use shared::Stats;
 
+use crate::numbers::tenths;
 use crate::state::CHART_POINTS;
 
+/// The chart's `viewBox` (kept in step with the view below).
 const W: f64 = 300.0;
 const H: f64 = 90.0;
 
@@ -17,9 +19,9 @@ fn polyline(values: &[f64], max: f64) -> String {
         .enumerate()
         .map(|(i, v)| {
             format!(
-                "{:.1},{:.1}",
-                offset + i as f64 * step,
-                H - (v / max) * (H - 6.0) - 3.0
+                "{},{}",
+                tenths(offset + i as f64 * step),
+                tenths(H - (v / max) * (H - 6.0) - 3.0)
             )
         })
         .collect::<Vec<_>>()
@@ -29,6 +31,11 @@ fn polyline(values: &[f64], max: f64) -> String {
 fn nice_max(values: &[f64]) -> f64 {
     let max = values.iter().copied().fold(0.0, f64::max);
     if max <= 5.0 { 5.0 } else { (max * 1.2).ceil() }
+}
+
+/// The axis maximum as text (a whole number).
+fn max_label(values: &[f64]) -> String {
+    (nice_max(values) as u64).to_string()
 }
 
 fn uptime(secs: u64) -> String {
@@ -58,18 +65,18 @@ pub fn LivePanel(stats: RwSignal<VecDeque<Stats>>) -> impl IntoView {
                 <div><dt>"Rooms"</dt><dd>{figure(|s| s.rooms.to_string())}</dd></div>
                 <div><dt>"Uptime"</dt><dd>{figure(|s| uptime(s.uptime_secs))}</dd></div>
             </dl>
-            <svg class="chart" viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img"
+            <svg class="chart" viewBox="0 0 300 90" preserveAspectRatio="none" role="img"
                 aria-label="Messages per second and connections over the last minute">
-                <line class="grid" x1="0" y1=H / 2.0 x2=W y2=H / 2.0 />
-                <line class="grid" x1="0" y1=H - 1.0 x2=W y2=H - 1.0 />
+                <line class="grid" x1="0" y1="45" x2="300" y2="45" />
+                <line class="grid" x1="0" y1="89" x2="300" y2="89" />
                 <polyline class="series-conns" fill="none"
                     points=move || { let v = conns(); polyline(&v, nice_max(&v)) } />
                 <polyline class="series-rate" fill="none"
                     points=move || { let v = rate(); polyline(&v, nice_max(&v)) } />
             </svg>
             <div class="legend">
-                <span class="key key-rate">"messages/s (max " {move || nice_max(&rate())} ")"</span>
-                <span class="key key-conns">"connections (max " {move || nice_max(&conns())} ")"</span>
+                <span class="key key-rate">"messages/s (max " {move || max_label(&rate())} ")"</span>
+                <span class="key key-conns">"connections (max " {move || max_label(&conns())} ")"</span>
                 <span class="muted">"last 60 s"</span>
             </div>
         </section>
