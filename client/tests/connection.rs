@@ -9,19 +9,13 @@ use std::rc::Rc;
 use client::connection::{BACKOFF_CAP_MS, ConnEvent, ConnState, Connection, SendError, backoff_ms};
 use client::endpoint::{chat_url, to_ws};
 use shared::{Command, ErrorCode, RoomId, ServerMsg, close_code};
-use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
-wasm_bindgen_test_configure!(run_in_browser);
+mod common;
 
-// A run-time failure, not `env!`: the host build (`cargo clippy --workspace`) compiles this file
-// without a server.
-#[allow(clippy::option_env_unwrap)]
-fn server() -> String {
-    option_env!("SWITCHBOARD_TEST_SERVER")
-        .expect("SWITCHBOARD_TEST_SERVER must name a running server (scripts/test.sh sets it)")
-        .to_owned()
-}
+use common::{server, sleep};
+
+wasm_bindgen_test_configure!(run_in_browser);
 
 /// A connection with every event recorded.
 struct Recorded {
@@ -34,16 +28,6 @@ fn open(url: String) -> Recorded {
     let sink = events.clone();
     let conn = Connection::open(move || url.clone(), move |e| sink.borrow_mut().push(e));
     Recorded { conn, events }
-}
-
-async fn sleep(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(resolve.unchecked_ref(), ms)
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
 }
 
 impl Recorded {

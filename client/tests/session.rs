@@ -9,30 +9,16 @@ use client::room::{LineKind, RoomStatus};
 use client::state::Session;
 use leptos::prelude::*;
 use shared::RoomId;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
+
+mod common;
+
+use common::{server, sleep};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[allow(clippy::option_env_unwrap)]
-fn server() -> String {
-    option_env!("SWITCHBOARD_TEST_SERVER")
-        .expect("SWITCHBOARD_TEST_SERVER must name a running server (scripts/test.sh sets it)")
-        .to_owned()
-}
-
 fn room(name: &str) -> RoomId {
     RoomId::parse(name).unwrap()
-}
-
-async fn sleep(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(resolve.unchecked_ref(), ms)
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
 }
 
 /// Waits (up to 10 s) for `cond`.

@@ -74,6 +74,12 @@ pub struct Application {
 }
 
 impl Application {
+    /// The state every handler shares (for tests that drive a session without a socket).
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Binds the listener (port 0 picks a free port) and builds the router.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;

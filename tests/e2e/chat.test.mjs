@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPage, screenshot } from './harness.mjs';
+import { startServer, launchBrowser, newPage, screenshot, send } from './harness.mjs';
 
 async function join(page, url, name, room) {
   await page.goto(url);
@@ -10,11 +10,6 @@ async function join(page, url, name, room) {
   await page.fill('#join-room', room);
   await page.click('button[type=submit]');
   await page.waitForSelector('.badge[data-state=open]');
-}
-
-async function send(page, text) {
-  await page.fill('#composer-text', text);
-  await page.press('#composer-text', 'Enter');
 }
 
 const messageTexts = (page) => page.$$eval('.msg:not(.pending)', (els) => els.map((e) => ({

@@ -72,6 +72,12 @@ export async function newPage(browser, errors, viewport = { width: 1280, height:
   return page;
 }
 
+/** Types `text` into the stock client's composer and sends it (Enter). */
+export async function send(page, text) {
+  await page.fill('#composer-text', text);
+  await page.press('#composer-text', 'Enter');
+}
+
 export async function screenshot(page, name) {
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 }

@@ -3,14 +3,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startProxy, launchBrowser, newPage, screenshot } from './harness.mjs';
+import { startServer, startProxy, launchBrowser, newPage, screenshot, send } from './harness.mjs';
 
 const chatTexts = (page) => page.$$eval('.msg:not(.pending) .msg-text', (els) => els.map((e) => e.textContent));
-
-async function send(page, text) {
-  await page.fill('#composer-text', text);
-  await page.press('#composer-text', 'Enter');
-}
 
 test('a page that was offline recovers exactly what it missed and delivers its outbox', async () => {
   const server = await startServer();

@@ -5,12 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startProxy, launchBrowser, newPage, screenshot } from './harness.mjs';
-
-async function send(page, text) {
-  await page.fill('#composer-text', text);
-  await page.press('#composer-text', 'Enter');
-}
+import { startServer, startProxy, launchBrowser, newPage, screenshot, send } from './harness.mjs';
 
 const chatTexts = (page) => page.$$eval('.msg:not(.pending) .msg-text', (els) => els.map((e) => e.textContent));
 const roomNames = (page) => page.$$eval('.room-item', (els) => els.map((e) => e.dataset.room));

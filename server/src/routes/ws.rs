@@ -79,5 +79,5 @@ pub async fn handler(
         protocol,
     };
     let tracker = state.tracker.clone();
-    upgrade.on_upgrade(move |socket| tracker.track_future(session::run(socket, params)))
+    upgrade.on_upgrade(move |socket| tracker.track_future(session::ws::run(socket, params)))
 }

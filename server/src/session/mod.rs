@@ -1,5 +1,6 @@
-//! One chat WebSocket's lifetime: validate, register, then a reader loop in this task and a
-//! writer task that alone owns the sink, fed by a bounded queue.
+//! One chat session, whatever its transport: validate, register, replay, then a reader loop
+//! over [`Incoming`] events; everything for the client goes into one bounded queue of
+//! [`Outbound`] items that the transport's writer drains ([`ws`] for WebSockets).
 //!
 //! A plain client (no subprotocol: a tutorial page) and protocol v2 (`switchboard.v2`) carry one
 //! room, given in the query; a plain client is sent only what it can display. Protocol v3
@@ -8,16 +9,16 @@
 //! writer and its slow-consumer policy.
 
 mod v3;
+pub mod ws;
 
 pub use v3::Negotiated;
+pub(crate) use ws::close_for;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use rand::Rng;
+use axum::extract::ws::Utf8Bytes;
+use futures_util::{Stream, StreamExt};
 use shared::{
     ClientMsg, ErrorCode, Inbound, LegacyChat, MessageText, PROTOCOL_VERSION, RoomId, ServerMsg,
     SessionId, Username, Welcome, close_code,
@@ -39,14 +40,6 @@ use crate::limits::{ConnectionPermit, TokenBucket};
 use crate::metrics::{Metrics, kind};
 use crate::resume::resume_plan;
 use crate::store::{NewMessage, Range, Store, StoreError};
-
-/// Frames a writer feeds before one flush.
-const MAX_BATCH: usize = 64;
-/// How long a writer may take to deliver its last frames and the close frame, and how long a
-/// closing session waits for the peer's close frame.
-const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
-/// How long a session whose stream failed keeps the connection after its close frame.
-const BROKEN_LINGER: Duration = Duration::from_millis(500);
 
 /// Everything a session needs, gathered by the upgrade handler.
 pub struct SessionParams {
@@ -74,62 +67,67 @@ pub struct SessionParams {
     pub protocol: Negotiated,
 }
 
-pub async fn run(socket: WebSocket, p: SessionParams) {
-    let session = p.hub.next_session_id();
-    let span = tracing::info_span!("session", session, peer = %p.peer);
-    run_session(socket, session, p).instrument(span).await;
+/// What a transport hands the session, whatever carries it (a WebSocket today; SSE with POSTs
+/// and long-polling later). The session reads these and writes [`Outbound`] items into one
+/// bounded queue; the transport's writer turns those into bytes.
+#[derive(Debug)]
+pub enum Incoming {
+    /// One client message (a text frame).
+    Text(Utf8Bytes),
+    /// A binary frame: the chat protocol has none, and says so.
+    Binary,
+    /// Proof of life and nothing else (a ping or a pong).
+    Alive,
+    /// The client left on purpose (close 1000): its names are released at once.
+    Left,
+    /// The client went away (another close, or the end of its stream).
+    Gone,
+    /// The transport failed and cannot be read any more; `close` is what the client is told,
+    /// if it can still be told (1009 too big, 1007 bad UTF-8, 1002 protocol error).
+    Broken(Option<(u16, &'static str)>),
 }
 
-async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
-    let kick = Kick::default();
-    let plain = p.protocol == Negotiated::Plain;
-    let writer = p.tracker.spawn(
-        write_loop(
-            sink,
-            rx,
-            kick.clone(),
-            p.shutdown.clone(),
-            p.metrics.clone(),
-            p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
-            plain,
-        )
-        .instrument(tracing::Span::current()),
-    );
+/// The session's view of its transport's input: a stream of [`Incoming`].
+pub type IncomingStream<'a> = dyn Stream<Item = Incoming> + Unpin + Send + 'a;
 
+/// Serves one session over any transport until it ends: identity, rooms, replay, commands,
+/// heartbeats. Frames go into `tx`; `kick` asks the transport to close with a code.
+pub(crate) async fn serve(
+    p: &SessionParams,
+    session: SessionId,
+    incoming: &mut IncomingStream<'_>,
+    tx: &mpsc::Sender<Outbound>,
+    kick: &Kick,
+) -> End {
+    let plain = p.protocol == Negotiated::Plain;
     // `room`: the room a v3 command was about, named in the error.
     let send_error = |code: ErrorCode, reason: String, room: Option<&RoomId>| {
         if plain {
-            queue_item(&tx, &kick, &p.metrics, Outbound::Notice(notice(&reason)));
+            queue_item(tx, kick, &p.metrics, Outbound::Notice(notice(&reason)));
         } else {
             let error = ServerMsg::Error {
                 code,
                 reason,
                 room: room.map(ToString::to_string),
             };
-            queue_own(&tx, &kick, &p.metrics, &error);
+            queue_own(tx, kick, &p.metrics, &error);
         }
     };
-    let end = match p.protocol {
+    match p.protocol {
         Negotiated::V3 | Negotiated::Unsupported(_) => {
-            v3::run(&p, session, &mut stream, &tx, &kick, &send_error).await
+            v3::run(p, session, incoming, tx, kick, &send_error).await
         }
         Negotiated::V2 | Negotiated::Plain => {
-            run_one_room(&p, session, &mut stream, &tx, &kick, &send_error).await
+            run_one_room(p, session, incoming, tx, kick, &send_error).await
         }
-    };
-    drop(tx);
-    let _ = writer.await;
-    linger(stream, end).await;
-    drop(p.permit);
+    }
 }
 
 /// A v2 or plain session: admit to the query's room, replay, then read until the end.
 async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     p: &SessionParams,
     session: SessionId,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut IncomingStream<'_>,
     tx: &mpsc::Sender<Outbound>,
     kick: &Kick,
     send_error: &F,
@@ -175,9 +173,9 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     }
 }
 
-/// How a reader loop ended.
+/// How a session ended (its transport finishes accordingly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// The peer closed with 1000: it left on purpose.
     Left,
     /// The peer sent another close frame, or the connection ended.
@@ -186,28 +184,6 @@ enum End {
     Closing,
     /// The stream failed (e.g. an oversize frame) and can no longer be read.
     Broken,
-}
-
-/// Lets the peer see the close frame before the TCP connection goes. Closing a socket that
-/// still has unread input makes the kernel send RST, and a peer that gets RST may drop the close
-/// frame still in its receive buffer (the browser then reports 1006 instead of our code).
-async fn linger(mut stream: SplitStream<WebSocket>, end: End) {
-    match end {
-        End::PeerGone | End::Left => {}
-        // RFC 6455 §7.1.1: wait for the peer's close frame, then close the connection.
-        End::Closing => {
-            let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
-                while let Some(Ok(frame)) = stream.next().await {
-                    if matches!(frame, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
-        // The stream cannot be read any more: give the close frame a moment to arrive.
-        End::Broken => tokio::time::sleep(BROKEN_LINGER).await,
-    }
 }
 
 type Refused = (ErrorCode, u16, String);
@@ -462,7 +438,7 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
 impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     async fn read_loop(
         &mut self,
-        stream: &mut SplitStream<WebSocket>,
+        stream: &mut IncomingStream<'_>,
         tx: &mpsc::Sender<Outbound>,
         shutdown: &CancellationToken,
     ) -> End {
@@ -479,25 +455,24 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 frame = stream.next() => {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
-                        Some(Ok(Message::Text(text))) => {
+                        Some(Incoming::Text(text)) => {
                             self.on_text(text.as_str(), tx).await;
                             // A v3 join replays history before it returns: the peer was being
                             // written to, not silent, meanwhile.
                             dead.as_mut().reset(Instant::now() + dead_after);
                         }
-                        Some(Ok(Message::Binary(_))) => {
+                        Some(Incoming::Binary) => {
                             self.metrics.frames_in.get_or_create(&kind("binary")).inc();
                             self.reject(
                                 ErrorCode::BinaryNotSupported,
                                 "the chat socket speaks JSON text frames; /echo takes binary".into(),
                             );
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        // Close 1000 is a deliberate leave: the name need not be held.
-                        Some(Ok(Message::Close(Some(frame)))) if frame.code == 1000 => return End::Left,
-                        Some(Ok(Message::Close(_))) | None => return End::PeerGone,
-                        Some(Err(e)) => {
-                            if let Some((code, reason)) = close_for(e) {
+                        Some(Incoming::Alive) => {}
+                        Some(Incoming::Left) => return End::Left,
+                        Some(Incoming::Gone) | None => return End::PeerGone,
+                        Some(Incoming::Broken(close)) => {
+                            if let Some((code, reason)) = close {
                                 self.kick.kick(code, reason, false);
                             }
                             return End::Broken;
@@ -751,148 +726,91 @@ fn notice(text: &str) -> Utf8Bytes {
     Utf8Bytes::from(notice.to_string())
 }
 
-/// The close code for a read error: 1009 for an over-limit message or frame, 1007 for a text
-/// frame that is not UTF-8, 1002 for any other protocol violation (unmasked frames, reserved
-/// bits, unknown opcodes, fragmented control frames, invalid close codes). `None` when the
-/// connection itself failed and there is nobody to tell.
-pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
-    use tungstenite::Error as E;
-    match e.into_inner().downcast_ref::<E>()? {
-        E::Capacity(_) => Some((1009, "message too big")),
-        E::Utf8(_) => Some((1007, "invalid UTF-8")),
-        E::Protocol(_) => Some((1002, "protocol error")),
-        _ => None,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Application;
+    use crate::config::Settings;
+    use crate::limits::ConnectionLimiter;
+    use shared::Resume;
 
-/// The only owner of the sink. Feeds every queued frame, then flushes once.
-///
-/// `kick_deadline`: how long the close frame of a kicked session may wait to be written. A slow
-/// consumer's socket is full by definition, so its close frame waits behind what the kernel
-/// already holds; the client gets as long as a silent peer gets (the heartbeat deadline) to read
-/// up to it, so it learns why it was closed (4429) instead of seeing the connection vanish.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    kick: Kick,
-    shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
-    kick_deadline: Duration,
-    plain: bool,
-) {
-    // Commit times of the chat frames in the current batch (reused between batches).
-    let mut committed = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let first = tokio::select! {
-            biased;
-            () = kick.kicked() => break,
-            () = shutdown.cancelled() => break,
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => {
-                    // The session ended (the peer closed or went away): finish the closing
-                    // handshake if the socket still works.
-                    let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
-                    return;
-                }
-            },
+    /// The session core has no socket: a plain stream of events in, queue items out. This is
+    /// what the SSE and long-polling transports will drive.
+    #[tokio::test]
+    async fn the_session_core_serves_protocol_v3_from_a_stream_of_events_without_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::with_bind("127.0.0.1:0".parse().unwrap());
+        settings.db = dir.path().join("core.db");
+        let app = Application::build(settings).await.unwrap();
+        let state = app.state().clone();
+        let ip = "127.0.0.1".parse().unwrap();
+        let p = SessionParams {
+            hub: state.hub.clone(),
+            settings: state.settings.clone(),
+            peer: ClientAddr { ip, port: Some(9) },
+            room: None,
+            name: Some("core".into()),
+            token: Some("core-test-token-0001".into()),
+            position: None,
+            feed: false,
+            store: state.store.clone(),
+            cluster: None,
+            metrics: state.metrics.clone(),
+            shutdown: state.shutdown.clone(),
+            tracker: state.tracker.clone(),
+            permit: ConnectionLimiter::new(10, 10).try_acquire(ip).unwrap(),
+            protocol: Negotiated::V3,
         };
-        committed.clear();
-        let mut frames = 0;
-        let batch = async {
-            let mut next = Some(first);
-            while let Some(item) = next.take() {
-                if let Outbound::Chat(_, at) = &item {
-                    committed.push(*at);
-                }
-                // A plain client is sent only what it can display.
-                if !(plain && matches!(item, Outbound::Frame(_))) {
-                    sink.feed(to_message(item)).await?;
-                    frames += 1;
-                }
-                if frames < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
+        let text = |json: &str| Incoming::Text(Utf8Bytes::from(json.to_owned()));
+        let mut incoming = futures_util::stream::iter(vec![
+            text(r#"{"type":"join","room":"core"}"#),
+            Incoming::Alive,
+            text(r#"{"type":"chat","room":"core","msg":"no socket","id":"m1"}"#),
+            Incoming::Binary,
+            Incoming::Left,
+        ]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let session = state.hub.next_session_id();
+        let end = serve(&p, session, &mut incoming, &tx, &Kick::default()).await;
+        assert_eq!(end, End::Left);
+        drop(tx);
+        let mut frames = Vec::new();
+        while let Some(item) = rx.recv().await {
+            if let Outbound::Frame(f) | Outbound::Chat(f, _) | Outbound::History(f) = item {
+                frames.push(ServerMsg::decode(f.as_str()).unwrap());
             }
-            sink.flush().await
-        };
-        // A write that blocks (peer not reading) must not outlive a kick or a shutdown.
-        let written = tokio::select! {
-            r = batch => r.is_ok(),
-            () = kick.kicked() => false,
-            () = shutdown.cancelled() => false,
-        };
-        if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
-            // The peer closed (or the connection failed) while frames were still queued:
-            // nothing more can be sent but the reply to its close frame, if one is pending.
-            let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
-            return;
         }
-        if !written {
-            break;
-        }
-        metrics.frames_out.inc_by(frames as u64);
-        for at in &committed {
-            metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
-        }
-    }
-    let (close, farewell) = match kick.reason() {
-        Some(k) => {
-            if !k.drain {
-                while rx.try_recv().is_ok() {}
-            }
-            (
-                CloseFrame {
-                    code: k.code,
-                    reason: Utf8Bytes::from_static(k.reason),
+        // The broadcast of the message may come before or after its ack; the rest is in order.
+        let chat = frames.iter().position(|m| matches!(m, ServerMsg::Chat(_)));
+        let chat = chat.map(|i| frames.remove(i));
+        assert!(
+            matches!(&chat, Some(ServerMsg::Chat(c)) if c.msg == "no socket" && c.seq == 1),
+            "{chat:?}"
+        );
+        assert!(matches!(&frames[0], ServerMsg::Hello(h) if h.name.as_deref() == Some("core")));
+        assert!(matches!(
+            &frames[1],
+            ServerMsg::Subscribed(s) if s.room == "core" && s.resume == Resume::Fresh { count: 0 }
+        ));
+        assert_eq!(
+            frames[2],
+            ServerMsg::Ack {
+                id: "m1".into(),
+                seq: 1,
+                ts: match &chat {
+                    Some(ServerMsg::Chat(c)) => c.ts,
+                    _ => unreachable!(),
                 },
-                None,
-            )
-        }
-        None => {
-            let retry_after_ms = rand::rng().random_range(500..3000);
-            (
-                CloseFrame {
-                    code: 1001,
-                    reason: Utf8Bytes::from_static("server shutting down"),
-                },
-                Some(ServerMsg::Shutdown { retry_after_ms }),
-            )
-        }
-    };
-    let goodbye = async {
-        while let Ok(item) = rx.try_recv() {
-            if !(plain && matches!(item, Outbound::Frame(_))) {
-                sink.feed(to_message(item)).await?;
+                room: Some("core".into()),
             }
-        }
-        if let Some(msg) = farewell.filter(|_| !plain) {
-            sink.feed(Message::Text(encode(&msg))).await?;
-        }
-        sink.send(Message::Close(Some(close))).await
-    };
-    // At shutdown the grace period is short, and so is the wait.
-    let kicked = kick.reason().is_some();
-    let deadline = if kicked {
-        kick_deadline
-    } else {
-        CLOSE_DEADLINE
-    };
-    let delivered = tokio::select! {
-        written = tokio::time::timeout(deadline, goodbye) => matches!(written, Ok(Ok(()))),
-        () = shutdown.cancelled(), if kicked => false,
-    };
-    if !delivered {
-        debug!("the close frame could not be delivered");
-    }
-}
-
-fn to_message(item: Outbound) -> Message {
-    match item {
-        Outbound::Frame(text)
-        | Outbound::Chat(text, _)
-        | Outbound::History(text)
-        | Outbound::Notice(text) => Message::Text(text),
-        Outbound::Ping => Message::Ping(Default::default()),
+        );
+        assert!(matches!(
+            &frames[3],
+            ServerMsg::Error {
+                code: ErrorCode::BinaryNotSupported,
+                ..
+            }
+        ));
+        assert_eq!(frames.len(), 4, "{frames:?}");
     }
 }

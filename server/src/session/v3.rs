@@ -68,7 +68,7 @@ pub(super) struct Rooms {
 pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     p: &SessionParams,
     session: SessionId,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut IncomingStream<'_>,
     tx: &mpsc::Sender<Outbound>,
     kick: &Kick,
     send_error: &F,

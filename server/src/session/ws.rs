@@ -1,0 +1,232 @@
+//! The WebSocket transport: moves bytes between a socket and the session core.
+//!
+//! The reader side turns frames into [`Incoming`] events for [`serve`]; the writer task alone
+//! owns the sink and writes what the session queued, batching what is ready into one flush.
+//! Closing follows RFC 6455: the close frame of a kicked session (with its code) or of a
+//! shutdown, then a short wait for the peer's own close frame.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+
+use super::*;
+
+/// Frames a writer feeds before one flush.
+const MAX_BATCH: usize = 64;
+/// How long a writer may take to deliver its last frames and the close frame, and how long a
+/// closing session waits for the peer's close frame.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a session whose stream failed keeps the connection after its close frame.
+const BROKEN_LINGER: Duration = Duration::from_millis(500);
+
+pub async fn run(socket: WebSocket, p: SessionParams) {
+    let session = p.hub.next_session_id();
+    let span = tracing::info_span!("session", session, peer = %p.peer);
+    run_session(socket, session, p).instrument(span).await;
+}
+
+async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
+    let (sink, stream) = socket.split();
+    let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
+    let kick = Kick::default();
+    let writer = p.tracker.spawn(
+        write_loop(
+            sink,
+            rx,
+            kick.clone(),
+            p.shutdown.clone(),
+            p.metrics.clone(),
+            p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
+            p.protocol == Negotiated::Plain,
+        )
+        .instrument(tracing::Span::current()),
+    );
+    let mut incoming = stream.map(incoming);
+    let end = serve(&p, session, &mut incoming, &tx, &kick).await;
+    drop(tx);
+    let _ = writer.await;
+    linger(incoming.into_inner(), end).await;
+    drop(p.permit);
+}
+
+/// A frame (or a read error) as the session sees it.
+fn incoming(frame: Result<Message, axum::Error>) -> Incoming {
+    match frame {
+        Ok(Message::Text(text)) => Incoming::Text(text),
+        Ok(Message::Binary(_)) => Incoming::Binary,
+        Ok(Message::Ping(_) | Message::Pong(_)) => Incoming::Alive,
+        // Close 1000 is a deliberate leave: the name need not be held.
+        Ok(Message::Close(Some(frame))) if frame.code == 1000 => Incoming::Left,
+        Ok(Message::Close(_)) => Incoming::Gone,
+        Err(e) => Incoming::Broken(close_for(e)),
+    }
+}
+
+/// Lets the peer see the close frame before the TCP connection goes. Closing a socket that
+/// still has unread input makes the kernel send RST, and a peer that gets RST may drop the close
+/// frame still in its receive buffer (the browser then reports 1006 instead of our code).
+async fn linger(mut stream: SplitStream<WebSocket>, end: End) {
+    match end {
+        End::PeerGone | End::Left => {}
+        // RFC 6455 §7.1.1: wait for the peer's close frame, then close the connection.
+        End::Closing => {
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        // The stream cannot be read any more: give the close frame a moment to arrive.
+        End::Broken => tokio::time::sleep(BROKEN_LINGER).await,
+    }
+}
+
+/// The close code for a read error: 1009 for an over-limit message or frame, 1007 for a text
+/// frame that is not UTF-8, 1002 for any other protocol violation (unmasked frames, reserved
+/// bits, unknown opcodes, fragmented control frames, invalid close codes). `None` when the
+/// connection itself failed and there is nobody to tell.
+pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::Error as E;
+    match e.into_inner().downcast_ref::<E>()? {
+        E::Capacity(_) => Some((1009, "message too big")),
+        E::Utf8(_) => Some((1007, "invalid UTF-8")),
+        E::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
+}
+
+/// The only owner of the sink. Feeds every queued frame, then flushes once.
+///
+/// `kick_deadline`: how long the close frame of a kicked session may wait to be written. A slow
+/// consumer's socket is full by definition, so its close frame waits behind what the kernel
+/// already holds; the client gets as long as a silent peer gets (the heartbeat deadline) to read
+/// up to it, so it learns why it was closed (4429) instead of seeing the connection vanish.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    kick: Kick,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    kick_deadline: Duration,
+    plain: bool,
+) {
+    // Commit times of the chat frames in the current batch (reused between batches).
+    let mut committed = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = kick.kicked() => break,
+            () = shutdown.cancelled() => break,
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => {
+                    // The session ended (the peer closed or went away): finish the closing
+                    // handshake if the socket still works.
+                    let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
+                    return;
+                }
+            },
+        };
+        committed.clear();
+        let mut frames = 0;
+        let batch = async {
+            let mut next = Some(first);
+            while let Some(item) = next.take() {
+                if let Outbound::Chat(_, at) = &item {
+                    committed.push(*at);
+                }
+                // A plain client is sent only what it can display.
+                if !(plain && matches!(item, Outbound::Frame(_))) {
+                    sink.feed(to_message(item)).await?;
+                    frames += 1;
+                }
+                if frames < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            sink.flush().await
+        };
+        // A write that blocks (peer not reading) must not outlive a kick or a shutdown.
+        let written = tokio::select! {
+            r = batch => r.is_ok(),
+            () = kick.kicked() => false,
+            () = shutdown.cancelled() => false,
+        };
+        if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
+            // The peer closed (or the connection failed) while frames were still queued:
+            // nothing more can be sent but the reply to its close frame, if one is pending.
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
+            return;
+        }
+        if !written {
+            break;
+        }
+        metrics.frames_out.inc_by(frames as u64);
+        for at in &committed {
+            metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+        }
+    }
+    let (close, farewell) = match kick.reason() {
+        Some(k) => {
+            if !k.drain {
+                while rx.try_recv().is_ok() {}
+            }
+            (
+                CloseFrame {
+                    code: k.code,
+                    reason: Utf8Bytes::from_static(k.reason),
+                },
+                None,
+            )
+        }
+        None => {
+            let retry_after_ms = rand::rng().random_range(500..3000);
+            (
+                CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("server shutting down"),
+                },
+                Some(ServerMsg::Shutdown { retry_after_ms }),
+            )
+        }
+    };
+    let goodbye = async {
+        while let Ok(item) = rx.try_recv() {
+            if !(plain && matches!(item, Outbound::Frame(_))) {
+                sink.feed(to_message(item)).await?;
+            }
+        }
+        if let Some(msg) = farewell.filter(|_| !plain) {
+            sink.feed(Message::Text(encode(&msg))).await?;
+        }
+        sink.send(Message::Close(Some(close))).await
+    };
+    // At shutdown the grace period is short, and so is the wait.
+    let kicked = kick.reason().is_some();
+    let deadline = if kicked {
+        kick_deadline
+    } else {
+        CLOSE_DEADLINE
+    };
+    let delivered = tokio::select! {
+        written = tokio::time::timeout(deadline, goodbye) => matches!(written, Ok(Ok(()))),
+        () = shutdown.cancelled(), if kicked => false,
+    };
+    if !delivered {
+        debug!("the close frame could not be delivered");
+    }
+}
+
+fn to_message(item: Outbound) -> Message {
+    match item {
+        Outbound::Frame(text)
+        | Outbound::Chat(text, _)
+        | Outbound::History(text)
+        | Outbound::Notice(text) => Message::Text(text),
+        Outbound::Ping => Message::Ping(Default::default()),
+    }
+}
