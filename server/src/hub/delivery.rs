@@ -11,15 +11,12 @@ pub fn encode(msg: &ServerMsg) -> Utf8Bytes {
 /// Queues a frame for one session, or holds it back while the session replays history. A full
 /// queue (or too much held back) kicks the session: the slow-consumer policy.
 pub(super) fn deliver(
-    sessions: &mut HashMap<SessionId, Subscriber>,
+    sub: &mut Subscriber,
     id: SessionId,
     frame: &Utf8Bytes,
     chat: Option<Committed>,
     hub: &Hub,
 ) {
-    let Some(sub) = sessions.get_mut(&id) else {
-        return;
-    };
     if let (Some((seq, _)), None) = (chat, &sub.held) {
         if seq <= sub.last_seq {
             return;
@@ -62,15 +59,16 @@ impl Hub {
     /// Ends a session's replay: queues the frames held back since it registered, skipping chat
     /// messages with `seq <= replayed_to` (the replay already sent them).
     pub fn go_live(&self, session: SessionId, replayed_to: u64) {
-        let mut state = self.lock();
-        let Some(sub) = state.sessions.get_mut(&session) else {
-            return;
-        };
-        sub.last_seq = sub.last_seq.max(replayed_to);
-        // `deliver` skips the chat frames the replay already sent.
-        for (chat, frame) in sub.held.take().unwrap_or_default() {
-            deliver(&mut state.sessions, session, &frame, chat, self);
-        }
+        self.with_subscription(session, |_, room| {
+            let Some(sub) = room.subscribers.get_mut(&session) else {
+                return;
+            };
+            sub.last_seq = sub.last_seq.max(replayed_to);
+            // `deliver` skips the chat frames the replay already sent.
+            for (chat, frame) in sub.held.take().unwrap_or_default() {
+                deliver(sub, session, &frame, chat, self);
+            }
+        });
     }
 
     /// Fans out freshly committed messages, in the order given (per room, `seq` order).
@@ -80,39 +78,35 @@ impl Hub {
     }
 
     /// Fans out stored messages that may have been published before (a cluster node catching
-    /// up after missing some): each session gets only those newer than its last.
+    /// up after missing some): each session gets only those newer than its last. Each message
+    /// locks only its own room.
     pub fn publish_recovered(&self, messages: Vec<ChatMsg>) {
-        let mut state = self.lock();
         let committed_at = Instant::now();
         for msg in messages {
-            let Ok(room) = RoomId::parse(&msg.room) else {
-                continue;
+            let Some(cell) = RoomId::parse(&msg.room).ok().and_then(|r| self.room(&r)) else {
+                continue; // nobody in the room on this node
             };
             let chat = Some((msg.seq, committed_at));
-            state.fan_out(&room, &encode(&ServerMsg::Chat(msg)), chat, self);
+            let frame = encode(&ServerMsg::Chat(msg));
+            lock_room(&cell).fan_out(&frame, chat, self);
         }
     }
 
     /// For each room with live (not replaying) sessions, the oldest last `seq` among them:
     /// what a node that may have missed messages must read on from.
     pub fn room_floors(&self) -> Vec<(RoomId, u64)> {
-        let state = self.lock();
-        state
-            .rooms
-            .keys()
-            .filter_map(|room| Some((room.clone(), state.floor(room)?)))
+        self.all_rooms()
+            .into_iter()
+            .filter_map(|(id, cell)| Some((id, lock_room(&cell).floor()?)))
             .collect()
     }
 
     /// The fewest free slots in the outbound queue of any live session in the room.
     pub fn room_headroom(&self, room: &RoomId) -> Option<usize> {
-        let state = self.lock();
-        state
-            .rooms
-            .get(room)?
-            .subscribers
-            .iter()
-            .filter_map(|id| state.sessions.get(id))
+        let cell = self.room(room)?;
+        let room = lock_room(&cell);
+        room.subscribers
+            .values()
             .filter(|s| s.held.is_none())
             .map(|s| s.tx.capacity())
             .min()
@@ -120,36 +114,23 @@ impl Hub {
 
     /// [`room_floors`](Self::room_floors) for one room.
     pub fn room_floor(&self, room: &RoomId) -> Option<u64> {
-        self.lock().floor(room)
+        let cell = self.room(room)?;
+        lock_room(&cell).floor()
     }
 }
 
-impl State {
-    pub(super) fn floor(&self, room: &RoomId) -> Option<u64> {
-        self.rooms
-            .get(room)?
-            .subscribers
-            .iter()
-            .filter_map(|id| self.sessions.get(id))
+impl Room {
+    pub(super) fn floor(&self) -> Option<u64> {
+        self.subscribers
+            .values()
             .filter(|s| s.held.is_none())
             .map(|s| s.last_seq)
             .min()
     }
 
-    pub(super) fn fan_out(
-        &mut self,
-        room: &RoomId,
-        frame: &Utf8Bytes,
-        chat: Option<Committed>,
-        hub: &Hub,
-    ) {
-        let Self {
-            sessions, rooms, ..
-        } = self;
-        if let Some(members) = rooms.get(room) {
-            for id in &members.subscribers {
-                deliver(sessions, *id, frame, chat, hub);
-            }
+    pub(super) fn fan_out(&mut self, frame: &Utf8Bytes, chat: Option<Committed>, hub: &Hub) {
+        for (id, sub) in &mut self.subscribers {
+            deliver(sub, *id, frame, chat, hub);
         }
     }
 }

@@ -28,12 +28,12 @@
 //! - [`delivery`] — fan-out through bounded queues, the slow-consumer policy, replay hold-back.
 //! - [`stats`] — the live feed and its recent history.
 //!
-//! All of it is one `Mutex<State>` still: per-room locks come with protocol v3's sessions of
-//! many rooms.
+//! Each room is behind its own lock ([`Hub`] lists the locks and their order): a message's
+//! fan-out locks its room only, so rooms deliver on several cores at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
@@ -101,12 +101,12 @@ impl Identity {
     }
 }
 
-/// The hub's handle on one session.
+/// The hub's handle on one subscription (a v2 or plain session, or one room of a v3
+/// connection). It lives in its room.
 #[derive(Debug)]
 struct Subscriber {
     /// The connection this subscription belongs to (a v3 connection has one per room).
     connection: SessionId,
-    room: RoomId,
     identity: Identity,
     name: Option<Username>,
     tx: mpsc::Sender<Outbound>,
@@ -128,22 +128,20 @@ struct Holder {
     generation: u64,
 }
 
+/// One room: its subscribers and the names held in it, behind the room's own lock.
 #[derive(Debug, Default)]
 struct Room {
-    subscribers: BTreeSet<SessionId>,
+    subscribers: HashMap<SessionId, Subscriber>,
     names: BTreeMap<Username, Holder>,
+    /// Taken out of the registry (it emptied): whoever locked it meanwhile looks it up again.
+    closed: bool,
 }
 
 /// Members held on other nodes, by room: name → connections there.
 pub type RemoteMembers = HashMap<RoomId, BTreeMap<Username, u32>>;
 
-#[derive(Debug, Default)]
-struct State {
-    sessions: HashMap<SessionId, Subscriber>,
-    rooms: HashMap<RoomId, Room>,
-    remote: RemoteMembers,
-    recent_stats: VecDeque<Stats>,
-}
+/// A room behind its lock, shared by the registry and whoever is working in it.
+type RoomCell = Arc<Mutex<Room>>;
 
 /// What the hub tells the other nodes of a cluster.
 pub trait Backplane: Send + Sync + std::fmt::Debug {
@@ -153,9 +151,23 @@ pub trait Backplane: Send + Sync + std::fmt::Debug {
     fn typing(&self, room: &RoomId, name: &Username);
 }
 
+/// Locks, in the only orders they are taken (so none can deadlock):
+/// - `rooms` (the registry) is held only to look a room up, add one or remove an empty one;
+///   removing is the one place that locks a room while holding it (write, then the room).
+/// - a room's lock is taken with no other room's lock held; inside it, `remote` and
+///   `recent_stats` may be read briefly.
+/// - `index` is never held while a room is locked or waited for.
+///
+/// A message's fan-out takes only its room's lock: rooms deliver in parallel.
 #[derive(Debug)]
 pub struct Hub {
-    state: Mutex<State>,
+    /// The rooms with anyone in them on this node (a subscriber or a held name).
+    rooms: RwLock<HashMap<RoomId, RoomCell>>,
+    /// Which room each subscription is in.
+    index: RwLock<HashMap<SessionId, RoomId>>,
+    /// Members other nodes hold (clustered), replaced on every presence refresh.
+    remote: RwLock<RemoteMembers>,
+    recent_stats: Mutex<VecDeque<Stats>>,
     /// This process's random id: tells its sessions apart from other processes' (a cluster's
     /// other nodes, or this server before a restart).
     instance: String,
@@ -194,6 +206,10 @@ pub struct Snapshot {
     pub recent_stats: Vec<Stats>,
 }
 
+fn lock_room(cell: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    cell.lock().expect("room lock poisoned")
+}
+
 impl Hub {
     pub fn new(
         stats_history: usize,
@@ -202,7 +218,10 @@ impl Hub {
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::default(),
+            rooms: RwLock::default(),
+            index: RwLock::default(),
+            remote: RwLock::default(),
+            recent_stats: Mutex::default(),
             instance: format!("{:016x}", rand::random::<u64>()),
             next_session: AtomicU64::new(1),
             metrics,
@@ -228,60 +247,137 @@ impl Hub {
         let _ = self.backplane.set(backplane);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("hub lock poisoned")
-    }
-
     pub fn next_session_id(&self) -> SessionId {
         self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The room's cell, if anyone is in it.
+    fn room(&self, id: &RoomId) -> Option<RoomCell> {
+        self.rooms
+            .read()
+            .expect("room registry poisoned")
+            .get(id)
+            .cloned()
+    }
+
+    /// The room's cell, made if needed. Whoever locks it must check `closed`.
+    fn room_or_create(&self, id: &RoomId) -> RoomCell {
+        if let Some(cell) = self.room(id) {
+            return cell;
+        }
+        self.rooms
+            .write()
+            .expect("room registry poisoned")
+            .entry(id.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Every room's cell (looked at one by one, never two locked at once).
+    fn all_rooms(&self) -> Vec<(RoomId, RoomCell)> {
+        self.rooms
+            .read()
+            .expect("room registry poisoned")
+            .iter()
+            .map(|(id, cell)| (id.clone(), cell.clone()))
+            .collect()
+    }
+
+    /// Runs `f` in the room of subscription `session`, under that room's lock.
+    fn with_subscription<R>(
+        &self,
+        session: SessionId,
+        f: impl FnOnce(&RoomId, &mut Room) -> R,
+    ) -> Option<R> {
+        let room_id = self
+            .index
+            .read()
+            .expect("subscription index poisoned")
+            .get(&session)?
+            .clone();
+        let cell = self.room(&room_id)?;
+        let mut room = lock_room(&cell);
+        if !room.subscribers.contains_key(&session) {
+            return None; // it unregistered meanwhile
+        }
+        Some(f(&room_id, &mut room))
+    }
+
+    /// Takes the room out of the registry if nobody is in it (no subscriber, no held name).
+    fn drop_room_if_empty(&self, id: &RoomId) {
+        let mut rooms = self.rooms.write().expect("room registry poisoned");
+        let Some(cell) = rooms.get(id).cloned() else {
+            return;
+        };
+        let mut room = lock_room(&cell);
+        if room.subscribers.is_empty() && room.names.is_empty() {
+            room.closed = true;
+            drop(room);
+            rooms.remove(id);
+        }
     }
 
     /// Adds a session to its room, holding live frames back until [`go_live`](Self::go_live),
     /// and announces it to the others.
     pub fn register(&self, session: SessionId, reg: Registration) -> Result<Snapshot, NameTaken> {
-        let mut state = self.lock();
-        if let Some(name) = &reg.name {
-            state.claim(&reg.room, name, &reg.identity, self)?;
-        }
-        state
-            .rooms
-            .entry(reg.room.clone())
-            .or_default()
-            .subscribers
-            .insert(session);
-        let snapshot = Snapshot {
-            members: state.members(&reg.room),
-            recent_stats: state.recent_stats.iter().cloned().collect(),
+        let members = loop {
+            let cell = self.room_or_create(&reg.room);
+            let mut room = lock_room(&cell);
+            if room.closed {
+                continue; // emptied and dropped between the lookup and the lock
+            }
+            if let Some(name) = &reg.name
+                && room.claim(&reg.room, name, &reg.identity, self).is_err()
+            {
+                drop(room);
+                self.drop_room_if_empty(&reg.room);
+                return Err(NameTaken);
+            }
+            room.subscribers.insert(
+                session,
+                Subscriber {
+                    connection: reg.connection,
+                    identity: reg.identity.clone(),
+                    name: reg.name.clone(),
+                    tx: reg.tx.clone(),
+                    kick: reg.kick.clone(),
+                    feed: reg.feed,
+                    held: Some(Vec::new()),
+                    last_seq: 0,
+                    last_typing: None,
+                },
+            );
+            break room.members(&reg.room, self);
         };
-        state.sessions.insert(
-            session,
-            Subscriber {
-                connection: reg.connection,
-                room: reg.room,
-                identity: reg.identity,
-                name: reg.name,
-                tx: reg.tx,
-                kick: reg.kick,
-                feed: reg.feed,
-                held: Some(Vec::new()),
-                last_seq: 0,
-                last_typing: None,
-            },
-        );
-        Ok(snapshot)
+        self.index
+            .write()
+            .expect("subscription index poisoned")
+            .insert(session, reg.room);
+        let recent_stats = self.recent_stats().iter().cloned().collect();
+        Ok(Snapshot {
+            members,
+            recent_stats,
+        })
     }
 
     /// Removes a session. Its name is released after the grace period unless claimed again, or
     /// at once if the client `left` on purpose.
     pub fn unregister(self: &Arc<Self>, session: SessionId, left: bool) {
-        let mut state = self.lock();
-        let Some(sub) = state.sessions.remove(&session) else {
+        let Some(room_id) = self
+            .index
+            .write()
+            .expect("subscription index poisoned")
+            .remove(&session)
+        else {
             return;
         };
-        let Some(room) = state.rooms.get_mut(&sub.room) else {
+        let Some(cell) = self.room(&room_id) else {
             return;
         };
-        room.subscribers.remove(&session);
+        let mut room = lock_room(&cell);
+        let Some(sub) = room.subscribers.remove(&session) else {
+            return;
+        };
         if let Some(name) = &sub.name
             && let Some(holder) = room.names.get_mut(name)
         {
@@ -295,85 +391,83 @@ impl Hub {
             if connections > 0 || keep {
                 let member = Member {
                     name: name.to_string(),
-                    connections: connections + state.remote_connections(&sub.room, name),
+                    connections: connections + self.remote_connections(&room_id, name),
                 };
                 let msg = ServerMsg::Presence {
-                    room: sub.room.to_string(),
+                    room: room_id.to_string(),
                     member,
                 };
-                state.fan_out(&sub.room, &encode(&msg), None, self);
+                room.fan_out(&encode(&msg), None, self);
             }
             if keep {
                 let hub = Arc::clone(self);
-                let (room, name) = (sub.room.clone(), name.clone());
+                let (room_id, name) = (room_id.clone(), name.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(hub.grace).await;
-                    hub.release(&room, &name, generation);
+                    hub.release(&room_id, &name, generation);
                 });
             } else if connections == 0 {
-                drop(state);
-                self.release(&sub.room, name, generation);
+                drop(room);
+                self.release(&room_id, name, generation);
                 return;
             }
         }
-        state.drop_room_if_empty(&sub.room);
+        drop(room);
+        self.drop_room_if_empty(&room_id);
     }
 
     /// Closes every session with `code`; their clients reconnect and resume.
     pub fn close_all(&self, code: u16, reason: &'static str) {
-        for sub in self.lock().sessions.values() {
-            sub.kick.kick(code, reason, false);
+        for (_, cell) in self.all_rooms() {
+            for sub in lock_room(&cell).subscribers.values() {
+                sub.kick.kick(code, reason, false);
+            }
         }
     }
 
     /// The session's room and who it is.
     pub fn identity(&self, session: SessionId) -> Option<(RoomId, Identity)> {
-        let state = self.lock();
-        let sub = state.sessions.get(&session)?;
-        Some((sub.room.clone(), sub.identity.clone()))
+        self.with_subscription(session, |room_id, room| {
+            (room_id.clone(), room.subscribers[&session].identity.clone())
+        })
     }
 
     /// The session's room and name, if it has one.
     pub fn sender(&self, session: SessionId) -> Option<(RoomId, Username)> {
-        let state = self.lock();
-        let sub = state.sessions.get(&session)?;
-        Some((sub.room.clone(), sub.name.clone()?))
+        self.with_subscription(session, |room_id, room| {
+            Some((room_id.clone(), room.subscribers[&session].name.clone()?))
+        })?
     }
 
     /// Whether the room has members or sessions on this node now.
     pub fn room_in_use(&self, room: &str) -> bool {
-        RoomId::parse(room).is_ok_and(|room| self.lock().rooms.contains_key(&room))
+        RoomId::parse(room).is_ok_and(|room| self.room(&room).is_some())
     }
 
     pub fn room_count(&self) -> usize {
-        self.lock().rooms.len()
+        self.rooms.read().expect("room registry poisoned").len()
     }
 
     /// Chat connections (a v3 connection in several rooms counts once).
     pub fn session_count(&self) -> usize {
-        self.lock().connection_count()
+        self.connection_count()
+    }
+
+    /// Distinct connections among the subscriptions of every room.
+    fn connection_count(&self) -> usize {
+        let mut connections = std::collections::HashSet::new();
+        for (_, cell) in self.all_rooms() {
+            connections.extend(lock_room(&cell).subscribers.values().map(|s| s.connection));
+        }
+        connections.len()
+    }
+
+    fn recent_stats(&self) -> MutexGuard<'_, VecDeque<Stats>> {
+        self.recent_stats.lock().expect("stats lock poisoned")
     }
 
     pub fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
-    }
-}
-
-impl State {
-    /// Distinct connections among the subscriptions.
-    fn connection_count(&self) -> usize {
-        let connections: std::collections::HashSet<SessionId> =
-            self.sessions.values().map(|s| s.connection).collect();
-        connections.len()
-    }
-    fn drop_room_if_empty(&mut self, room: &RoomId) {
-        if self
-            .rooms
-            .get(room)
-            .is_some_and(|r| r.subscribers.is_empty() && r.names.is_empty())
-        {
-            self.rooms.remove(room);
-        }
     }
 }
 
@@ -455,6 +549,49 @@ mod tests {
             name: name.into(),
             connections,
         }
+    }
+
+    /// Each room has its own lock: while one room is locked (a long fan-out, say), another
+    /// room's messages are delivered and its members come and go.
+    #[test]
+    fn a_locked_room_does_not_hold_up_another_rooms_delivery() {
+        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let (_ada, _) = join(&hub, "ada", "ada-token");
+        let busy = hub.room(&RoomId::parse("r").unwrap()).expect("room r");
+        let (tx, rx) = mpsc::channel(64);
+        let other = hub.next_session_id();
+        let reg = Registration {
+            connection: other,
+            room: RoomId::parse("other").unwrap(),
+            name: Some(Username::parse("bob", 32).unwrap()),
+            identity: Identity::Token("bob-token".into()),
+            tx,
+            kick: Kick::default(),
+            feed: false,
+        };
+        let mut bob = Peer { rx };
+        let guard = lock_room(&busy);
+        // On another thread: with one lock for every room it would wait for `guard`, and the
+        // bounded wait below fails the test instead of hanging it.
+        let (done, finished) = std::sync::mpsc::channel();
+        let elsewhere = Arc::clone(&hub);
+        std::thread::spawn(move || {
+            elsewhere.register(other, reg).expect("registered");
+            elsewhere.go_live(other, 0);
+            elsewhere.publish_committed(vec![ChatMsg {
+                room: "other".into(),
+                ..chat(1)
+            }]);
+            let _ = done.send(bob.next());
+        });
+        let delivered = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("room \"other\" waited for room \"r\"'s lock");
+        assert!(
+            matches!(&delivered, Some(ServerMsg::Chat(c)) if c.room == "other" && c.seq == 1),
+            "{delivered:?}"
+        );
+        drop(guard);
     }
 
     #[test]

@@ -6,27 +6,27 @@ use super::*;
 impl Hub {
     /// Gives a nameless (legacy) session its name and announces it.
     pub fn claim_name(&self, session: SessionId, name: Username) -> Result<(), NameTaken> {
-        let mut state = self.lock();
-        let Some(sub) = state.sessions.get(&session) else {
-            return Ok(());
-        };
-        if sub.name.is_some() {
-            return Ok(());
-        }
-        let (room, identity) = (sub.room.clone(), sub.identity.clone());
-        state.claim(&room, &name, &identity, self)?;
-        if let Some(sub) = state.sessions.get_mut(&session) {
-            sub.name = Some(name);
-        }
-        Ok(())
+        self.with_subscription(session, |room_id, room| {
+            let sub = &room.subscribers[&session];
+            if sub.name.is_some() {
+                return Ok(());
+            }
+            let identity = sub.identity.clone();
+            room.claim(room_id, &name, &identity, self)?;
+            if let Some(sub) = room.subscribers.get_mut(&session) {
+                sub.name = Some(name);
+            }
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
     }
 
     /// Releases a name whose holder has had no connection since `generation`.
     pub(super) fn release(&self, room_id: &RoomId, name: &Username, generation: u64) {
-        let mut state = self.lock();
-        let Some(room) = state.rooms.get_mut(room_id) else {
+        let Some(cell) = self.room(room_id) else {
             return;
         };
+        let mut room = lock_room(&cell);
         if !room
             .names
             .get(name)
@@ -43,8 +43,8 @@ impl Hub {
         };
         let room_name = room_id.to_string();
         // Held on another node too: still a member, with only the connections there.
-        let msg = match state.remote.get(room_id).and_then(|r| r.get(name)) {
-            Some(&connections) => ServerMsg::Presence {
+        let msg = match self.remote_count(room_id, name) {
+            Some(connections) => ServerMsg::Presence {
                 room: room_name,
                 member: Member {
                     connections,
@@ -56,16 +56,16 @@ impl Hub {
                 member,
             },
         };
-        state.fan_out(room_id, &encode(&msg), None, self);
-        state.drop_room_if_empty(room_id);
-        drop(state);
+        room.fan_out(&encode(&msg), None, self);
+        drop(room);
+        self.drop_room_if_empty(room_id);
         if let Some(backplane) = self.backplane.get() {
             backplane.released(room_id, name, &holder.identity);
         }
     }
 }
 
-impl State {
+impl Room {
     /// Takes (or shares) a name for `identity`, announcing the change.
     pub(super) fn claim(
         &mut self,
@@ -74,23 +74,22 @@ impl State {
         identity: &Identity,
         hub: &Hub,
     ) -> Result<(), NameTaken> {
-        let room = self.rooms.entry(room_id.clone()).or_default();
-        let msg = match room.names.get_mut(name) {
+        let remote = hub.remote_count(room_id, name);
+        let msg = match self.names.get_mut(name) {
             Some(holder) if holder.identity != *identity => return Err(NameTaken),
             Some(holder) => {
                 holder.connections += 1;
                 holder.generation += 1;
-                let connections = holder.connections + self.remote_connections(room_id, name);
                 ServerMsg::Presence {
                     room: room_id.to_string(),
                     member: Member {
                         name: name.to_string(),
-                        connections,
+                        connections: holder.connections + remote.unwrap_or(0),
                     },
                 }
             }
             None => {
-                room.names.insert(
+                self.names.insert(
                     name.clone(),
                     Holder {
                         identity: identity.clone(),
@@ -100,21 +99,17 @@ impl State {
                 );
                 let member = Member {
                     name: name.to_string(),
-                    connections: 1 + self.remote_connections(room_id, name),
+                    connections: 1 + remote.unwrap_or(0),
                 };
                 let room = room_id.to_string();
-                if self
-                    .remote
-                    .get(room_id)
-                    .is_some_and(|r| r.contains_key(name))
-                {
+                if remote.is_some() {
                     ServerMsg::Presence { room, member }
                 } else {
                     ServerMsg::Joined { room, member }
                 }
             }
         };
-        self.fan_out(room_id, &encode(&msg), None, hub);
+        self.fan_out(&encode(&msg), None, hub);
         Ok(())
     }
 }

@@ -14,27 +14,25 @@ pub(super) fn merge(local: Option<u32>, remote: Option<u32>) -> Option<u32> {
 impl Hub {
     /// Replaces the members other nodes hold and announces the differences in each room.
     pub fn set_remote(&self, remote: RemoteMembers) {
-        let mut state = self.lock();
-        let old = std::mem::replace(&mut state.remote, remote);
-        let rooms: BTreeSet<RoomId> = old
-            .keys()
-            .chain(state.remote.keys())
-            .filter(|r| state.rooms.contains_key(*r))
-            .cloned()
-            .collect();
+        let old = std::mem::replace(
+            &mut *self.remote.write().expect("remote members poisoned"),
+            remote.clone(),
+        );
+        let rooms: BTreeSet<&RoomId> = old.keys().chain(remote.keys()).collect();
         let empty = BTreeMap::new();
         for room_id in rooms {
-            let before = old.get(&room_id).unwrap_or(&empty);
-            let after = state.remote.get(&room_id).unwrap_or(&empty);
-            let names: BTreeSet<Username> = before.keys().chain(after.keys()).cloned().collect();
+            let Some(cell) = self.room(room_id) else {
+                continue; // nobody here: nothing to announce
+            };
+            let mut room = lock_room(&cell);
+            let before = old.get(room_id).unwrap_or(&empty);
+            let after = remote.get(room_id).unwrap_or(&empty);
+            let names: BTreeSet<&Username> = before.keys().chain(after.keys()).collect();
             let mut frames = Vec::new();
             for name in names {
-                let local = state.rooms[&room_id]
-                    .names
-                    .get(&name)
-                    .map(|h| h.connections);
-                let was = merge(local, before.get(&name).copied());
-                let now = merge(local, after.get(&name).copied());
+                let local = room.names.get(name).map(|h| h.connections);
+                let was = merge(local, before.get(name).copied());
+                let now = merge(local, after.get(name).copied());
                 let room = room_id.to_string();
                 let member = |connections| Member {
                     name: name.to_string(),
@@ -58,42 +56,54 @@ impl Hub {
                 frames.push(encode(&msg));
             }
             for frame in frames {
-                state.fan_out(&room_id, &frame, None, self);
+                room.fan_out(&frame, None, self);
             }
         }
     }
 
     /// Every name held on this node (grace periods included): room, name, holder, connections.
     pub fn local_names(&self) -> Vec<(RoomId, Username, Identity, u32)> {
-        let state = self.lock();
-        state
-            .rooms
-            .iter()
-            .flat_map(|(room, r)| {
-                r.names.iter().map(move |(name, h)| {
-                    (
-                        room.clone(),
-                        name.clone(),
-                        h.identity.clone(),
-                        h.connections,
-                    )
-                })
-            })
-            .collect()
+        let mut names = Vec::new();
+        for (room_id, cell) in self.all_rooms() {
+            let room = lock_room(&cell);
+            names.extend(room.names.iter().map(|(name, h)| {
+                (
+                    room_id.clone(),
+                    name.clone(),
+                    h.identity.clone(),
+                    h.connections,
+                )
+            }));
+        }
+        names
+    }
+
+    /// Connections other nodes report for a name in a room, if they hold it.
+    pub(super) fn remote_count(&self, room: &RoomId, name: &Username) -> Option<u32> {
+        self.remote
+            .read()
+            .expect("remote members poisoned")
+            .get(room)
+            .and_then(|r| r.get(name))
+            .copied()
+    }
+
+    /// Connections other nodes report for a name (0 if none).
+    pub(super) fn remote_connections(&self, room: &RoomId, name: &Username) -> u32 {
+        self.remote_count(room, name).unwrap_or(0)
     }
 }
 
-impl State {
+impl Room {
     /// Everyone in the room, on this node and the others.
-    pub(super) fn members(&self, room: &RoomId) -> Vec<Member> {
+    pub(super) fn members(&self, room_id: &RoomId, hub: &Hub) -> Vec<Member> {
         let mut members: BTreeMap<&Username, u32> = BTreeMap::new();
-        if let Some(remote) = self.remote.get(room) {
+        let remote = hub.remote.read().expect("remote members poisoned");
+        if let Some(remote) = remote.get(room_id) {
             members.extend(remote.iter().map(|(name, c)| (name, *c)));
         }
-        if let Some(room) = self.rooms.get(room) {
-            for (name, h) in &room.names {
-                *members.entry(name).or_default() += h.connections;
-            }
+        for (name, h) in &self.names {
+            *members.entry(name).or_default() += h.connections;
         }
         members
             .into_iter()
@@ -102,14 +112,5 @@ impl State {
                 connections,
             })
             .collect()
-    }
-
-    /// Connections other nodes report for a name.
-    pub(super) fn remote_connections(&self, room: &RoomId, name: &Username) -> u32 {
-        self.remote
-            .get(room)
-            .and_then(|r| r.get(name))
-            .copied()
-            .unwrap_or(0)
     }
 }
