@@ -238,6 +238,21 @@ impl Cluster {
         }
     }
 
+    /// Gives back a claim Redis granted that this node could not use (its hub refused the name:
+    /// a local holder the cluster had lost track of). Compare-and-delete: another holder's
+    /// claim is never touched.
+    pub async fn release_name(&self, room: &RoomId, name: &Username, identity: &Identity) {
+        let reply: redis::RedisResult<u32> = self
+            .release
+            .key(keys::name(room, name))
+            .arg(identity.key(&self.node))
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = reply {
+            self.failed("release", &e);
+        }
+    }
+
     async fn subscribe_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = BACKOFF_MIN;
         while !shutdown.is_cancelled() {

@@ -70,6 +70,17 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 10)]
     pub control_rate_burst: u32,
 
+    /// Protocol v3: sustained joins and leaves per second per connection (their own bucket: a
+    /// join announces the member and replays history, so churn costs the room far more than
+    /// a message).
+    #[arg(long, env = "SWITCHBOARD_JOIN_RATE_PER_SEC", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 2)]
+    pub join_rate_per_sec: u32,
+
+    /// Burst of joins and leaves: a reconnecting client joins all its rooms again at once, so
+    /// keep it at least `--max-rooms-per-connection`.
+    #[arg(long, env = "SWITCHBOARD_JOIN_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 32)]
+    pub join_rate_burst: u32,
+
     /// Consecutive rate-limited frames after which the connection is closed with 1008.
     #[arg(long, env = "SWITCHBOARD_RATE_ABUSE_LIMIT", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 50)]
     pub rate_abuse_limit: u32,

@@ -173,6 +173,17 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     }
 }
 
+/// The token buckets a frame can be charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    /// Chat messages, and frames that do not decode.
+    Messages,
+    /// Typing notices and feed switches.
+    Control,
+    /// v3 joins and leaves.
+    Rooms,
+}
+
 /// How a session ended (its transport finishes accordingly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
@@ -235,15 +246,20 @@ async fn admit(
         connection: session,
         room: room.clone(),
         name: name.clone(),
-        identity,
+        identity: identity.clone(),
         tx,
         kick,
         feed: p.feed,
     };
-    let snapshot = p
-        .hub
-        .register(session, reg)
-        .map_err(|NameTaken| name_taken(&name))?;
+    let snapshot = match p.hub.register(session, reg) {
+        Ok(snapshot) => snapshot,
+        Err(NameTaken) => {
+            if let (Some(cluster), Some(taken)) = (&p.cluster, &name) {
+                cluster.release_name(&room, taken, &identity).await;
+            }
+            return Err(name_taken(&name));
+        }
+    };
     Ok(Admitted {
         room,
         snapshot,
@@ -386,6 +402,8 @@ struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     bucket: TokenBucket,
     /// Typing notices and feed switches.
     control_bucket: TokenBucket,
+    /// v3 joins and leaves.
+    rooms_bucket: TokenBucket,
     /// Consecutive rate-limited messages.
     strikes: u32,
     named: bool,
@@ -421,6 +439,10 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
             control_bucket: TokenBucket::new(
                 p.settings.control_rate_per_sec,
                 p.settings.control_rate_burst,
+            ),
+            rooms_bucket: TokenBucket::new(
+                p.settings.join_rate_per_sec,
+                p.settings.join_rate_burst,
             ),
             strikes: 0,
             named: p.name.is_some(),
@@ -516,7 +538,12 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             frame,
             Ok(Inbound::Typed(ClientMsg::Typing | ClientMsg::Feed { .. }))
         );
-        if !self.charge(control) {
+        let bucket = if control {
+            Bucket::Control
+        } else {
+            Bucket::Messages
+        };
+        if !self.charge_or_reject(bucket) {
             return;
         }
         match frame {
@@ -539,44 +566,52 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         }
     }
 
-    /// Charges a frame to its bucket: `control` (typing, feed) or messages. Over the rate, the
-    /// frame is refused with a typed error; `--rate-abuse-limit` refusals in a row close the
-    /// connection with 1008.
-    fn charge(&mut self, control: bool) -> bool {
-        let (bucket, rate, burst) = if control {
-            (
+    /// Charges a frame to its bucket. Over the rate the frame is refused: `Err` with the reason
+    /// to give the client, or `Err(None)` once `--rate-abuse-limit` refusals in a row have
+    /// closed the connection (1008).
+    fn charge(&mut self, bucket: Bucket) -> Result<(), Option<String>> {
+        let s = self.settings;
+        let (tokens, rate, burst, what) = match bucket {
+            Bucket::Messages => (&mut self.bucket, s.rate_per_sec, s.rate_burst, "messages"),
+            Bucket::Control => (
                 &mut self.control_bucket,
-                self.settings.control_rate_per_sec,
-                self.settings.control_rate_burst,
-            )
-        } else {
-            (
-                &mut self.bucket,
-                self.settings.rate_per_sec,
-                self.settings.rate_burst,
-            )
+                s.control_rate_per_sec,
+                s.control_rate_burst,
+                "typing/feed frames",
+            ),
+            Bucket::Rooms => (
+                &mut self.rooms_bucket,
+                s.join_rate_per_sec,
+                s.join_rate_burst,
+                "joins and leaves",
+            ),
         };
-        if !bucket.try_take() {
-            self.metrics.rate_limited.inc();
-            self.strikes += 1;
-            if self.strikes >= self.settings.rate_abuse_limit {
-                self.kick.kick(1008, "rate limit exceeded", true);
-            } else {
-                let kind = if control {
-                    "typing/feed frames"
-                } else {
-                    "messages"
-                };
-                (self.send_error)(
-                    ErrorCode::RateLimited,
-                    format!("more than {rate} {kind} per second (burst {burst}); dropped"),
-                    self.about_room.as_ref(),
-                );
-            }
-            return false;
+        if tokens.try_take() {
+            self.strikes = 0;
+            return Ok(());
         }
-        self.strikes = 0;
-        true
+        self.metrics.rate_limited.inc();
+        self.strikes += 1;
+        if self.strikes >= s.rate_abuse_limit {
+            self.kick.kick(1008, "rate limit exceeded", true);
+            return Err(None);
+        }
+        Err(Some(format!(
+            "more than {rate} {what} per second (burst {burst}); dropped"
+        )))
+    }
+
+    /// [`charge`](Self::charge), telling the client with a typed `rate_limited` error.
+    fn charge_or_reject(&mut self, bucket: Bucket) -> bool {
+        match self.charge(bucket) {
+            Ok(()) => true,
+            Err(reason) => {
+                if let Some(reason) = reason {
+                    self.reject(ErrorCode::RateLimited, reason);
+                }
+                false
+            }
+        }
     }
 
     /// A nameless session takes the name of its first legacy frame.

@@ -152,8 +152,22 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 Err(_) => "invalid",
             }))
             .inc();
-        let control = matches!(command, Ok(Command::Typing { .. } | Command::Feed { .. }));
-        if !self.charge(control) {
+        let bucket = match &command {
+            Ok(Command::Typing { .. } | Command::Feed { .. }) => Bucket::Control,
+            Ok(Command::Join { .. } | Command::Leave { .. }) => Bucket::Rooms,
+            _ => Bucket::Messages,
+        };
+        if let Ok(Command::Join { room, .. }) = &command {
+            // A join over the rate is refused as a join, so the client knows which room to
+            // ask for again.
+            match self.charge(bucket) {
+                Ok(()) => {}
+                Err(Some(reason)) => {
+                    return self.refuse_join(room, ErrorCode::RateLimited, reason, tx);
+                }
+                Err(None) => return,
+            }
+        } else if !self.charge_or_reject(bucket) {
             return;
         }
         match command {
@@ -241,7 +255,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             connection: self.session,
             room: room.clone(),
             name: name.clone(),
-            identity,
+            identity: identity.clone(),
             tx: tx.clone(),
             kick: self.kick.clone(),
             feed: false,
@@ -249,6 +263,11 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         let snapshot = match self.hub.register(sub, registration) {
             Ok(snapshot) => snapshot,
             Err(NameTaken) => {
+                // Redis may have granted the name (it had lost track of the holder here):
+                // give that claim back.
+                if let (Some(cluster), Some(wanted)) = (self.cluster, &name) {
+                    cluster.release_name(&room, wanted, &identity).await;
+                }
                 let reason = name.as_ref().map(name_taken).unwrap_or_default();
                 return self.refuse_join(&room, ErrorCode::NameTaken, reason, tx);
             }

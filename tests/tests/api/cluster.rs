@@ -572,10 +572,11 @@ async fn senders_on_two_nodes_that_use_the_same_message_id_are_both_stored_at_th
     assert_eq!(bob_again.ack("1").await, 2);
 }
 
-/// `SMEMBERS sb:nodes` through `redis-cli`.
-fn cluster_nodes(redis: &RedisServer) -> Vec<String> {
+/// `redis-cli` on the test's Redis: the reply's lines.
+fn redis_cli(redis: &RedisServer, args: &[&str]) -> Vec<String> {
     let out = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "SMEMBERS", "sb:nodes"])
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
         .output()
         .expect("redis-cli runs");
     assert!(out.status.success(), "redis-cli failed");
@@ -585,6 +586,56 @@ fn cluster_nodes(redis: &RedisServer) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A claim Redis granted but the node could not use (the node still has a holder that Redis
+/// lost track of) is given back, for a v3 join and a v2 connection alike: Redis must not say
+/// the name is held by someone who does not have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_claim_the_node_refuses_is_given_back_in_redis() {
+    let redis = RedisServer::start().await;
+    // A long presence TTL: no heartbeat re-claims eve's name during the test.
+    let args: Vec<String> = [
+        "--redis-url".to_owned(),
+        redis.url(),
+        "--presence-ttl-secs".into(),
+        "600".into(),
+    ]
+    .to_vec();
+    let a = ServerProcess::start("127.0.0.1:0", &args).await;
+    let (_eve, _) = a.join_as("ada", "lost", &token("eve"), None).await;
+    let key = "sb:name:lost:ada";
+    assert_eq!(redis_cli(&redis, &["EXISTS", key]), ["1"]);
+    // Redis forgets eve's claim (flushed, or expired while her node was cut off).
+    redis_cli(&redis, &["DEL", key]);
+
+    let (mut ada, _) = a
+        .connect_v3(&format!("?name=ada&token={}&feed=0", token("ada")))
+        .await;
+    ada.command(&shared::Command::Join {
+        room: shared::RoomId::parse("lost").unwrap(),
+        epoch: None,
+        seq: None,
+    })
+    .await;
+    match ada.recv().await {
+        ServerMsg::JoinRefused { code, .. } => assert_eq!(code, shared::ErrorCode::NameTaken),
+        other => panic!("expected join_refused, got {other:?}"),
+    }
+    assert_eq!(redis_cli(&redis, &["EXISTS", key]), ["0"], "v3 join");
+
+    let mut refused = a
+        .connect(&format!("/ws?name=ada&room=lost&token={}", token("bob")))
+        .await
+        .expect("upgrade");
+    let (_, code) = refused.drain_to_close().await;
+    assert_eq!(code, shared::close_code::NAME_TAKEN);
+    assert_eq!(redis_cli(&redis, &["EXISTS", key]), ["0"], "v2 session");
+}
+
+/// `SMEMBERS sb:nodes` through `redis-cli`.
+fn cluster_nodes(redis: &RedisServer) -> Vec<String> {
+    redis_cli(redis, &["SMEMBERS", "sb:nodes"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,6 +230,45 @@ async fn a_connection_joins_at_most_its_limit_of_rooms_and_leaving_frees_a_place
     assert_eq!(ada.join_room("c", None).await.room, "c");
 }
 
+/// Joins and leaves have their own bucket: a join announces a member and replays history, so
+/// churn is limited apart from messages. A join over the rate is refused as a join (the client
+/// knows which room to ask for again), a leave over it gets a `rate_limited` error naming its
+/// room, and messages still go through.
+#[tokio::test]
+async fn joins_and_leaves_over_their_own_rate_are_refused_and_messages_still_flow() {
+    let app = spawn_app_with(|s| {
+        s.join_rate_per_sec = 1;
+        s.join_rate_burst = 2;
+    })
+    .await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("a", None).await;
+    ada.join_room("b", None).await;
+    ada.command(&Command::Join {
+        room: room("c"),
+        epoch: None,
+        seq: None,
+    })
+    .await;
+    match ada.recv().await {
+        ServerMsg::JoinRefused { room, code, reason } => {
+            assert_eq!((room.as_str(), code), ("c", ErrorCode::RateLimited));
+            assert!(reason.contains("joins and leaves"), "{reason}");
+        }
+        other => panic!("expected join_refused, got {other:?}"),
+    }
+    ada.command(&Command::Leave { room: room("a") }).await;
+    match ada.recv().await {
+        ServerMsg::Error { code, room, .. } => {
+            assert_eq!((code, room.as_deref()), (ErrorCode::RateLimited, Some("a")))
+        }
+        other => panic!("expected a rate_limited error, got {other:?}"),
+    }
+    // Still in "a" (the leave was dropped), and messages have their own budget.
+    ada.chat_in("a", "still here", "a1").await;
+    assert_eq!(ada.ack("a1").await, 1);
+}
+
 #[tokio::test]
 async fn a_name_taken_in_one_room_refuses_that_join_only() {
     let app = spawn_app().await;
