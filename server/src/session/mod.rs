@@ -140,7 +140,7 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
             snapshot,
             name,
             sender,
-        }) => match Box::pin(replay(p, session, &room, snapshot, name, tx)).await {
+        }) => match Box::pin(replay(p, session, &room, snapshot, name, (tx, kick))).await {
             Ok(()) => Ok((room, sender)),
             Err(e) => {
                 p.hub.unregister(session, false);
@@ -320,7 +320,7 @@ async fn replay(
     room: &RoomId,
     snapshot: Snapshot,
     name: Option<Username>,
-    tx: &mpsc::Sender<Outbound>,
+    (tx, kick): (&mpsc::Sender<Outbound>, &Kick),
 ) -> Result<(), StoreError> {
     let store = &p.store;
     let bounds = store.bounds(room).await?;
@@ -350,33 +350,50 @@ async fn replay(
     {
         return Ok(());
     }
-    if replay_range(store.as_ref(), room, after, bounds.last, tx).await? {
+    let dead_after = p.settings.heartbeat_interval() + p.settings.heartbeat_timeout();
+    let stall = (kick, p.metrics.as_ref(), dead_after);
+    if replay_range(store.as_ref(), room, (after, bounds.last), tx, stall).await? {
         p.hub.go_live(session, bounds.last);
     }
     Ok(())
 }
 
 /// Queues a room's stored messages with `after < seq <= upto`, waiting for the session's own
-/// writer (only this session waits). `false` if the writer is gone.
+/// writer (only this session waits). `false` if the replay ended early: the writer is gone,
+/// or the client stopped reading.
 ///
 /// A replay leaves half the queue free: the connection's other rooms (v3), its feed and its
 /// own replies stay live meanwhile and go through `try_send`, which would find a queue the
 /// replay keeps full and drop the connection as a slow consumer.
+///
+/// A client that takes nothing for the heartbeat deadline (interval + timeout) is dropped as a
+/// slow consumer (4429): the read loop that would notice a dead peer does not run while a join
+/// replays, and without a deadline such a client would hold its connection for good.
 async fn replay_range(
     store: &dyn Store,
     room: &RoomId,
-    after: u64,
-    upto: u64,
+    (after, upto): (u64, u64),
     tx: &mpsc::Sender<Outbound>,
+    (kick, metrics, deadline): (&Kick, &Metrics, Duration),
 ) -> Result<bool, StoreError> {
     let headroom = (tx.max_capacity() / 2).max(1);
     let mut range = Range::new(room.clone(), after, upto);
     while let Some(page) = range.next_page(store, REPLAY_PAGE).await? {
         for msg in page {
-            let Ok(mut free) = tx.reserve_many(headroom).await else {
-                return Ok(false);
+            let free = match tokio::time::timeout(deadline, tx.reserve_many(headroom)).await {
+                Ok(Ok(free)) => free,
+                Ok(Err(_)) => return Ok(false),
+                Err(_) => {
+                    if drop_slow_consumer(kick, metrics) {
+                        tracing::warn!(room = %room, "slow consumer dropped: stopped reading its replay");
+                    }
+                    return Ok(false);
+                }
             };
-            let slot = free.next().expect("reserve_many gives at least one slot");
+            let slot = free
+                .into_iter()
+                .next()
+                .expect("reserve_many gives at least one slot");
             slot.send(Outbound::History(encode(&ServerMsg::Chat(msg))));
         }
     }

@@ -323,7 +323,9 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         if tx.send(Outbound::Frame(encode(&subscribed))).await.is_err() {
             return Ok(());
         }
-        if replay_range(self.store, room, after, bounds.last, tx)
+        let dead_after = self.settings.heartbeat_interval() + self.settings.heartbeat_timeout();
+        let stall = (self.kick, self.metrics, dead_after);
+        if replay_range(self.store, room, (after, bounds.last), tx, stall)
             .await
             .map_err(|e| (true, e))?
         {

@@ -193,3 +193,82 @@ async fn a_reader_that_stops_reading_is_dropped_without_slowing_fifty_others() {
         p99.as_secs_f64() * 1e3,
     );
 }
+
+/// A client that joins a room with a long history and then stops reading is dropped as a slow
+/// consumer once it has taken nothing for the heartbeat deadline, in the middle of its replay.
+/// The read loop that notices dead peers does not run while a join replays, so without its own
+/// deadline such a client would keep its connection (and the replay its place) for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_during_its_replay_is_dropped_at_the_heartbeat_deadline() {
+    use shared::{Command, RoomId};
+    use switchboard_tests::process::ServerProcess;
+    // 6,000 messages of ~4 KB: far more than the kernel's socket buffers hold.
+    const MESSAGES: usize = 6000;
+    let args: Vec<String> = [
+        "--rate-per-sec",
+        "100000",
+        "--rate-burst",
+        "100000",
+        "--outbound-queue",
+        "64",
+        "--history-on-join",
+        "6000",
+        "--heartbeat-interval-secs",
+        "1",
+        "--heartbeat-timeout-secs",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let server = ServerProcess::start("127.0.0.1:0", &args).await;
+    let (mut sender, _) = server.join("sender", "long").await;
+    let padding = "x".repeat(3900);
+    for n in 0..MESSAGES {
+        sender
+            .chat_with_id(&format!("{n} {padding}"), &n.to_string())
+            .await;
+        // Read the echoes and acks as they come, so the sender is not a slow consumer.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, sender.stream.next()).await {}
+    }
+    // Every message stored before the stalled client joins (the newest has seq MESSAGES).
+    let newest = format!("/api/rooms/long/messages?before={}&limit=1", MESSAGES + 1);
+    for _ in 0..600 {
+        let (_, _, page) = server.http_get(&newest).await.unwrap();
+        let page: shared::HistoryPage = serde_json::from_str(&page).unwrap();
+        if page.messages.last().map(|m| m.seq) == Some(MESSAGES as u64) {
+            break;
+        }
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, sender.stream.next()).await {}
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (mut stalled, _) = server.connect_v3("?name=stalled&feed=0").await;
+    stalled
+        .command(&Command::Join {
+            room: RoomId::parse("long").unwrap(),
+            epoch: None,
+            seq: None,
+        })
+        .await;
+    // It reads nothing now. The server must let it go: one session (the sender) remains.
+    let mut sessions = 2;
+    for _ in 0..300 {
+        let (_, _, health) = server.http_get("/healthz").await.unwrap();
+        let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+        sessions = health["sessions"].as_u64().unwrap();
+        if sessions == 1 {
+            break;
+        }
+        // Keep the sender alive (it answers pings when it reads).
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, sender.stream.next()).await {}
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sessions, 1, "the stalled client still holds its session");
+    // What reached it before it stalled, then the reason.
+    let (got, code) = stalled.drain_to_close().await;
+    assert!(
+        got < MESSAGES,
+        "the whole replay fit in the buffers ({got})"
+    );
+    assert_eq!(code, shared::close_code::SLOW_CONSUMER);
+}
