@@ -6,31 +6,9 @@ use shared::RoomId;
 use crate::components::{join_form::JoinForm, workspace::Workspace};
 use crate::endpoint;
 use crate::identity::storage;
-use crate::state::Session;
-
-/// Who joins which rooms (the first is shown).
-#[derive(Debug, Clone, PartialEq)]
-pub struct JoinInfo {
-    pub name: String,
-    pub rooms: Vec<RoomId>,
-}
+use crate::state::{JoinInfo, Session, parse_rooms};
 
 const NAME_KEY: &str = "switchboard.name";
-
-/// Parses a comma-separated room list (`?room=a,b`, the join form), without duplicates.
-pub fn parse_rooms(list: &str) -> Result<Vec<RoomId>, String> {
-    let mut rooms: Vec<RoomId> = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let room = RoomId::parse(part).map_err(|e| format!("Room \u{201c}{part}\u{201d} {e}."))?;
-        if !rooms.contains(&room) {
-            rooms.push(room);
-        }
-    }
-    if rooms.is_empty() {
-        return Err("Name at least one room.".into());
-    }
-    Ok(rooms)
-}
 
 fn remembered_name() -> Option<String> {
     storage()?.get_item(NAME_KEY).ok()?

@@ -23,6 +23,28 @@ const MAX_EVENTS: usize = 12;
 const DEFAULT_MAX_ROOMS: usize = 32;
 const ROOMS_KEY: &str = "switchboard.rooms";
 
+/// Who joins which rooms (the first is shown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinInfo {
+    pub name: String,
+    pub rooms: Vec<RoomId>,
+}
+
+/// Parses a comma-separated room list (`?room=a,b`, the join form), without duplicates.
+pub fn parse_rooms(list: &str) -> Result<Vec<RoomId>, String> {
+    let mut rooms: Vec<RoomId> = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let room = RoomId::parse(part).map_err(|e| format!("Room \u{201c}{part}\u{201d} {e}."))?;
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    }
+    if rooms.is_empty() {
+        return Err("Name at least one room.".into());
+    }
+    Ok(rooms)
+}
+
 /// One entry of the socket event log (open / message / close / error).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {

@@ -4,9 +4,8 @@
 //! The test script starts the server and passes its `ws://` base URL in
 //! `SWITCHBOARD_TEST_SERVER` at build time.
 
-use client::app::parse_rooms;
 use client::room::{LineKind, RoomStatus};
-use client::state::Session;
+use client::state::{Session, parse_rooms};
 use leptos::prelude::*;
 use shared::RoomId;
 use wasm_bindgen_test::*;

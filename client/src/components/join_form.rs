@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use shared::Username;
 
-use crate::app::{JoinInfo, parse_rooms};
+use crate::state::{JoinInfo, parse_rooms};
 
 /// The first screen: pick a name and one or more rooms.
 /// - `name`, `rooms`: initial values (remembered from the last visit, or the deep link).

@@ -1,6 +1,5 @@
 use leptos::prelude::*;
 
-use crate::app::JoinInfo;
 use crate::components::{
     composer::Composer, connection_badge::ConnectionBadge, diagnostics::Diagnostics,
     live_panel::LivePanel, member_list::MemberList, message_list::MessageList, room_list::RoomList,
@@ -8,7 +7,7 @@ use crate::components::{
 use crate::connection::ConnState;
 use crate::endpoint;
 use crate::room::RoomStatus;
-use crate::state::Session;
+use crate::state::{JoinInfo, Session};
 
 /// The signed-in screen: one connection, the room list, the room shown, the live panel.
 /// Owns the session for as long as it is shown.
