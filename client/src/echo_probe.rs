@@ -29,7 +29,10 @@ fn now() -> f64 {
 impl Probe {
     fn send_next(&mut self) {
         self.sent_at = now();
-        let _ = self.socket.send_with_str(&format!("rtt {}", self.sent_at));
+        // Numbered by the round trips left (an integer: no float formatting in the bundle).
+        let _ = self
+            .socket
+            .send_with_str(&format!("rtt {}", self.remaining));
     }
 
     fn finish(&mut self, result: Result<Vec<f64>, String>) {
@@ -62,7 +65,7 @@ pub fn measure(url: &str, count: u32, done: impl FnOnce(Result<Vec<f64>, String>
         move |e: wasm_bindgen::JsValue| {
             let mut slot = probe.borrow_mut();
             let Some(p) = slot.as_mut() else { return };
-            let expected = format!("rtt {}", p.sent_at);
+            let expected = format!("rtt {}", p.remaining);
             if e.unchecked_into::<MessageEvent>()
                 .data()
                 .as_string()

@@ -199,8 +199,10 @@ impl RoomState {
             self.last_seq.set(0);
         }
         self.epoch.set(Some(s.epoch));
-        let mut members = s.members;
-        members.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut members = Vec::with_capacity(s.members.len());
+        for member in s.members {
+            insert_sorted(&mut members, member);
+        }
         self.members.set(members);
         self.status.set(RoomStatus::Joined);
         // What a reconnect recovers was missed, so it counts as unread; a first join's

@@ -257,4 +257,9 @@ fn server_urls_become_websocket_urls() {
     assert_eq!(client::numbers::tenths(0.05), "0.1");
     assert_eq!(client::numbers::tenths(-0.06), "-0.1");
     assert_eq!(client::numbers::tenths(7.0), "7.0");
+    assert_eq!(
+        client::numbers::spread(&mut [3.0, 1.0, 2.0, 9.0, 0.5]),
+        (0.5, 2.0, 9.0)
+    );
+    assert_eq!(client::numbers::spread(&mut []), (0.0, 0.0, 0.0));
 }

@@ -16,10 +16,7 @@ pub fn Diagnostics(session: Session, server: String) -> impl IntoView {
         running.set(true);
         echo_probe::measure(&echo_url, 10, move |outcome| {
             running.set(false);
-            result.set(Some(outcome.map(|mut s| {
-                s.sort_unstable_by(f64::total_cmp);
-                (s[0], s[s.len() / 2], s[s.len() - 1])
-            })));
+            result.set(Some(outcome.map(|mut s| crate::numbers::spread(&mut s))));
         });
     };
     let fmt = |ms: f64| format!("{} ms", crate::numbers::tenths(ms));
