@@ -9,6 +9,11 @@ METRICS.txt: Switchboard's chat-path /metrics, one `# after: <scenario family>` 
 family, as bench/run.sh records them in the same run. FAILURES.txt: one line per failed run.
 A goal counts as met only if the chat path (/ws) meets it; figures of the raw path say which
 endpoint they come from (the bench-only /relay, or /echo).
+
+With runs of `switchboard-before` (run.sh's BASELINE=<rev>: the server at that revision, driven in
+protocol v2), it stands next to `switchboard-chat` and a section "Chat path before and after"
+gives each chat-path figure before and after and their ratio; the environment's BASELINE_LABEL
+names the revision.
 """
 import json
 import os
@@ -26,7 +31,11 @@ machine = {
 }
 
 PEERS = ["node-ws", "bun", "deno", "python"]
-SERVERS = ["switchboard", "switchboard-chat"] + PEERS
+# The chat path before the protocol redesign (run.sh's BASELINE): a column only when it ran.
+BEFORE, AFTER = "switchboard-before", "switchboard-chat"
+BASELINE = os.environ.get("BASELINE_LABEL") or "the baseline revision"
+has_before = any(r["server"] == BEFORE for r in rows)
+SERVERS = ["switchboard", AFTER] + ([BEFORE] if has_before else []) + PEERS
 # Saturation: the highest fan-out rate with >= 99.9 % delivered and p99 within this bound.
 P99_BOUND_US = {1000: 20_000, 10000: 100_000}
 
@@ -42,6 +51,8 @@ def raw_label(scenario):
 
 
 def path_label(r):
+    if r["path"] == "switchboard_v2":
+        return f"chat path before, /ws protocol v2 at {BASELINE}"
     if r["path"] != "raw":
         return "chat path, /ws: JSON, seq, SQLite"
     return raw_label(r["scenario"]) if r["server"] == "switchboard" else "raw"
@@ -95,7 +106,8 @@ for s in SERVERS:
 server_cpu, loadgen_cpu = os.environ.get("SERVER_CPU", "0"), os.environ.get("LOADGEN_CPU", "1")
 lines = [f"Machine: {machine['cpu']}, Linux {machine['kernel']}; server on core {server_cpu}, "
          f"load generator on core {loadgen_cpu}.", ""]
-COLUMN = {"switchboard": "switchboard (raw path)", "switchboard-chat": "switchboard-chat (chat path, /ws)"}
+COLUMN = {"switchboard": "switchboard (raw path)", AFTER: "switchboard-chat (chat path, /ws)",
+          BEFORE: f"switchboard-before (chat path before: /ws v2 at {BASELINE})"}
 lines += ["### Headline figures", "",
           "| figure | " + " | ".join(COLUMN.get(s, s) for s in SERVERS) + " |", "|---|" + "---|" * len(SERVERS)]
 for (label, unit, better), values in headline.items():
@@ -108,6 +120,72 @@ for (label, unit, better), values in headline.items():
 lines += ["", "Switchboard's raw path is the bench-only `/relay` endpoint (`--bench-relay`: every frame relayed "
           "unchanged, no JSON, no `seq`, no storage) for idle, fan-out and chat room, and `/echo` for echo and "
           "connection setup; the product's path is the chat path, `/ws`."]
+
+
+def after_before(after, before):
+    """After / before; None when either is missing or before is 0 and after too."""
+    if after is None or before is None:
+        return None
+    if before == 0:
+        return float("inf") if after else None
+    return after / before
+
+
+def ratio_text(x):
+    return "–" if x is None else "∞" if x == float("inf") else f"{x:.2f}×"
+
+
+def run_name(r):
+    if r["scenario"] == "fanout":
+        return f"fan-out × {r['connections']:,} at {r['rate']:,}/s"
+    if r["scenario"] == "setup":
+        return f"setup × {r['connections']:,}, {r['rate']} in flight"
+    return f"{r['scenario']} × {r['connections']:,}"
+
+
+before_after = []  # for the JSON: one entry per figure and per run measured both ways
+if has_before:
+    lines += ["", "### Chat path before and after", "",
+              f"Before: `switchboard-before`, the server at {BASELINE} (protocol v2: one room per connection, "
+              "named in the query, no subprotocol, `welcome` first; load generator `--path switchboard-v2`). "
+              "After: `switchboard-chat`, the current server (protocol v3: subprotocol `switchboard.v3`, "
+              "`hello`, `join`, `subscribed`, chats naming their room; `--path switchboard`). Same run, same "
+              "options, same load (names, rooms, payloads), each a fresh process per scenario family on the "
+              "same core.", "",
+              f"| figure | before ({BASELINE}) | after | after / before |", "|---|---|---|---|"]
+    for (label, unit, better), values in headline.items():
+        if BEFORE not in values and AFTER not in values:
+            continue
+        b, a = values.get(BEFORE), values.get(AFTER)
+
+        def cell(v):
+            if v is None:
+                return "–"
+            if v == 0 and "saturation" in label:
+                return "bound not met"
+            return f"{v:.1f}" if unit == "KiB" else f"{v:,.0f}"
+        x = after_before(a, b)
+        before_after.append({"figure": label, "unit": unit, "higher_is_better": better,
+                             "before": b, "after": a, "after_over_before": x})
+        lines.append(f"| {label} ({unit}{'' if better else ', lower is better'}) | {cell(b)} | {cell(a)} | "
+                     f"{ratio_text(x)} |")
+    lines += ["", "Every run measured both ways (delivered/s: higher is better; latency: lower is better):", "",
+              "| run | delivered/s before | after | after / before | p50 µs before | after | p99 µs before "
+              "| after | after / before | loss before | after |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    afters = {(r["scenario"], r["connections"], r.get("rate")): r for r in rows if r["server"] == AFTER}
+    for b in (r for r in rows if r["server"] == BEFORE and r["scenario"] != "idle"):
+        a = afters.get((b["scenario"], b["connections"], b.get("rate")))
+        if a is None:
+            continue
+        bound = " (client-bound)" if a["client_bound"] or b["client_bound"] else ""
+        x, y = after_before(a["per_sec"], b["per_sec"]), after_before(a["p99_us"], b["p99_us"])
+        before_after.append({"run": run_name(b), "before": {k: b[k] for k in ("per_sec", "p50_us", "p99_us", "loss")},
+                             "after": {k: a[k] for k in ("per_sec", "p50_us", "p99_us", "loss")},
+                             "per_sec_after_over_before": x, "p99_after_over_before": y})
+        lines.append(f"| {run_name(b)}{bound} | {b['per_sec']:,.0f} | {a['per_sec']:,.0f} | {ratio_text(x)} | "
+                     f"{b['p50_us']} | {a['p50_us']} | {b['p99_us']} | {a['p99_us']} | {ratio_text(y)} | "
+                     f"{b['loss']:.2%} | {a['loss']:.2%} |")
 
 lines += ["", "### Every run", "",
           "| scenario | server (path) | rate/s | delivered/s | loss | p50 µs | p99 µs | p99.9 µs | max µs | server CPU | client-bound | "
@@ -283,11 +361,12 @@ lines += [f"- {l.removeprefix('FAILED: ')}" for l in failures] if failures else 
 open(md_out, "w").write("\n".join(lines) + "\n")
 json.dump({"machine": machine, "runs": rows,
            "headline": [{"figure": k[0], "unit": k[1], "values": v} for k, v in headline.items()],
+           **({"before_after": {"baseline": BASELINE, "figures": before_after}} if has_before else {}),
            "server_metrics": server_metrics, "failures": failures},
           open(json_out, "w"), indent=1)
 
 # ---- SVG: one panel of horizontal bars per headline figure ----
-COLORS = {"switchboard": "#4f46e5", "switchboard-chat": "#818cf8", "node-ws": "#16a34a",
+COLORS = {"switchboard": "#4f46e5", "switchboard-chat": "#818cf8", "switchboard-before": "#c4b5fd", "node-ws": "#16a34a",
           "bun": "#f59e0b", "deno": "#0f172a", "python": "#3b82f6"}
 W, BAR, GAP, LABEL_W, TITLE_H = 760, 16, 4, 130, 28
 panels = list(headline.items())

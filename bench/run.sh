@@ -15,6 +15,20 @@
 #                    # server-side figures, or if report.py fails. For CI: about 1 minute on 2
 #                    # cores once built (the debug build of server and bench, cold, about 3.5
 #                    # minutes). The normal mode reports failed runs and carries on.
+#   BASELINE=f4430fd bench/run.sh
+#                    # before/after: also the server at that git revision, as one more server,
+#                    # switchboard-before, in every family that runs the chat path (idle, echo,
+#                    # fan-out 1k and 10k, chat rooms, setup), driven in protocol v2 (the room in
+#                    # the query, no subprotocol: loadgen --path switchboard-v2) with the chat
+#                    # path's options and a fresh database per family; the report gains "Chat
+#                    # path before and after" (each figure and after/before, same run). The rev
+#                    # is checked out with `git worktree add --detach` into
+#                    # target/baseline-src/<commit> and its server built with the run's profile
+#                    # into target/baseline/<commit> (both kept for the next run; the build is
+#                    # skipped when that binary is there). Options the baseline lacks are
+#                    # dropped, with a note. Combines with SMOKE=1. Adds a few minutes to a full
+#                    # run, plus the baseline's first release build. Without BASELINE, nothing
+#                    # changes.
 #
 # Scenarios: (a) idle, 10,000 connections held, server RSS per connection, all checked alive
 # with one broadcast; (b) fan-out to 1,000 and 10,000 receivers at rising publish rates;
@@ -31,6 +45,13 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 ulimit -n 65536 2>/dev/null || true
 SMOKE=${SMOKE:-0}
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ]; then
+    base_rev=$(git rev-parse --verify --quiet "$BASELINE^{commit}") \
+        || { echo "BASELINE=$BASELINE is not a commit" >&2; exit 2; }
+    baseline_label=$BASELINE
+    [ "$BASELINE" = "${base_rev:0:${#BASELINE}}" ] || baseline_label="$BASELINE ($(git rev-parse --short "$base_rev"))"
+fi
 if [ "$SMOKE" = 1 ]; then
     SECS=${SECS:-1}
     RATES=${RATES:-50}
@@ -85,6 +106,30 @@ if [ ! -x bench/peers/python/.venv/bin/python ]; then
     bench/peers/python/.venv/bin/pip install -q -r bench/peers/python/requirements.txt
 fi
 
+if [ -n "$BASELINE" ]; then
+    # The server at BASELINE, from its own worktree and target directory (kept between runs).
+    targets=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+    base_src=$targets/baseline-src/$base_rev
+    base_target=$targets/baseline/$base_rev
+    base_bin=$base_target/$profile/server
+    # Built from that commit with this profile: the stamp names the commit.
+    if [ -x "$base_bin" ] && [ "$(cat "$base_bin.rev" 2>/dev/null)" = "$base_rev" ]; then
+        echo "==> baseline $baseline_label: $base_bin is up to date"
+    else
+        if [ "$(git -C "$base_src" rev-parse HEAD 2>/dev/null)" != "$base_rev" ] \
+            || ! git -C "$base_src" diff --quiet HEAD; then
+            rm -rf "$base_src"
+            # -f: the path may still be registered from a worktree deleted by hand.
+            git worktree add -q -f --detach "$base_src" "$base_rev"
+        fi
+        echo "==> baseline $baseline_label: building its server ($profile) in $base_src"
+        release=()
+        if [ "$profile" = release ]; then release=(--release); fi
+        (cd "$base_src" && CARGO_TARGET_DIR=$base_target cargo build -q "${release[@]}" -p server --bin server)
+        echo "$base_rev" >"$base_bin.rev"
+    fi
+fi
+
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -119,9 +164,25 @@ k() { # 1000 -> 1k, 10000 -> 10k, 5 -> 5
 
 # Every scenario family starts with fresh server processes: no run inherits another's teardown
 # (10,000 sockets closing), its memory, or its crash (Node can abort on heap exhaustion under
-# the 10k fan-out). Switchboard runs as two processes, one per path.
+# the 10k fan-out). Switchboard runs as two processes, one per path (three with BASELINE: the
+# baseline's server, switchboard-before, takes the chat path's options).
 sb_args=(--bind 127.0.0.1:0 --static-dir "$work" --bench-relay --rate-per-sec 1000000
     --rate-burst 1000000 --max-connections-per-ip 100000 --outbound-queue 1024)
+if [ -n "$BASELINE" ]; then
+    # The chat path's options, less any the baseline server does not have (an option and the
+    # values after it).
+    base_help=$("$base_bin" --help)
+    base_args=()
+    keep=1
+    for a in "${sb_args[@]}"; do
+        if [[ $a == --* ]]; then
+            keep=1
+            grep -qE -- "(^|[ ,])$a([ =]|\$)" <<<"$base_help" \
+                || { keep=0; echo "    switchboard-before: $a is not an option at $baseline_label; dropped"; }
+        fi
+        if ((keep)); then base_args+=("$a"); fi
+    done
+fi
 fresh() {
     if ((${#pids[@]})); then
         # Server-side figures from the chat-path server's own /metrics, per scenario family
@@ -139,6 +200,10 @@ fresh() {
     SB_ADDR=$ADDR SB_PID=$PID
     start switchboard-chat "$bin/server" --db "$work/bench-chat.db" "${sb_args[@]}"
     SBC_ADDR=$ADDR SBC_PID=$PID
+    if [ -n "$BASELINE" ]; then
+        start switchboard-before "$base_bin" --db "$work/bench-before.db" "${base_args[@]}"
+        SBB_ADDR=$ADDR SBB_PID=$PID
+    fi
     PORT=0 start node-ws node bench/peers/node-ws/server.js
     NODE_ADDR=$ADDR NODE_PID=$PID
     PORT=0 start bun bench/peers/node_modules/.bin/bun bench/peers/bun/server.ts
@@ -149,6 +214,13 @@ fresh() {
     PY_ADDR=$ADDR PY_PID=$PID
     peers=("node-ws $NODE_PID $NODE_ADDR" "bun $BUN_PID $BUN_ADDR" "deno $DENO_PID $DENO_ADDR" "python $PY_PID $PY_ADDR")
 }
+chat_path() { # loadgen args: one run on the chat path, and with BASELINE the same run on the
+    # baseline server in the protocol it spoke (v2)
+    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --path switchboard "$@"
+    if [ -n "$BASELINE" ]; then
+        load switchboard-before "$SBB_PID" "$SBB_ADDR" --path switchboard-v2 "$@"
+    fi
+}
 : >"$out.failures.txt"
 : >"$out.metrics.txt"
 
@@ -156,7 +228,7 @@ fresh
 family=idle
 echo "==> idle: $IDLE connections held, server RSS per connection"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$IDLE"
-load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario idle --path switchboard --conns "$IDLE"
+chat_path --scenario idle --conns "$IDLE"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario idle --path raw --conns "$IDLE"
@@ -166,7 +238,7 @@ fresh
 family=echo
 echo "==> echo: $ECHO_CONNS connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
-load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario echo --path switchboard --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
+chat_path --scenario echo --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario echo --path raw --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
@@ -179,7 +251,7 @@ for spec in "$RECEIVERS:$RATES" "$RECEIVERS_10K:$RATES_10K"; do
     echo "==> fan-out: $receivers receivers, rates $rates"
     for rate in $rates; do
         load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
-        load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario fanout --path switchboard --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
+        chat_path --scenario fanout --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
         for p in "${peers[@]}"; do
             # shellcheck disable=SC2086
             load $p --scenario fanout --path raw --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
@@ -192,7 +264,7 @@ for n in $CHAT_ROOMS; do
     family="chat room $n"
     echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
     load switchboard "$SB_PID" "$SB_ADDR" --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
-    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario chat --path switchboard --conns "$n" --payload 64 --secs "$SECS"
+    chat_path --scenario chat --conns "$n" --payload 64 --secs "$SECS"
     for p in "${peers[@]}"; do
         # shellcheck disable=SC2086
         load $p --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
@@ -203,7 +275,7 @@ fresh
 family="connection setup"
 echo "==> connection setup: $SETUP connects, $INFLIGHT in flight"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario setup --path raw --conns "$SETUP" --inflight "$INFLIGHT"
-load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario setup --path switchboard --conns "$SETUP" --inflight "$INFLIGHT"
+chat_path --scenario setup --conns "$SETUP" --inflight "$INFLIGHT"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario setup --path raw --conns "$SETUP" --inflight "$INFLIGHT"
@@ -211,6 +283,7 @@ done
 
 fresh # records the last family's server-side figures
 
+[ -z "$BASELINE" ] || export BASELINE_LABEL=$baseline_label
 python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg" "$out.metrics.txt" "$out.failures.txt"
 if [ "$SMOKE" != 1 ]; then
     cat "$out.md"
@@ -220,17 +293,27 @@ fi
 # Smoke: the harness must have measured something everywhere, or the script fails.
 families=$((5 + $(wc -w <<<"$CHAT_ROOMS"))) # idle, echo, two fan-outs, chat rooms, setup
 checked=0
-python3 - "$out.jsonl" "$out.metrics.txt" "$families" <<'EOF' || checked=1
+python3 - "$out.jsonl" "$out.metrics.txt" "$families" "$BASELINE" <<'EOF' || checked=1
 import sys
 import json
-runs, metrics, families = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs, metrics, families, baseline = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 bad = []
-for r in (json.loads(l) for l in open(runs) if l.strip()):
+rows = [json.loads(l) for l in open(runs) if l.strip()]
+for r in rows:
     what = f"{r['server']} {r['scenario']} x {r['connections']}"
     if r["delivered"] == 0:
         bad.append(f"{what}: nothing delivered")
     elif r["scenario"] in ("idle", "setup") and r["delivered"] != r["expected"]:
         bad.append(f"{what}: {r['delivered']} of {r['expected']}")
+if baseline:
+    # Every chat-path run has its baseline twin.
+    def runs_of(server):
+        return {(r["scenario"], r["connections"], r.get("rate")) for r in rows if r["server"] == server}
+    chat, before = runs_of("switchboard-chat"), runs_of("switchboard-before")
+    for s, n, rate in sorted(chat - before, key=str):
+        bad.append(f"switchboard-before {s} x {n} (rate {rate}): not recorded")
+    if not before:
+        bad.append("no switchboard-before runs")
 sections = open(metrics).read().split("# after: ")[1:]
 with_figures = [s for s in sections if "switchboard_frames_out_total" in s]
 if len(with_figures) != families:

@@ -11,8 +11,12 @@
 //! - [`setup`]: connection setup rate: many connects, a fixed number in flight.
 //!
 //! Client sockets bind round-robin to 127.0.0.2–127.0.0.9 so ephemeral ports do not run out.
-//! Two paths: `raw` (the server's `/echo` and `/relay`, which every peer implements) and
-//! `switchboard` (the real chat path: `/ws`, JSON, validation, sequencing, persistence).
+//! Three paths: `raw` (the server's `/echo` and `/relay`, which every peer implements),
+//! `switchboard` (the real chat path: `/ws`, JSON, validation, sequencing, persistence; protocol
+//! v3) and `switchboard-v2` (the same chat path as the server spoke it before v3, at `f4430fd`:
+//! one room per connection from the query, no subprotocol; to measure a baseline server with
+//! the same scenarios). The two chat paths differ only in how a client joins its room and how
+//! it addresses a chat message ([`open`], [`frame`]): names, rooms and payloads are the same.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,8 +40,13 @@ pub type Ws = WebSocketStream<tokio::net::TcpStream>;
 pub enum PathKind {
     /// `/echo` and `/relay`: raw frames.
     Raw,
-    /// `/ws`: Switchboard's chat path (JSON, validation, seq, persistence).
+    /// `/ws`: Switchboard's chat path (JSON, validation, seq, persistence), protocol v3: the
+    /// `switchboard.v3` subprotocol, `hello`, then `join` → `subscribed`, room-scoped chats.
     Switchboard,
+    /// `/ws` in protocol v2 as servers before v3 spoke it (`f4430fd`): the room and name in the
+    /// query, no subprotocol, `welcome` first, chats without a room. For a baseline server: the
+    /// current one treats a connection without a subprotocol as a plain tutorial client.
+    SwitchboardV2,
 }
 
 /// What one run measured.
@@ -71,8 +80,14 @@ fn client_config() -> WebSocketConfig {
         .max_write_buffer_size(1 << 20)
 }
 
-/// Connects to `addr` + `path`, binding the client socket to 127.0.0.{2..=9} round-robin.
-pub async fn connect(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<Ws> {
+/// Connects to `addr` + `path`, binding the client socket to 127.0.0.{2..=9} round-robin, and
+/// asking for `subprotocol` if given.
+pub async fn connect(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    subprotocol: Option<&str>,
+) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4()?;
     let source: SocketAddr = format!("127.0.0.{}:0", 2 + n % 8).parse()?;
     socket.bind(source)?;
@@ -82,7 +97,13 @@ pub async fn connect(addr: SocketAddr, path: &str, n: usize) -> anyhow::Result<W
         .with_context(|| format!("connecting from {source}"))?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{addr}{path}");
-    let request = request(&url, shared::SUBPROTOCOL_V3)?;
+    let request = match subprotocol {
+        Some(subprotocol) => request(&url, subprotocol)?,
+        None => {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            url.into_client_request()?
+        }
+    };
     let (ws, _) = client_async_with_config(request, stream, Some(client_config())).await?;
     Ok(ws)
 }
@@ -106,7 +127,13 @@ pub fn request(
 /// Joins `room` on Switchboard's chat path the way the product's clients do (protocol v3):
 /// connect with `query` (`?name=…&feed=…`), read `hello`, send `join`, read `subscribed`.
 pub async fn join(addr: SocketAddr, query: &str, room: &str, n: usize) -> anyhow::Result<Ws> {
-    let mut ws = connect(addr, &format!("/ws{query}"), n).await?;
+    let mut ws = connect(
+        addr,
+        &format!("/ws{query}"),
+        n,
+        Some(shared::SUBPROTOCOL_V3),
+    )
+    .await?;
     expect(&mut ws, "\"type\":\"hello\"").await?;
     let join = shared::Command::Join {
         room: shared::RoomId::parse(room)?,
@@ -117,6 +144,29 @@ pub async fn join(addr: SocketAddr, query: &str, room: &str, n: usize) -> anyhow
         .await?;
     expect(&mut ws, "\"type\":\"subscribed\"").await?;
     Ok(ws)
+}
+
+/// Opens one scenario connection. On the raw path: `endpoint` (`/echo` or `/relay`). On a chat
+/// path: a member of `room` with the query parameters `params` (`name=…&feed=…`), returned once
+/// the server has let it in: v3 joins after `hello` ([`join`]); v2 names the room in the query
+/// and is in once `welcome` arrives.
+pub async fn open(
+    addr: SocketAddr,
+    path: PathKind,
+    endpoint: &str,
+    params: &str,
+    room: &str,
+    n: usize,
+) -> anyhow::Result<Ws> {
+    match path {
+        PathKind::Raw => connect(addr, endpoint, n, None).await,
+        PathKind::Switchboard => join(addr, &format!("?{params}"), room, n).await,
+        PathKind::SwitchboardV2 => {
+            let mut ws = connect(addr, &format!("/ws?{params}&room={room}"), n, None).await?;
+            expect(&mut ws, "\"type\":\"welcome\"").await?;
+            Ok(ws)
+        }
+    }
 }
 
 /// Reads the next text frame and checks it contains `marker`.
@@ -131,12 +181,16 @@ async fn expect(ws: &mut Ws, marker: &str) -> anyhow::Result<()> {
 }
 
 /// What a client sends for `body`: the bytes themselves on the raw path, a chat message to
-/// `room` on Switchboard's chat path.
+/// `room` on Switchboard's chat path (v2: to the connection's one room, so without a room).
 fn frame(path: PathKind, room: &str, body: String) -> anyhow::Result<String> {
     Ok(match path {
         PathKind::Raw => body,
         PathKind::Switchboard => serde_json::to_string(&shared::Command::Chat {
             room: shared::RoomId::parse(room)?,
+            msg: body,
+            id: None,
+        })?,
+        PathKind::SwitchboardV2 => serde_json::to_string(&shared::ClientMsg::Chat {
             msg: body,
             id: None,
         })?,
@@ -203,22 +257,20 @@ pub async fn echo(
     let mut tasks = Vec::new();
     let start = Instant::now();
     for c in 0..conns {
-        let mut ws = match path {
-            PathKind::Raw => connect(addr, "/echo", c).await?,
-            PathKind::Switchboard => {
-                join(
-                    addr,
-                    &format!("?name=echo{c}&feed=0"),
-                    &format!("echo{c}"),
-                    c,
-                )
-                .await?
-            }
-        };
+        let room = format!("echo{c}");
+        let mut ws = open(
+            addr,
+            path,
+            "/echo",
+            &format!("name=echo{c}&feed=0"),
+            &room,
+            c,
+        )
+        .await?;
         let body = "x".repeat(payload);
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
-            let frame = frame(path, &format!("echo{c}"), body)?;
+            let frame = frame(path, &room, body)?;
             while start.elapsed() < duration {
                 let sent = Instant::now();
                 ws.send(Message::text(frame.clone())).await?;
@@ -264,18 +316,14 @@ pub async fn fanout(
     // A fresh room per run: on the chat path a joining receiver is sent the room's recent
     // history, which must not count as deliveries of this run.
     let room = format!("fanout-{}", epoch_nanos() % 1_000_000_000_000);
-    let recv_path = "/relay".to_owned();
     let received = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for r in 0..receivers {
-        let mut ws = match path {
-            PathKind::Raw => connect(addr, &recv_path, r).await?,
-            // Receivers are listeners without a name (viewers of a live feed): named members
-            // would each announce their join to all the others, and 10,000 of them joining one
-            // room is a presence storm of 50 million frames, not a fan-out measurement.
-            PathKind::Switchboard => join(addr, "?feed=0", &room, r).await?,
-        };
+        // On the chat path receivers are listeners without a name (viewers of a live feed):
+        // named members would each announce their join to all the others, and 10,000 of them
+        // joining one room is a presence storm of 50 million frames, not a fan-out measurement.
+        let mut ws = open(addr, path, "/relay", "feed=0", &room, r).await?;
         let received = received.clone();
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -302,10 +350,15 @@ pub async fn fanout(
             anyhow::Ok(hist)
         }));
     }
-    let publisher = match path {
-        PathKind::Raw => connect(addr, &recv_path, receivers).await?,
-        PathKind::Switchboard => join(addr, "?name=publisher&feed=0", &room, receivers).await?,
-    };
+    let publisher = open(
+        addr,
+        path,
+        "/relay",
+        "name=publisher&feed=0",
+        &room,
+        receivers,
+    )
+    .await?;
     let (mut pub_tx, mut pub_rx) = publisher.split();
     // The publisher's own echoes (Switchboard) are read and dropped.
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = pub_rx.next().await {} });
@@ -370,12 +423,7 @@ pub async fn idle(
     for chunk in (0..conns).collect::<Vec<_>>().chunks(64) {
         let batch = chunk.iter().map(|&c| {
             let room = format!("{room}-{c}");
-            async move {
-                match path {
-                    PathKind::Raw => connect(addr, "/relay", c).await,
-                    PathKind::Switchboard => join(addr, "?name=i", &room, c).await,
-                }
-            }
+            async move { open(addr, path, "/relay", "name=i", &room, c).await }
         });
         for ws in futures_util::future::join_all(batch).await {
             clients.push(ws?);
@@ -388,7 +436,7 @@ pub async fn idle(
     let got = Arc::new(AtomicU64::new(0));
     let marker = match path {
         PathKind::Raw => format!("alive-{}", epoch_nanos()),
-        PathKind::Switchboard => "\"type\":\"stats\"".to_owned(),
+        PathKind::Switchboard | PathKind::SwitchboardV2 => "\"type\":\"stats\"".to_owned(),
     };
     let mut tasks = Vec::with_capacity(conns);
     for mut ws in clients {
@@ -412,7 +460,7 @@ pub async fn idle(
     }
     let sent_at = Instant::now();
     if path == PathKind::Raw {
-        let mut publisher = connect(addr, "/relay", conns).await?;
+        let mut publisher = connect(addr, "/relay", conns, None).await?;
         publisher.send(Message::text(marker.clone())).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -462,11 +510,7 @@ pub async fn chat_room(
     let room = format!("room-{}", epoch_nanos() % 1_000_000_000_000);
     let mut sockets = Vec::with_capacity(clients);
     for c in 0..clients {
-        let ws = match path {
-            PathKind::Raw => connect(addr, "/relay", c).await?,
-            PathKind::Switchboard => join(addr, &format!("?name=c{c}&feed=0"), &room, c).await?,
-        };
-        sockets.push(ws);
+        sockets.push(open(addr, path, "/relay", &format!("name=c{c}&feed=0"), &room, c).await?);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let delivered = Arc::new(AtomicU64::new(0));
@@ -559,7 +603,7 @@ fn round_of(text: &str, path: PathKind) -> Option<(u64, usize, u64)> {
 }
 
 /// Connection setup: `total` WebSocket connects, `inflight` at a time, each closed once open
-/// (on the chat path, once its welcome arrived, each in a room of its own). `delivered` counts
+/// (on a chat path, once it is in a room of its own: v3 `subscribed`, v2 `welcome`). `delivered` counts
 /// successes, `per_sec` is their rate, and latency is per connect.
 pub async fn setup(
     addr: SocketAddr,
@@ -574,11 +618,9 @@ pub async fn setup(
             let began = Instant::now();
             // On the chat path a connection is set up once it has joined its room.
             let room = format!("setup-{run_id}-{c}");
-            let mut ws = match path {
-                PathKind::Raw => connect(addr, "/echo", c).await,
-                PathKind::Switchboard => join(addr, "?name=s&feed=0", &room, c).await,
-            }
-            .map_err(|_| ())?;
+            let mut ws = open(addr, path, "/echo", "name=s&feed=0", &room, c)
+                .await
+                .map_err(|_| ())?;
             let took = began.elapsed().as_micros().max(1) as u64;
             // Closed in the background so the close handshake is not counted as setup.
             tokio::spawn(async move {
@@ -635,7 +677,7 @@ fn scheduled(text: &str, path: PathKind) -> Option<u64> {
 fn body_of(text: &str, path: PathKind) -> Option<&str> {
     match path {
         PathKind::Raw => Some(text),
-        PathKind::Switchboard => {
+        PathKind::Switchboard | PathKind::SwitchboardV2 => {
             let i = text.find("\"msg\":\"")? + 7;
             Some(&text[i..])
         }

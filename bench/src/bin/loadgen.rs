@@ -3,6 +3,7 @@
 //! ```text
 //! loadgen --addr 127.0.0.1:3000 --scenario echo --path raw --conns 100 --payload 20 --secs 10
 //! loadgen --addr 127.0.0.1:3000 --scenario fanout --path switchboard --conns 1000 --rate 200
+//! loadgen --addr 127.0.0.1:3001 --scenario fanout --path switchboard-v2 --conns 1000 --rate 200
 //! ```
 //! With `--server-pid`, the server's CPU use over the run is read from `/proc`; the
 //! load generator's own is always reported, and the run is flagged `client_bound` when the
@@ -32,7 +33,8 @@ struct Args {
     addr: SocketAddr,
     #[arg(long, value_enum)]
     scenario: Scenario,
-    /// `raw` (/echo, /relay) or `switchboard` (/ws chat path).
+    /// `raw` (/echo, /relay), `switchboard` (/ws chat path, protocol v3) or `switchboard-v2`
+    /// (/ws as servers before v3 spoke it: room in the query, no subprotocol; for a baseline).
     #[arg(long, value_enum, default_value = "raw")]
     path: PathKind,
     /// Echo connections, or fan-out receivers.
