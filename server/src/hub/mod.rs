@@ -432,13 +432,6 @@ impl Hub {
         })
     }
 
-    /// The session's room and name, if it has one.
-    pub fn sender(&self, session: SessionId) -> Option<(RoomId, Username)> {
-        self.with_subscription(session, |room_id, room| {
-            Some((room_id.clone(), room.subscribers[&session].name.clone()?))
-        })?
-    }
-
     /// Whether the room has members or sessions on this node now.
     pub fn room_in_use(&self, room: &str) -> bool {
         RoomId::parse(room).is_ok_and(|room| self.room(&room).is_some())

@@ -140,8 +140,24 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
             snapshot,
             name,
             sender,
-        }) => match Box::pin(replay(p, session, &room, snapshot, name, (tx, kick))).await {
-            Ok(()) => Ok((room, sender)),
+        }) => match Box::pin(replay(
+            p,
+            session,
+            &room,
+            snapshot,
+            name.clone(),
+            (tx, kick),
+        ))
+        .await
+        {
+            Ok(()) => Ok((
+                room,
+                Speaker {
+                    key: sender,
+                    name,
+                    home: None,
+                },
+            )),
             Err(e) => {
                 p.hub.unregister(session, false);
                 p.metrics.store_error(e.kind());
@@ -157,9 +173,13 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
         Err(e) => Err(e),
     };
     match admitted {
-        Ok((room, sender)) => {
+        Ok((room, speaker)) => {
             info!(room = %room, "joined");
-            let mut reader = Reader::new(p, session, kick, send_error, sender, None);
+            let speaker = Speaker {
+                home: Some(room.clone()),
+                ..speaker
+            };
+            let mut reader = Reader::new(p, session, kick, send_error, speaker, None);
             let end = reader.read_loop(stream, tx, &p.shutdown).await;
             p.hub.unregister(session, end == End::Left);
             info!(room = %room, ?end, "left");
@@ -171,6 +191,17 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
             End::Closing
         }
     }
+}
+
+/// Who a session's messages come from.
+#[derive(Debug)]
+struct Speaker {
+    /// Whose message ids these are ([`Identity::key`]).
+    key: String,
+    /// The name it chats as; `None` until a nameless legacy client names itself.
+    name: Option<Username>,
+    /// A v2 or plain session's one room (`None` in v3: each command names its room).
+    home: Option<RoomId>,
 }
 
 /// The token buckets a frame can be charged to.
@@ -423,9 +454,8 @@ struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     rooms_bucket: TokenBucket,
     /// Consecutive rate-limited messages.
     strikes: u32,
-    named: bool,
-    /// Whose message ids these are ([`Identity::key`]).
-    sender: String,
+    /// Who sends this session's messages, kept here so a message needs no hub lookup.
+    speaker: Speaker,
     store: &'a dyn Store,
     cluster: Option<&'a Cluster>,
     metrics: &'a Metrics,
@@ -443,7 +473,7 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
         session: SessionId,
         kick: &'a Kick,
         send_error: &'a F,
-        sender: String,
+        speaker: Speaker,
         rooms: Option<v3::Rooms>,
     ) -> Self {
         Self {
@@ -462,10 +492,9 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
                 p.settings.join_rate_burst,
             ),
             strikes: 0,
-            named: p.name.is_some(),
+            speaker,
             plain: p.protocol == Negotiated::Plain,
             about_room: None,
-            sender,
             store: &*p.store,
             cluster: p.cluster.as_deref(),
             metrics: &p.metrics,
@@ -564,21 +593,19 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             return;
         }
         match frame {
-            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => {
-                self.chat(self.session, &msg, id, tx).await
-            }
+            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => self.chat_home(&msg, id, tx).await,
             Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
             Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
                 self.hub.set_feed(self.session, enabled)
             }
             Ok(Inbound::Legacy(LegacyChat { name, msg })) => {
-                if !self.named && !self.take_name(&name).await {
+                if self.speaker.name.is_none() && !self.take_name(&name).await {
                     return;
                 }
-                self.chat(self.session, &msg, None, tx).await;
+                self.chat_home(&msg, None, tx).await;
             }
             // A tutorial page may send plain text (the WebAPI chat does): it is the message.
-            Err(_) if self.plain => self.chat(self.session, text, None, tx).await,
+            Err(_) if self.plain => self.chat_home(text, None, tx).await,
             Err(e) => self.reject(e.code(), e.to_string()),
         }
     }
@@ -657,21 +684,28 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             );
             return false;
         }
-        self.named = true;
+        self.speaker.name = Some(name);
         true
     }
 
-    /// Stores the message of subscription `sub`; the store's commit fans it out. Acknowledged
-    /// once committed (v3 acks and nacks name the command's room).
+    /// A v2 or plain session's message, to its one room.
+    async fn chat_home(&mut self, raw: &str, id: Option<String>, tx: &mpsc::Sender<Outbound>) {
+        if let Some(room) = self.speaker.home.clone() {
+            self.chat(room, raw, id, tx).await;
+        }
+    }
+
+    /// Stores a message to `room` (joined); the store's commit fans it out. Acknowledged once
+    /// committed (v3 acks and nacks name the command's room).
     async fn chat(
         &mut self,
-        sub: SessionId,
+        room: RoomId,
         raw: &str,
         id: Option<String>,
         tx: &mpsc::Sender<Outbound>,
     ) {
         let about_room = self.about_room.as_ref().map(ToString::to_string);
-        let Some((room, name)) = self.hub.sender(sub).filter(|_| self.named) else {
+        let Some(name) = self.speaker.name.clone() else {
             return self.reject(
                 ErrorCode::NameRequired,
                 "connect with ?name= (or send {\"name\",\"msg\"}) before chatting".into(),
@@ -693,7 +727,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             room,
             name: name.to_string(),
             text: text.as_str().to_owned(),
-            sender: self.sender.clone(),
+            sender: self.speaker.key.clone(),
             client_id: id.clone(),
             ts: unix_millis(),
         };

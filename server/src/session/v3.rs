@@ -103,7 +103,11 @@ pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
         max_rooms: p.settings.max_rooms_per_connection,
     });
     queue_own(tx, kick, &p.metrics, &hello);
-    let sender = identity.key(p.hub.instance());
+    let speaker = Speaker {
+        key: identity.key(p.hub.instance()),
+        name: name.clone(),
+        home: None,
+    };
     let rooms = Rooms {
         joined: BTreeMap::new(),
         identity,
@@ -111,7 +115,7 @@ pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
         feed: p.feed,
         feed_sub: None,
     };
-    let mut reader = Reader::new(p, session, kick, send_error, sender, Some(rooms));
+    let mut reader = Reader::new(p, session, kick, send_error, speaker, Some(rooms));
     info!(protocol = 3, "connected");
     let end = reader.read_loop(stream, tx, &p.shutdown).await;
     let joined = reader.rooms.take().map(|r| r.joined).unwrap_or_default();
@@ -180,8 +184,8 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             }
             Ok(Command::Leave { room }) => self.leave(&room, tx),
             Ok(Command::Chat { room, msg, id }) => {
-                if let Some(sub) = self.subscription(&room) {
-                    self.chat(sub, &msg, id, tx).await;
+                if self.subscription(&room).is_some() {
+                    self.chat(room, &msg, id, tx).await;
                 }
             }
             Ok(Command::Typing { room }) => {
