@@ -146,6 +146,12 @@ impl RoomState {
         pending
     }
 
+    /// Forgets the messages not yet sent (the room is being left).
+    pub fn discard_outbox(&self) {
+        self.outbox.set(Vec::new());
+        self.save_outbox();
+    }
+
     fn save_outbox(&self) {
         self.outbox.with_untracked(|o| {
             identity::save_outbox(&self.room.get_value(), &self.my_name.get_value(), o)

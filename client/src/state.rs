@@ -79,6 +79,9 @@ pub struct Session {
     /// The room shown.
     pub active: RwSignal<Option<RoomId>>,
     hellos: StoredValue<u32>,
+    /// Whether the current connection has said `hello`: joins sent before it would be sent
+    /// again by the `hello` handler (and refused as `already_joined`).
+    ready: StoredValue<bool>,
     connection: StoredValue<Option<Connection>, LocalStorage>,
 }
 
@@ -100,6 +103,7 @@ impl Session {
             rooms: RwSignal::new(Vec::new()),
             active: RwSignal::new(None),
             hellos: StoredValue::new(0),
+            ready: StoredValue::new(false),
             connection: StoredValue::new_local(None),
         };
         for room in rooms {
@@ -185,10 +189,21 @@ impl Session {
         else {
             return;
         };
-        self.rooms.update(|rooms| {
-            rooms.remove(index);
-        });
-        self.send(&Command::Leave { room: room.clone() });
+        let left = self.rooms.try_update(|rooms| rooms.remove(index));
+        if let Some(left) = left {
+            // Unsent messages of a room left are dropped, here and in storage, so a later
+            // join of the room does not send them after all.
+            left.discard_outbox();
+            // The server knows the room only if this connection asked for it: a join sent
+            // (after `hello`) and not refused.
+            let asked = matches!(
+                left.status.get_untracked(),
+                RoomStatus::Joining | RoomStatus::Joined
+            );
+            if asked && self.ready.get_value() {
+                self.send(&Command::Leave { room: room.clone() });
+            }
+        }
         if self.active.get_untracked().as_ref() == Some(room) {
             let next = self.rooms.with_untracked(|rooms| {
                 rooms.get(index).or_else(|| rooms.last()).map(RoomState::id)
@@ -202,10 +217,13 @@ impl Session {
         self.update_title();
     }
 
-    /// Sends `join` for `room` with its history position (if connected; otherwise the next
-    /// `hello` does).
+    /// Sends `join` for `room` with its history position (once the connection has said
+    /// `hello`; until then the `hello` handler joins every room).
     fn join(&self, room: RoomState) {
         room.status.set(RoomStatus::Joining);
+        if !self.ready.get_value() {
+            return;
+        }
         let position = room.position();
         self.send(&Command::Join {
             room: room.id(),
@@ -329,7 +347,10 @@ impl Session {
     pub fn apply(&self, event: ConnEvent) {
         match event {
             ConnEvent::State(state) => self.conn.set(state),
-            ConnEvent::Opened => self.log_event("open", String::new()),
+            ConnEvent::Opened => {
+                self.ready.set_value(false);
+                self.log_event("open", String::new());
+            }
             ConnEvent::Error => self.log_event("error", "the connection failed".into()),
             ConnEvent::BadFrame(why) => {
                 self.log_event("message", format!("unreadable frame: {why}"))
@@ -347,6 +368,7 @@ impl Session {
                     detail.push_str(" (unclean)");
                 }
                 self.log_event("close", detail);
+                self.ready.set_value(false);
                 let was_open = self.hellos.get_value() > 0 && self.conn.get_untracked().is_open();
                 self.for_each_room(|room| {
                     if was_open && room.status.get_untracked() == RoomStatus::Joined {
@@ -381,6 +403,7 @@ impl Session {
                 self.server_version.set(Some(h.server_version));
                 self.limits.set(Some(h.limits));
                 self.max_rooms.set(h.max_rooms);
+                self.ready.set_value(true);
                 // Every room again, each from its own position.
                 self.for_each_room(|room| self.join(room));
             }
@@ -463,9 +486,12 @@ impl Session {
                 }));
             }
             ServerMsg::Unsubscribed { room } => {
-                // After a leave the room is gone from the list already; otherwise the server
+                // After a leave the room is gone from the list already (or, left and opened
+                // again, is joining anew: this answers the old leave); otherwise the server
                 // dropped it (its error came first) and the room offers a retry.
-                if let Some(state) = room_of(&room) {
+                if let Some(state) = room_of(&room)
+                    && state.status.get_untracked() == RoomStatus::Joined
+                {
                     state.status.set(RoomStatus::Refused(
                         "The server left this room; join it again to resume.".into(),
                     ));

@@ -70,14 +70,14 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_CONTROL_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 10)]
     pub control_rate_burst: u32,
 
-    /// Protocol v3: sustained joins and leaves per second per connection (their own bucket: a
-    /// join announces the member and replays history, so churn costs the room far more than
-    /// a message).
+    /// Protocol v3: sustained joins per second per connection (their own bucket: a join
+    /// announces the member and replays history, so churn costs the room far more than a
+    /// message). Leaves are never limited: they only lighten the load.
     #[arg(long, env = "SWITCHBOARD_JOIN_RATE_PER_SEC", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 2)]
     pub join_rate_per_sec: u32,
 
-    /// Burst of joins and leaves: a reconnecting client joins all its rooms again at once, so
-    /// keep it at least `--max-rooms-per-connection`.
+    /// Burst of joins: a reconnecting client joins all its rooms again at once, so it must be
+    /// at least `--max-rooms-per-connection` (checked at start).
     #[arg(long, env = "SWITCHBOARD_JOIN_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 32)]
     pub join_rate_burst: u32,
 
@@ -271,6 +271,13 @@ impl Settings {
                      starts with http:// or https:// (e.g. https://chat.example.com)"
                 ));
             }
+        }
+        if (self.join_rate_burst as usize) < self.max_rooms_per_connection {
+            return Err(format!(
+                "--join-rate-burst ({}) must be at least --max-rooms-per-connection ({}): a \
+                 reconnecting client joins all its rooms again at once",
+                self.join_rate_burst, self.max_rooms_per_connection
+            ));
         }
         if let Some(url) = &self.redis_url
             && let Err(e) = redis::Client::open(url.as_str())

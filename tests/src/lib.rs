@@ -371,6 +371,25 @@ impl WsClient {
         .await;
     }
 
+    /// Sends `count` chat messages (`"<n> <padding>"`, ids `"<n>"`) and waits for each one's
+    /// ack, a batch at a time: the room's history is filled (every message committed) without
+    /// this client ever falling behind its own echoes and being dropped as a slow consumer.
+    pub async fn fill_history(&mut self, count: usize, padding: &str) {
+        // Two frames a message (echo and ack): 32 queued at most, within any outbound queue the
+        // tests use.
+        const BATCH: usize = 16;
+        for start in (0..count).step_by(BATCH) {
+            let end = (start + BATCH).min(count);
+            for n in start..end {
+                self.chat_with_id(&format!("{n} {padding}"), &n.to_string())
+                    .await;
+            }
+            for n in start..end {
+                self.ack(&n.to_string()).await;
+            }
+        }
+    }
+
     /// Skips frames until the ack for `id`; returns its seq.
     pub async fn ack(&mut self, id: &str) -> u64 {
         self.recv_until(|m| match m {
@@ -382,8 +401,10 @@ impl WsClient {
 
     /// The next event, skipping pings/pongs. Fails the test after [`RECV_TIMEOUT`].
     pub async fn next_event(&mut self) -> anyhow::Result<Event> {
+        // One deadline for the event: the server's pings do not extend it.
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
         loop {
-            let frame = tokio::time::timeout(RECV_TIMEOUT, self.stream.next())
+            let frame = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .context("timed out waiting for a frame")?;
             return Ok(match frame {

@@ -133,7 +133,8 @@ struct Holder {
 struct Room {
     subscribers: HashMap<SessionId, Subscriber>,
     names: BTreeMap<Username, Holder>,
-    /// Taken out of the registry (it emptied): whoever locked it meanwhile looks it up again.
+    /// It emptied: marked under its own lock, then taken out of the registry; whoever locks
+    /// it meanwhile looks it up again (and finds a fresh room).
     closed: bool,
 }
 
@@ -152,8 +153,9 @@ pub trait Backplane: Send + Sync + std::fmt::Debug {
 }
 
 /// Locks, in the only orders they are taken (so none can deadlock):
-/// - `rooms` (the registry) is held only to look a room up, add one or remove an empty one;
-///   removing is the one place that locks a room while holding it (write, then the room).
+/// - `rooms` (the registry) is held only to look a room up, add one or remove a closed one,
+///   never while a room is locked or waited for. A room found empty under its own lock is
+///   marked closed there, and taken out of the registry after.
 /// - a room's lock is taken with no other room's lock held; inside it, `remote` and
 ///   `recent_stats` may be read briefly.
 /// - `index` is never held while a room is locked or waited for.
@@ -303,16 +305,21 @@ impl Hub {
         Some(f(&room_id, &mut room))
     }
 
-    /// Takes the room out of the registry if nobody is in it (no subscriber, no held name).
-    fn drop_room_if_empty(&self, id: &RoomId) {
-        let mut rooms = self.rooms.write().expect("room registry poisoned");
-        let Some(cell) = rooms.get(id).cloned() else {
-            return;
-        };
-        let mut room = lock_room(&cell);
-        if room.subscribers.is_empty() && room.names.is_empty() {
+    /// Under the room's lock: marks an empty room (no subscriber, no held name) closed, so
+    /// whoever locks it next looks it up again. `true` if it closed; then call
+    /// [`forget_room`](Self::forget_room) once the room's lock is released.
+    fn close_if_empty(room: &mut Room) -> bool {
+        if !room.closed && room.subscribers.is_empty() && room.names.is_empty() {
             room.closed = true;
-            drop(room);
+        }
+        room.closed
+    }
+
+    /// Takes a closed room out of the registry (if it is still this cell). Never waits for a
+    /// room's lock while holding the registry: a busy room cannot hold up the others.
+    fn forget_room(&self, id: &RoomId, cell: &RoomCell) {
+        let mut rooms = self.rooms.write().expect("room registry poisoned");
+        if rooms.get(id).is_some_and(|c| Arc::ptr_eq(c, cell)) {
             rooms.remove(id);
         }
     }
@@ -324,13 +331,19 @@ impl Hub {
             let cell = self.room_or_create(&reg.room);
             let mut room = lock_room(&cell);
             if room.closed {
-                continue; // emptied and dropped between the lookup and the lock
+                // Emptied between the lookup and the lock: make sure it is gone, then retry.
+                drop(room);
+                self.forget_room(&reg.room, &cell);
+                continue;
             }
             if let Some(name) = &reg.name
                 && room.claim(&reg.room, name, &reg.identity, self).is_err()
             {
+                let closed = Self::close_if_empty(&mut room);
                 drop(room);
-                self.drop_room_if_empty(&reg.room);
+                if closed {
+                    self.forget_room(&reg.room, &cell);
+                }
                 return Err(NameTaken);
             }
             room.subscribers.insert(
@@ -412,8 +425,11 @@ impl Hub {
                 return;
             }
         }
+        let closed = Self::close_if_empty(&mut room);
         drop(room);
-        self.drop_room_if_empty(&room_id);
+        if closed {
+            self.forget_room(&room_id, &cell);
+        }
     }
 
     /// Closes every session with `code`; their clients reconnect and resume.

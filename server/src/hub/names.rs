@@ -57,8 +57,11 @@ impl Hub {
             },
         };
         room.fan_out(&encode(&msg), None, self);
+        let closed = Self::close_if_empty(&mut room);
         drop(room);
-        self.drop_room_if_empty(room_id);
+        if closed {
+            self.forget_room(room_id, &cell);
+        }
         if let Some(backplane) = self.backplane.get() {
             backplane.released(room_id, name, &holder.identity);
         }

@@ -209,10 +209,10 @@ struct Speaker {
 enum Bucket {
     /// Chat messages, and frames that do not decode.
     Messages,
-    /// Typing notices and feed switches.
+    /// Typing notices and feed switches; v3 joins and leaves that are refused outright.
     Control,
-    /// v3 joins and leaves.
-    Rooms,
+    /// v3 joins that pass the room checks.
+    Joins,
 }
 
 /// How a session ended (its transport finishes accordingly).
@@ -394,11 +394,14 @@ async fn replay(
 /// or the client stopped reading.
 ///
 /// A replay leaves half the queue free: the connection's other rooms (v3), its feed and its
-/// own replies stay live meanwhile and go through `try_send`, which would find a queue the
-/// replay keeps full and drop the connection as a slow consumer.
+/// own replies stay live meanwhile and go through `try_send`, so the replay must never hold
+/// free slots it is not using (tokio's `reserve_many` takes every free permit while it waits
+/// for the rest, and every `try_send` meanwhile would find the queue full and drop the
+/// connection as a slow consumer). It takes one slot at a time, and only while more than half
+/// the queue is free; otherwise it waits for the writer to make room.
 ///
 /// A client that takes nothing for the heartbeat deadline (interval + timeout) is dropped as a
-/// slow consumer (4429): the read loop that would notice a dead peer does not run while a join
+/// slow consumer (4429): the read loop that notices dead peers does not run while a join
 /// replays, and without a deadline such a client would hold its connection for good.
 async fn replay_range(
     store: &dyn Store,
@@ -407,28 +410,56 @@ async fn replay_range(
     tx: &mpsc::Sender<Outbound>,
     (kick, metrics, deadline): (&Kick, &Metrics, Duration),
 ) -> Result<bool, StoreError> {
-    let headroom = (tx.max_capacity() / 2).max(1);
     let mut range = Range::new(room.clone(), after, upto);
     while let Some(page) = range.next_page(store, REPLAY_PAGE).await? {
         for msg in page {
-            let free = match tokio::time::timeout(deadline, tx.reserve_many(headroom)).await {
-                Ok(Ok(free)) => free,
-                Ok(Err(_)) => return Ok(false),
-                Err(_) => {
-                    if drop_slow_consumer(kick, metrics) {
+            let slot = loop {
+                if !wait_for_room(tx, deadline).await {
+                    if !tx.is_closed() && drop_slow_consumer(kick, metrics) {
                         tracing::warn!(room = %room, "slow consumer dropped: stopped reading its replay");
                     }
                     return Ok(false);
                 }
+                // Live frames may have taken the room meanwhile: then wait again.
+                match tx.try_reserve() {
+                    Ok(slot) => break slot,
+                    Err(mpsc::error::TrySendError::Full(())) => continue,
+                    Err(mpsc::error::TrySendError::Closed(())) => return Ok(false),
+                }
             };
-            let slot = free
-                .into_iter()
-                .next()
-                .expect("reserve_many gives at least one slot");
             slot.send(Outbound::History(encode(&ServerMsg::Chat(msg))));
         }
     }
     Ok(true)
+}
+
+/// How often a replay looks whether its client has made room in the queue: at first soon,
+/// then less often while the client takes nothing (many stalled replays stay cheap).
+const REPLAY_POLL_FIRST: Duration = Duration::from_millis(1);
+const REPLAY_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Waits until more than half of the queue is free. `false` if the writer is gone, or if the
+/// client took nothing from the queue for `deadline`.
+async fn wait_for_room(tx: &mpsc::Sender<Outbound>, deadline: Duration) -> bool {
+    let half = tx.max_capacity() / 2;
+    let mut free = tx.capacity();
+    let mut progress = Instant::now();
+    let mut poll = REPLAY_POLL_FIRST;
+    while free <= half {
+        if tx.is_closed() || progress.elapsed() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(poll).await;
+        let now_free = tx.capacity();
+        if now_free > free {
+            progress = Instant::now(); // the writer took something
+            poll = REPLAY_POLL_FIRST;
+        } else {
+            poll = (poll * 2).min(REPLAY_POLL_MAX);
+        }
+        free = now_free;
+    }
+    !tx.is_closed()
 }
 
 fn code_reason(code: ErrorCode) -> &'static str {
@@ -450,8 +481,8 @@ struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     bucket: TokenBucket,
     /// Typing notices and feed switches.
     control_bucket: TokenBucket,
-    /// v3 joins and leaves.
-    rooms_bucket: TokenBucket,
+    /// v3 joins.
+    joins_bucket: TokenBucket,
     /// Consecutive rate-limited messages.
     strikes: u32,
     /// Who sends this session's messages, kept here so a message needs no hub lookup.
@@ -487,7 +518,7 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
                 p.settings.control_rate_per_sec,
                 p.settings.control_rate_burst,
             ),
-            rooms_bucket: TokenBucket::new(
+            joins_bucket: TokenBucket::new(
                 p.settings.join_rate_per_sec,
                 p.settings.join_rate_burst,
             ),
@@ -623,11 +654,11 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 s.control_rate_burst,
                 "typing/feed frames",
             ),
-            Bucket::Rooms => (
-                &mut self.rooms_bucket,
+            Bucket::Joins => (
+                &mut self.joins_bucket,
                 s.join_rate_per_sec,
                 s.join_rate_burst,
-                "joins and leaves",
+                "joins",
             ),
         };
         if tokens.try_take() {

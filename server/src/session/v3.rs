@@ -156,22 +156,15 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 Err(_) => "invalid",
             }))
             .inc();
+        // Joins and leaves are charged in `join` and `leave`, once it is known what they do.
         let bucket = match &command {
-            Ok(Command::Typing { .. } | Command::Feed { .. }) => Bucket::Control,
-            Ok(Command::Join { .. } | Command::Leave { .. }) => Bucket::Rooms,
-            _ => Bucket::Messages,
+            Ok(Command::Typing { .. } | Command::Feed { .. }) => Some(Bucket::Control),
+            Ok(Command::Join { .. } | Command::Leave { .. }) => None,
+            _ => Some(Bucket::Messages),
         };
-        if let Ok(Command::Join { room, .. }) = &command {
-            // A join over the rate is refused as a join, so the client knows which room to
-            // ask for again.
-            match self.charge(bucket) {
-                Ok(()) => {}
-                Err(Some(reason)) => {
-                    return self.refuse_join(room, ErrorCode::RateLimited, reason, tx);
-                }
-                Err(None) => return,
-            }
-        } else if !self.charge_or_reject(bucket) {
+        if let Some(bucket) = bucket
+            && !self.charge_or_reject(bucket)
+        {
             return;
         }
         match command {
@@ -236,16 +229,39 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     ) {
         let max = self.settings.max_rooms_per_connection;
         let rooms = self.rooms();
-        if rooms.joined.contains_key(&room) {
-            let reason = format!("room \"{room}\" is joined already");
-            return self.refuse_join(&room, ErrorCode::AlreadyJoined, reason, tx);
+        // A join refused outright costs a control token, so a client cannot loop refusals
+        // for free; one that passes the room checks is charged to the joins' own bucket.
+        let refusal = if rooms.joined.contains_key(&room) {
+            Some((
+                ErrorCode::AlreadyJoined,
+                format!("room \"{room}\" is joined already"),
+            ))
+        } else if rooms.joined.len() >= max {
+            Some((
+                ErrorCode::TooManyRooms,
+                format!(
+                    "a connection may join at most {max} rooms (--max-rooms-per-connection); leave one first"
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, reason)) = refusal {
+            if self.charge_or_reject(Bucket::Control) {
+                self.refuse_join(&room, code, reason, tx);
+            }
+            return;
         }
-        if rooms.joined.len() >= max {
-            let reason = format!(
-                "a connection may join at most {max} rooms (--max-rooms-per-connection); leave one first"
-            );
-            return self.refuse_join(&room, ErrorCode::TooManyRooms, reason, tx);
+        // Over the join rate: refused as a join, so the client knows which room to ask for
+        // again (and a strike towards 1008, as any frame over its rate).
+        match self.charge(Bucket::Joins) {
+            Ok(()) => {}
+            Err(Some(reason)) => {
+                return self.refuse_join(&room, ErrorCode::RateLimited, reason, tx);
+            }
+            Err(None) => return,
         }
+        let rooms = self.rooms();
         let (identity, name) = (rooms.identity.clone(), rooms.name.clone());
         let name_taken =
             |name: &Username| format!("the name \"{name}\" is already in use in room \"{room}\"");
@@ -340,6 +356,11 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 
     fn leave(&mut self, room: &RoomId, tx: &mpsc::Sender<Outbound>) {
         let Some(sub) = self.rooms().joined.remove(room) else {
+            // Leaving a joined room is never limited (it only lightens the load); a leave
+            // refused outright costs a control token, like a refused join.
+            if !self.charge_or_reject(Bucket::Control) {
+                return;
+            }
             return self.reject(
                 ErrorCode::NotJoined,
                 format!("room \"{room}\" is not joined"),

@@ -222,25 +222,8 @@ async fn a_client_that_stops_reading_during_its_replay_is_dropped_at_the_heartbe
     .to_vec();
     let server = ServerProcess::start("127.0.0.1:0", &args).await;
     let (mut sender, _) = server.join("sender", "long").await;
-    let padding = "x".repeat(3900);
-    for n in 0..MESSAGES {
-        sender
-            .chat_with_id(&format!("{n} {padding}"), &n.to_string())
-            .await;
-        // Read the echoes and acks as they come, so the sender is not a slow consumer.
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, sender.stream.next()).await {}
-    }
-    // Every message stored before the stalled client joins (the newest has seq MESSAGES).
-    let newest = format!("/api/rooms/long/messages?before={}&limit=1", MESSAGES + 1);
-    for _ in 0..600 {
-        let (_, _, page) = server.http_get(&newest).await.unwrap();
-        let page: shared::HistoryPage = serde_json::from_str(&page).unwrap();
-        if page.messages.last().map(|m| m.seq) == Some(MESSAGES as u64) {
-            break;
-        }
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, sender.stream.next()).await {}
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Every message stored (acknowledged) before the stalled client joins.
+    sender.fill_history(MESSAGES, &"x".repeat(3900)).await;
 
     let (mut stalled, _) = server.connect_v3("?name=stalled&feed=0").await;
     stalled

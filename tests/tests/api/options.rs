@@ -53,6 +53,8 @@ fn invalid_options_exit_with_2_and_name_the_option() {
         ),
         (&["--redis-url", "not a url"], "--redis-url"),
         (&["--api-rate-burst", "0"], "--api-rate-burst"),
+        // A reconnect joins every room at once: the join burst must cover the room limit.
+        (&["--max-rooms-per-connection", "64"], "--join-rate-burst"),
     ] {
         let stderr = refused(args);
         assert!(stderr.contains(option), "{args:?}: {stderr}");

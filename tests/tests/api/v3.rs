@@ -230,43 +230,146 @@ async fn a_connection_joins_at_most_its_limit_of_rooms_and_leaving_frees_a_place
     assert_eq!(ada.join_room("c", None).await.room, "c");
 }
 
-/// Joins and leaves have their own bucket: a join announces a member and replays history, so
-/// churn is limited apart from messages. A join over the rate is refused as a join (the client
-/// knows which room to ask for again), a leave over it gets a `rate_limited` error naming its
-/// room, and messages still go through.
+/// Joins have their own bucket: a join announces a member and replays history, so churn is
+/// limited apart from messages. A join over the rate is refused as a join (the client knows
+/// which room to ask for again); one refused for the room limit spends no join token (a
+/// control token instead); leaving a joined room is never limited; messages still go through.
 #[tokio::test]
-async fn joins_and_leaves_over_their_own_rate_are_refused_and_messages_still_flow() {
+async fn joins_over_their_own_rate_are_refused_while_leaves_and_messages_go_through() {
     let app = spawn_app_with(|s| {
         s.join_rate_per_sec = 1;
-        s.join_rate_burst = 2;
+        s.join_rate_burst = 3;
+        s.max_rooms_per_connection = 2;
     })
     .await;
     let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
     ada.join_room("a", None).await;
     ada.join_room("b", None).await;
+    let join = |name: &str| Command::Join {
+        room: room(name),
+        epoch: None,
+        seq: None,
+    };
+    let refused = |frame: ServerMsg| match frame {
+        ServerMsg::JoinRefused { room, code, reason } => (room, code, reason),
+        other => panic!("expected join_refused, got {other:?}"),
+    };
+    let left = |frame: ServerMsg, name: &str| match frame {
+        ServerMsg::Unsubscribed { room } => assert_eq!(room, name),
+        other => panic!("expected unsubscribed from {name}, got {other:?}"),
+    };
+    // At the room limit: refused for that, without spending the last join token.
+    ada.command(&join("c")).await;
+    let (r, code, _) = refused(ada.recv().await);
+    assert_eq!((r.as_str(), code), ("c", ErrorCode::TooManyRooms));
+    ada.command(&Command::Leave { room: room("a") }).await;
+    left(ada.recv().await, "a");
+    // The third token is still there.
+    assert_eq!(ada.join_room("c", None).await.room, "c");
+    // The bucket is empty now; a leave still goes through.
+    ada.command(&Command::Leave { room: room("c") }).await;
+    left(ada.recv().await, "c");
+    ada.command(&join("d")).await;
+    let (r, code, reason) = refused(ada.recv().await);
+    assert_eq!((r.as_str(), code), ("d", ErrorCode::RateLimited));
+    assert!(reason.contains("joins per second"), "{reason}");
+    // Messages have their own budget.
+    ada.chat_in("b", "still here", "b1").await;
+    assert_eq!(ada.ack("b1").await, 1);
+}
+
+/// A join or leave refused outright costs a control token: a client looping refusals is rate
+/// limited (the error names the room) and, refused often enough in a row, closed with 1008.
+#[tokio::test]
+async fn looping_refused_joins_and_leaves_is_rate_limited_and_then_closed() {
+    let app = spawn_app_with(|s| {
+        s.control_rate_per_sec = 1;
+        s.control_rate_burst = 2;
+        s.rate_abuse_limit = 3;
+    })
+    .await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("a", None).await;
+    let again = Command::Join {
+        room: room("a"),
+        epoch: None,
+        seq: None,
+    };
+    ada.command(&again).await;
+    let (r, code) = match ada.recv().await {
+        ServerMsg::JoinRefused { room, code, .. } => (room, code),
+        other => panic!("expected join_refused, got {other:?}"),
+    };
+    assert_eq!((r.as_str(), code), ("a", ErrorCode::AlreadyJoined));
+    ada.command(&Command::Leave { room: room("z") }).await;
+    match ada.recv().await {
+        ServerMsg::Error { code, room, .. } => {
+            assert_eq!((code, room.as_deref()), (ErrorCode::NotJoined, Some("z")))
+        }
+        other => panic!("expected not_joined, got {other:?}"),
+    }
+    // The control bucket is empty: the next refusals are rate limited, and the third in a
+    // row closes the connection.
+    for _ in 0..2 {
+        ada.command(&again).await;
+        match ada.recv().await {
+            ServerMsg::Error { code, room, .. } => {
+                assert_eq!((code, room.as_deref()), (ErrorCode::RateLimited, Some("a")))
+            }
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+    }
+    ada.command(&again).await;
+    assert_eq!(ada.close_code().await, 1008);
+}
+
+/// While one room replays a backlog to a client that is slow to read (the socket's buffers
+/// full, the queue more than half full), the connection's live frames (the feed, another
+/// room's chat) still fit: the replay never holds free slots it is not using, so nothing finds
+/// the queue full and the client is not dropped as a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_frames_of_other_rooms_and_the_feed_still_fit_while_a_room_replays() {
+    use switchboard_tests::Event;
+    // 4,000 messages of ~4 KB: more than the kernel's socket buffers hold, so the replay waits.
+    const BACKLOG: usize = 4000;
+    let app = spawn_app_with(|s| {
+        s.history_on_join = BACKLOG as u64;
+        s.rate_per_sec = 100_000;
+        s.rate_burst = 100_000;
+    })
+    .await;
+    let (mut writer, _) = app.join("writer", "backlog").await;
+    // Every message stored (acknowledged) before ada joins.
+    writer.fill_history(BACKLOG, &"x".repeat(3900)).await;
+    // The feed on (the stock client's default), and a second room with traffic.
+    let (mut ada, _) = app.connect_v3("?name=ada").await;
+    ada.join_room("other", None).await;
     ada.command(&Command::Join {
-        room: room("c"),
+        room: room("backlog"),
         epoch: None,
         seq: None,
     })
     .await;
-    match ada.recv().await {
-        ServerMsg::JoinRefused { room, code, reason } => {
-            assert_eq!((room.as_str(), code), ("c", ErrorCode::RateLimited));
-            assert!(reason.contains("joins and leaves"), "{reason}");
+    let (mut bob, _) = app.join("bob", "other").await;
+    bob.chat("live in other").await;
+    // Ada reads nothing for a while: her socket fills, the replay waits with her queue half
+    // full, and the feed's ticks (once a second) and bob's message arrive meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (mut backlog, mut other) = (0, false);
+    while backlog < BACKLOG || !other {
+        match ada.next_event().await.expect("a frame") {
+            Event::Msg(ServerMsg::Chat(c)) if c.room == "backlog" => backlog += 1,
+            Event::Msg(ServerMsg::Chat(c)) => {
+                assert_eq!(
+                    (c.room.as_str(), c.msg.as_str()),
+                    ("other", "live in other")
+                );
+                other = true;
+            }
+            Event::Close(frame) => panic!("dropped after {backlog} replayed messages: {frame:?}"),
+            _ => {}
         }
-        other => panic!("expected join_refused, got {other:?}"),
     }
-    ada.command(&Command::Leave { room: room("a") }).await;
-    match ada.recv().await {
-        ServerMsg::Error { code, room, .. } => {
-            assert_eq!((code, room.as_deref()), (ErrorCode::RateLimited, Some("a")))
-        }
-        other => panic!("expected a rate_limited error, got {other:?}"),
-    }
-    // Still in "a" (the leave was dropped), and messages have their own budget.
-    ada.chat_in("a", "still here", "a1").await;
-    assert_eq!(ada.ack("a1").await, 1);
 }
 
 #[tokio::test]
