@@ -141,8 +141,9 @@ impl Connection {
             .as_ref()
             .filter(|s| s.ready_state() == WebSocket::OPEN);
         let socket = socket.ok_or(SendError::NotOpen)?;
-        let text = serde_json::to_string(msg).expect("Command serializes");
-        socket.send_with_str(&text).map_err(|_| SendError::NotOpen)
+        socket
+            .send_with_str(&msg.encode())
+            .map_err(|_| SendError::NotOpen)
     }
 
     /// Skips the wait and reconnects now (used on the browser's `online` event).

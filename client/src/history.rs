@@ -23,5 +23,6 @@ pub async fn older(
     if !resp.ok() {
         return Err(format!("HTTP {}", resp.status()));
     }
-    resp.json::<HistoryPage>().await.map_err(|e| e.to_string())
+    let body = resp.text().await.map_err(|_| "network error".to_owned())?;
+    HistoryPage::decode(&body).map_err(|e| e.to_string())
 }

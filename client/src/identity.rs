@@ -1,7 +1,7 @@
 //! What the browser remembers: a random secret token (the name is held by it across reconnects
 //! and tabs) and the outbox of messages not yet acknowledged, both in `localStorage`.
 
-use shared::RoomId;
+use shared::{RoomId, json};
 
 const TOKEN_KEY: &str = "switchboard.token";
 
@@ -39,13 +39,48 @@ pub fn token() -> String {
 }
 
 /// A message typed but not yet acknowledged by the server.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub id: String,
     pub text: String,
     /// Set when the server acknowledged it (durably stored); the broadcast follows.
-    #[serde(default)]
     pub acked: Option<u64>,
+}
+
+/// The stored form of an outbox: `[{"id","text"}, …]` (entries saved by earlier versions also
+/// carry `"acked":null`).
+pub fn encode_outbox(outbox: &[&Pending]) -> String {
+    let mut out = String::from("[");
+    for (i, p) in outbox.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let entry = json::Writer::object()
+            .str("id", &p.id)
+            .str("text", &p.text)
+            .opt_u64("acked", p.acked);
+        out.push_str(&entry.finish());
+    }
+    out.push(']');
+    out
+}
+
+/// Reads a stored outbox; `None` if it is not one.
+pub fn decode_outbox(text: &str) -> Option<Vec<Pending>> {
+    let json::Value::Array(entries) = json::parse(text).ok()? else {
+        return None;
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let f = json::Object::of(entry, "an outbox entry").ok()?;
+            Some(Pending {
+                id: f.str("id").ok()?,
+                text: f.str("text").ok()?,
+                acked: f.opt_u64("acked").ok()?,
+            })
+        })
+        .collect()
 }
 
 fn outbox_key(room: &RoomId, name: &str) -> String {
@@ -56,7 +91,7 @@ fn outbox_key(room: &RoomId, name: &str) -> String {
 pub fn load_outbox(room: &RoomId, name: &str) -> Vec<Pending> {
     storage()
         .and_then(|s| s.get_item(&outbox_key(room, name)).ok().flatten())
-        .and_then(|json| serde_json::from_str(&json).ok())
+        .and_then(|stored| decode_outbox(&stored))
         .unwrap_or_default()
 }
 
@@ -66,7 +101,7 @@ pub fn save_outbox(room: &RoomId, name: &str, outbox: &[Pending]) {
     let unacked: Vec<&Pending> = outbox.iter().filter(|p| p.acked.is_none()).collect();
     if unacked.is_empty() {
         let _ = s.remove_item(&outbox_key(room, name));
-    } else if let Ok(json) = serde_json::to_string(&unacked) {
-        let _ = s.set_item(&outbox_key(room, name), &json);
+    } else {
+        let _ = s.set_item(&outbox_key(room, name), &encode_outbox(&unacked));
     }
 }

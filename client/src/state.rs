@@ -251,12 +251,13 @@ impl Session {
             return Err("Join a room first.".into());
         };
         if let Some(max) = self.limits.get_untracked().map(|l| l.max_message_bytes) {
-            let frame = serde_json::to_string(&Command::Chat {
+            let frame = Command::Chat {
                 room: room.id(),
                 msg: text.clone(),
                 id: Some("0".repeat(24)),
-            })
-            .map_or(usize::MAX, |f| f.len());
+            }
+            .encode()
+            .len();
             if frame > max {
                 return Err(format!(
                     "Message too long: this server takes frames of up to {max} bytes."
@@ -436,7 +437,7 @@ impl Session {
                 reason,
                 room,
             } => {
-                self.log_event("message", format!("nack {}", code_name(code)));
+                self.log_event("message", format!("nack {}", code.name()));
                 if let Some(room) = room.and_then(|r| room_of(&r)) {
                     room.nack(&id);
                 }
@@ -472,7 +473,7 @@ impl Session {
                 }
             }),
             ServerMsg::JoinRefused { room, code, reason } => {
-                self.log_event("message", format!("join_refused {}", code_name(code)));
+                self.log_event("message", format!("join_refused {}", code.name()));
                 // Joined already (a join raced a reconnect's): the first answer stands.
                 if code == ErrorCode::AlreadyJoined {
                     return;
@@ -498,7 +499,7 @@ impl Session {
                 }
             }
             ServerMsg::Error { code, reason, room } => {
-                self.log_event("message", format!("error {}", code_name(code)));
+                self.log_event("message", format!("error {}", code.name()));
                 let title = match room {
                     Some(room) => format!("{} in #{room}", error_title(code)),
                     None => error_title(code).to_owned(),
@@ -545,12 +546,4 @@ fn error_title(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyRooms => "Too many rooms",
         _ => "The server refused a request",
     }
-}
-
-/// The code's wire name, for the event log.
-fn code_name(code: ErrorCode) -> String {
-    serde_json::to_string(&code)
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_owned()
 }

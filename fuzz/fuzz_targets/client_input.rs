@@ -1,17 +1,28 @@
 //! Everything the server does with an untrusted client frame before it trusts it: decode the
 //! JSON (typed or legacy), then validate names, rooms, texts and ids. None of it may panic, and
-//! a frame that decodes must re-encode to the same message.
+//! a frame that decodes must re-encode to the same message. Also the browser client's own
+//! reader (`shared::json`, `ServerMsg::decode`): it must never panic, and wherever serde_json
+//! takes a server frame, it must read the same message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::{ClientMsg, Inbound, MessageText, RoomId, Username, valid_client_id};
+use shared::{ClientMsg, Inbound, MessageText, RoomId, ServerMsg, Username, valid_client_id};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = Username::parse(text, 32);
     let _ = RoomId::parse(text);
     let _ = MessageText::parse(text, 4000);
     let _ = valid_client_id(text);
+    let _ = shared::json::parse(text);
+    if let (Ok(ours), Ok(serde)) = (
+        ServerMsg::decode(text),
+        serde_json::from_str::<ServerMsg>(text),
+    ) {
+        assert_eq!(ours, serde);
+    }
     match Inbound::decode(text) {
         Ok(Inbound::Typed(msg)) => {
             if let ClientMsg::Chat { msg: body, id } = &msg {

@@ -1,178 +1,210 @@
-//! A compact decoder for server frames, for the browser client.
+//! The browser client's side of the wire without serde: server frames and history pages read
+//! through [`crate::json`], commands written through it.
 //!
-//! The derived `Deserialize` of an internally tagged enum buffers every frame into serde's
-//! generic `Content` tree before it looks at `type`, and each variant's struct has a field
-//! visitor of its own: together the largest part of the client's WebAssembly bundle. This
-//! decoder reads every frame, whatever its `type`, into one flat struct of optional fields (one
-//! visitor, no buffering), then builds the variant, requiring the fields it has. It accepts
-//! what the derived `Deserialize` accepts for every message (tested in `protocol.rs`). One
-//! difference: a frame carrying a field that only other frame types have, with a value of the
-//! wrong type for them, is an error here where serde would ignore the field; the server never
-//! sends one.
+//! The derived serde impls stay the definition of the protocol (the server uses them); what is
+//! here accepts what they accept and writes what they write, byte for byte (tested in
+//! `protocol.rs` on every message). It exists because serde_json's generic deserializer, its
+//! float tables and error texts were the largest part of the client's WebAssembly bundle.
 
-use serde::Deserialize;
-use serde::de::Error as _;
-
+use crate::json::{self, Object, Value, Writer};
 use crate::protocol::{
-    ChatMsg, ErrorCode, Hello, Limits, Member, Resume, ServerMsg, Stats, Subscribed, Welcome,
+    ChatMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, Limits, Member,
+    Resume, ServerMsg, Stats, Subscribed, Welcome,
 };
 
-/// Every field of every server frame. Fields of the same name have the same type in every
-/// frame that has them.
-#[derive(Deserialize)]
-struct Flat {
-    #[serde(rename = "type")]
-    kind: String,
-    room: Option<String>,
-    name: Option<String>,
-    msg: Option<String>,
-    id: Option<String>,
-    seq: Option<u64>,
-    ts: Option<u64>,
-    code: Option<ErrorCode>,
-    reason: Option<String>,
-    member: Option<Member>,
-    members: Option<Vec<Member>>,
-    epoch: Option<String>,
-    resume: Option<Resume>,
-    limits: Option<Limits>,
-    protocol: Option<u32>,
-    server_version: Option<String>,
-    session: Option<u64>,
-    peer_addr: Option<String>,
-    max_rooms: Option<usize>,
-    recent_stats: Option<Vec<Stats>>,
-    retry_after_ms: Option<u64>,
-    connections: Option<u64>,
-    rooms: Option<u64>,
-    messages_per_sec: Option<u64>,
-    uptime_secs: Option<u64>,
-    server_time_ms: Option<u64>,
-}
-
-const TYPES: &[&str] = &[
-    "welcome",
-    "chat",
-    "ack",
-    "nack",
-    "joined",
-    "presence",
-    "left",
-    "typing",
-    "stats",
-    "error",
-    "shutdown",
-    "hello",
-    "subscribed",
-    "unsubscribed",
-    "join_refused",
-    "reload",
-];
-
-/// A field the frame's type requires.
-fn need<T>(field: Option<T>, name: &'static str) -> Result<T, serde_json::Error> {
-    field.ok_or_else(|| serde_json::Error::missing_field(name))
+fn invalid(what: String) -> DecodeError {
+    DecodeError::Invalid(what)
 }
 
 impl ServerMsg {
-    /// Decodes one server frame (see the module doc).
-    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
-        let f: Flat = serde_json::from_str(text)?;
-        let room = || need(f.room.clone(), "room");
-        let code = || need(f.code, "code");
-        let reason = || need(f.reason.clone(), "reason");
-        let member = || need(f.member.clone(), "member");
-        Ok(match f.kind.as_str() {
-            "chat" => Self::Chat(ChatMsg {
-                room: room()?,
-                seq: need(f.seq, "seq")?,
-                name: need(f.name, "name")?,
-                msg: need(f.msg, "msg")?,
-                id: f.id,
-                ts: need(f.ts, "ts")?,
-            }),
+    /// Decodes one server frame.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let value = json::parse(text)?;
+        let f = Object::of(&value, "a frame")?;
+        let kind = f.str("type")?;
+        let the_member = || member(f.need("member")?);
+        Ok(match kind.as_str() {
+            "chat" => Self::Chat(chat(&f)?),
             "ack" => Self::Ack {
-                id: need(f.id, "id")?,
-                seq: need(f.seq, "seq")?,
-                ts: need(f.ts, "ts")?,
-                room: f.room,
+                id: f.str("id")?,
+                seq: f.u64("seq")?,
+                ts: f.u64("ts")?,
+                room: f.opt_str("room")?,
             },
             "nack" => Self::Nack {
-                code: code()?,
-                reason: reason()?,
-                id: need(f.id, "id")?,
-                room: f.room,
+                id: f.str("id")?,
+                code: code(&f)?,
+                reason: f.str("reason")?,
+                room: f.opt_str("room")?,
             },
             "error" => Self::Error {
-                code: code()?,
-                reason: reason()?,
-                room: f.room,
+                code: code(&f)?,
+                reason: f.str("reason")?,
+                room: f.opt_str("room")?,
             },
             "join_refused" => Self::JoinRefused {
-                room: room()?,
-                code: code()?,
-                reason: reason()?,
+                room: f.str("room")?,
+                code: code(&f)?,
+                reason: f.str("reason")?,
             },
             "joined" => Self::Joined {
-                room: room()?,
-                member: member()?,
+                room: f.str("room")?,
+                member: the_member()?,
             },
             "presence" => Self::Presence {
-                room: room()?,
-                member: member()?,
+                room: f.str("room")?,
+                member: the_member()?,
             },
             "left" => Self::Left {
-                room: room()?,
-                member: member()?,
+                room: f.str("room")?,
+                member: the_member()?,
             },
             "typing" => Self::Typing {
-                room: room()?,
-                name: need(f.name, "name")?,
+                room: f.str("room")?,
+                name: f.str("name")?,
             },
-            "unsubscribed" => Self::Unsubscribed { room: room()? },
-            "stats" => Self::Stats(Stats {
-                connections: need(f.connections, "connections")?,
-                rooms: need(f.rooms, "rooms")?,
-                messages_per_sec: need(f.messages_per_sec, "messages_per_sec")?,
-                uptime_secs: need(f.uptime_secs, "uptime_secs")?,
-                server_time_ms: need(f.server_time_ms, "server_time_ms")?,
-            }),
+            "unsubscribed" => Self::Unsubscribed {
+                room: f.str("room")?,
+            },
+            "stats" => Self::Stats(stats(&value)?),
             "shutdown" => Self::Shutdown {
-                retry_after_ms: need(f.retry_after_ms, "retry_after_ms")?,
+                retry_after_ms: f.u64("retry_after_ms")?,
             },
             "reload" => Self::Reload {
-                protocol: need(f.protocol, "protocol")?,
-                reason: reason()?,
+                protocol: f.int("protocol")?,
+                reason: f.str("reason")?,
             },
             "subscribed" => Self::Subscribed(Subscribed {
-                room: room()?,
-                epoch: need(f.epoch, "epoch")?,
-                resume: need(f.resume, "resume")?,
-                members: need(f.members, "members")?,
+                room: f.str("room")?,
+                epoch: f.str("epoch")?,
+                resume: resume(f.need("resume")?)?,
+                members: f.array("members", member)?,
             }),
             "hello" => Self::Hello(Hello {
-                protocol: need(f.protocol, "protocol")?,
-                server_version: need(f.server_version, "server_version")?,
-                session: need(f.session, "session")?,
-                name: f.name,
-                peer_addr: need(f.peer_addr, "peer_addr")?,
-                limits: need(f.limits, "limits")?,
-                max_rooms: need(f.max_rooms, "max_rooms")?,
+                protocol: f.int("protocol")?,
+                server_version: f.str("server_version")?,
+                session: f.u64("session")?,
+                name: f.opt_str("name")?,
+                peer_addr: f.str("peer_addr")?,
+                limits: limits(f.need("limits")?)?,
+                max_rooms: f.int("max_rooms")?,
             }),
             "welcome" => Self::Welcome(Welcome {
-                protocol: need(f.protocol, "protocol")?,
-                server_version: need(f.server_version, "server_version")?,
-                session: need(f.session, "session")?,
-                name: f.name,
-                room: room()?,
-                peer_addr: need(f.peer_addr, "peer_addr")?,
-                members: need(f.members, "members")?,
-                epoch: need(f.epoch, "epoch")?,
-                resume: need(f.resume, "resume")?,
-                limits: need(f.limits, "limits")?,
-                recent_stats: need(f.recent_stats, "recent_stats")?,
+                protocol: f.int("protocol")?,
+                server_version: f.str("server_version")?,
+                session: f.u64("session")?,
+                name: f.opt_str("name")?,
+                room: f.str("room")?,
+                peer_addr: f.str("peer_addr")?,
+                members: f.array("members", member)?,
+                epoch: f.str("epoch")?,
+                resume: resume(f.need("resume")?)?,
+                limits: limits(f.need("limits")?)?,
+                recent_stats: f.array("recent_stats", stats)?,
             }),
-            other => return Err(serde_json::Error::unknown_variant(other, TYPES)),
+            other => return Err(invalid(format!("unknown frame type `{other}`"))),
         })
     }
+}
+
+impl HistoryPage {
+    /// Decodes a page of older history (the body of `GET /api/rooms/{room}/messages`).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let value = json::parse(text)?;
+        let f = Object::of(&value, "a history page")?;
+        Ok(Self {
+            room: f.str("room")?,
+            epoch: f.str("epoch")?,
+            messages: f.array("messages", |m| chat(&Object::of(m, "a message")?))?,
+            has_more: f.bool("has_more")?,
+        })
+    }
+}
+
+impl Command {
+    /// The command's JSON text, as its derived `Serialize` writes it.
+    pub fn encode(&self) -> String {
+        let w = Writer::object();
+        match self {
+            Self::Join { room, epoch, seq } => w
+                .str("type", "join")
+                .str("room", room.as_str())
+                .opt_str("epoch", epoch.as_deref())
+                .opt_u64("seq", *seq),
+            Self::Leave { room } => w.str("type", "leave").str("room", room.as_str()),
+            Self::Chat { room, msg, id } => w
+                .str("type", "chat")
+                .str("room", room.as_str())
+                .str("msg", msg)
+                .opt_str("id", id.as_deref()),
+            Self::Typing { room } => w.str("type", "typing").str("room", room.as_str()),
+            Self::Feed { enabled } => w.str("type", "feed").bool("enabled", *enabled),
+        }
+        .finish()
+    }
+}
+
+fn chat(f: &Object<'_>) -> Result<ChatMsg, DecodeError> {
+    Ok(ChatMsg {
+        room: f.str("room")?,
+        seq: f.u64("seq")?,
+        name: f.str("name")?,
+        msg: f.str("msg")?,
+        id: f.opt_str("id")?,
+        ts: f.u64("ts")?,
+    })
+}
+
+fn code(f: &Object<'_>) -> Result<ErrorCode, DecodeError> {
+    let name = f.str("code")?;
+    ErrorCode::from_name(&name).ok_or_else(|| invalid(format!("unknown error code `{name}`")))
+}
+
+fn member(v: &Value) -> Result<Member, DecodeError> {
+    let f = Object::of(v, "a member")?;
+    Ok(Member {
+        name: f.str("name")?,
+        connections: f.int("connections")?,
+    })
+}
+
+fn stats(v: &Value) -> Result<Stats, DecodeError> {
+    let f = Object::of(v, "stats")?;
+    Ok(Stats {
+        connections: f.u64("connections")?,
+        rooms: f.u64("rooms")?,
+        messages_per_sec: f.u64("messages_per_sec")?,
+        uptime_secs: f.u64("uptime_secs")?,
+        server_time_ms: f.u64("server_time_ms")?,
+    })
+}
+
+fn limits(v: &Value) -> Result<Limits, DecodeError> {
+    let f = Object::of(v, "limits")?;
+    Ok(Limits {
+        max_message_bytes: f.int("max_message_bytes")?,
+        max_text_chars: f.int("max_text_chars")?,
+        max_name_chars: f.int("max_name_chars")?,
+        rate_per_sec: f.int("rate_per_sec")?,
+        rate_burst: f.int("rate_burst")?,
+    })
+}
+
+fn resume(v: &Value) -> Result<Resume, DecodeError> {
+    let f = Object::of(v, "resume")?;
+    let count = || f.u64("count");
+    Ok(match f.str("kind")?.as_str() {
+        "fresh" => Resume::Fresh { count: count()? },
+        "live" => Resume::Live,
+        "recovered" => Resume::Recovered { count: count()? },
+        "gap" => Resume::Gap {
+            reason: match f.str("reason")?.as_str() {
+                "epoch_changed" => GapReason::EpochChanged,
+                "trimmed" => GapReason::Trimmed,
+                other => return Err(invalid(format!("unknown gap reason `{other}`"))),
+            },
+            count: count()?,
+        },
+        other => return Err(invalid(format!("unknown resume kind `{other}`"))),
+    })
 }

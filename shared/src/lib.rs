@@ -2,10 +2,12 @@
 //!
 //! - [`protocol`]: the typed messages ([`ClientMsg`], [`ServerMsg`]) and their JSON form.
 //! - [`model`]: validation newtypes ([`Username`], [`RoomId`], [`MessageText`]).
+//! - [`json`]: a small JSON reader and writer, so the browser client needs no serde_json.
 //!
 //! Builds for the host and for `wasm32-unknown-unknown`.
 
 mod decode;
+pub mod json;
 pub mod model;
 pub mod protocol;
 

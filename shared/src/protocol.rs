@@ -453,6 +453,53 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (for reading a code by its name; a new code goes here too).
+    pub const ALL: [Self; 16] = [
+        Self::Malformed,
+        Self::InvalidMessage,
+        Self::BinaryNotSupported,
+        Self::NameInvalid,
+        Self::NameTaken,
+        Self::NameRequired,
+        Self::RoomInvalid,
+        Self::TextInvalid,
+        Self::RateLimited,
+        Self::IdInvalid,
+        Self::StoreUnavailable,
+        Self::StoreRejected,
+        Self::TokenInvalid,
+        Self::TooManyRooms,
+        Self::NotJoined,
+        Self::AlreadyJoined,
+    ];
+
+    /// The code's name on the wire (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::InvalidMessage => "invalid_message",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::NameInvalid => "name_invalid",
+            Self::NameTaken => "name_taken",
+            Self::NameRequired => "name_required",
+            Self::RoomInvalid => "room_invalid",
+            Self::TextInvalid => "text_invalid",
+            Self::RateLimited => "rate_limited",
+            Self::IdInvalid => "id_invalid",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::StoreRejected => "store_rejected",
+            Self::TokenInvalid => "token_invalid",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::NotJoined => "not_joined",
+            Self::AlreadyJoined => "already_joined",
+        }
+    }
+
+    /// The code named `name` on the wire.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// Whether the server closes the session after this error.
     pub fn is_fatal(self) -> bool {
         matches!(
@@ -645,9 +692,92 @@ mod tests {
             r#"{"type":"subscribed","room":"r","epoch":"e","members":[],"resume":{"kind":"gap","count":1}}"#,
             r#"{"type":"subscribed","room":"r","epoch":"e","members":[],"resume":{"kind":"fresh"}}"#,
             r#"{"type":"subscribed","room":"r","epoch":"e","members":[],"resume":{"kind":"later"}}"#,
+            r#"{"type":"ack","id":"a","seq":-1,"ts":4}"#,
+            r#"{"type":"ack","id":"a","seq":1.5,"ts":4}"#,
+            r#"{"type":"ack","id":"a","seq":"1","ts":4}"#,
+            r#"{"type":"ack","id":null,"seq":1,"ts":4}"#,
+            r#"{"type":"reload","protocol":4294967296,"reason":"r"}"#,
+            r#"{"type":"joined","room":"r","member":{"name":"a"}}"#,
+            r#"{"type":"unsubscribed","room":"r"} x"#,
         ] {
             assert!(ServerMsg::decode(bad).is_err(), "{bad}");
             assert!(serde_json::from_str::<ServerMsg>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_named_as_serde_names_it() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.name()));
+            assert_eq!(ErrorCode::from_name(code.name()), Some(code));
+        }
+        assert_eq!(ErrorCode::from_name("nope"), None);
+    }
+
+    fn every_command() -> Vec<Command> {
+        let room = || crate::RoomId::parse("lobby").unwrap();
+        vec![
+            Command::Join {
+                room: room(),
+                epoch: None,
+                seq: None,
+            },
+            Command::Join {
+                room: room(),
+                epoch: Some("e\"1".into()),
+                seq: Some(u64::MAX),
+            },
+            Command::Leave { room: room() },
+            Command::Chat {
+                room: room(),
+                msg: "hi \u{1}\n\u{1F600}".into(),
+                id: None,
+            },
+            Command::Chat {
+                room: room(),
+                msg: "hi".into(),
+                id: Some("c-1".into()),
+            },
+            Command::Typing { room: room() },
+            Command::Feed { enabled: true },
+            Command::Feed { enabled: false },
+        ]
+    }
+
+    #[test]
+    fn commands_are_encoded_byte_for_byte_as_serde_encodes_them() {
+        for command in every_command() {
+            let ours = command.encode();
+            assert_eq!(ours, serde_json::to_string(&command).unwrap());
+            assert_eq!(Command::decode(&ours).unwrap(), command);
+        }
+    }
+
+    #[test]
+    fn history_pages_decode_as_serde_decodes_them() {
+        let page = HistoryPage {
+            room: "lobby".into(),
+            epoch: "e1".into(),
+            messages: vec![ChatMsg {
+                room: "lobby".into(),
+                seq: 3,
+                name: "ada".into(),
+                msg: "hi".into(),
+                id: None,
+                ts: 7,
+            }],
+            has_more: true,
+        };
+        let json = serde_json::to_string(&page).unwrap();
+        assert_eq!(HistoryPage::decode(&json).unwrap(), page);
+        for bad in [
+            r#"{"room":"r","epoch":"e","messages":[]}"#,
+            r#"{"room":"r","epoch":"e","messages":[{"room":"r"}],"has_more":false}"#,
+            r#"{"room":"r","epoch":"e","messages":{},"has_more":false}"#,
+        ] {
+            assert!(HistoryPage::decode(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<HistoryPage>(bad).is_err(), "{bad}");
         }
     }
 
@@ -770,6 +900,12 @@ mod tests {
             let out = ServerMsg::Chat(ChatMsg { room: "r".into(), seq: ts / 2, name, msg, id: None, ts });
             prop_assert_eq!(serde_json::from_str::<ServerMsg>(&out.to_json()).unwrap(), out.clone());
             prop_assert_eq!(ServerMsg::decode(&out.to_json()).unwrap(), out);
+        }
+
+        #[test]
+        fn any_chat_command_is_encoded_as_serde_encodes_it(msg in any::<String>(), id in proptest::option::of("[!-~]{1,64}")) {
+            let command = Command::Chat { room: crate::RoomId::parse("r").unwrap(), msg, id };
+            prop_assert_eq!(command.encode(), serde_json::to_string(&command).unwrap());
         }
 
         #[test]
