@@ -115,13 +115,58 @@ impl Endpoint {
             )
             .await
             .expect("connects with switchboard.v3");
-        let hello = match client.recv().await {
-            ServerMsg::Hello(hello) => hello,
-            other => panic!("expected hello, got {other:?}"),
-        };
+        let hello = client.hello().await;
         (client, hello)
     }
 
+    /// [`connect_v3`](Self::connect_v3) over a socket whose receive buffer is fixed at
+    /// [`SMALL_WINDOW`] (no autotuning): when this client stops reading, the server's writes
+    /// stall after about that much, whatever the machine's `tcp_rmem` (up to 32 MiB here,
+    /// enough to swallow a whole replay).
+    pub async fn connect_v3_small_window(&self, query: &str) -> (WsClient, shared::Hello) {
+        let mut request = self
+            .url(&format!("/ws{query}"))
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().append(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(shared::SUBPROTOCOL_V3),
+        );
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .set_recv_buffer_size(SMALL_WINDOW)
+            .expect("SO_RCVBUF");
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(self.addr))
+            .await
+            .expect("TCP connect timed out")
+            .expect("connects");
+        let (stream, _) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("no WebSocket handshake in time")
+        .expect("connects with switchboard.v3");
+        let mut client = WsClient { stream };
+        let hello = client.hello().await;
+        (client, hello)
+    }
+}
+
+/// The receive buffer of [`Endpoint::connect_v3_small_window`].
+pub const SMALL_WINDOW: u32 = 64 * 1024;
+
+impl WsClient {
+    /// Reads the `hello` a v3 connection starts with.
+    async fn hello(&mut self) -> shared::Hello {
+        match self.recv().await {
+            ServerMsg::Hello(hello) => hello,
+            other => panic!("expected hello, got {other:?}"),
+        }
+    }
+}
+
+impl Endpoint {
     /// Joins `room` as `name`, holding the name with `token`, resuming after `position`.
     pub async fn join_as(
         &self,

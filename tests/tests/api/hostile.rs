@@ -202,8 +202,9 @@ async fn a_reader_that_stops_reading_is_dropped_without_slowing_fifty_others() {
 async fn a_client_that_stops_reading_during_its_replay_is_dropped_at_the_heartbeat_deadline() {
     use shared::{Command, RoomId};
     use switchboard_tests::process::ServerProcess;
-    // 6,000 messages of ~4 KB: far more than the kernel's socket buffers hold.
-    const MESSAGES: usize = 6000;
+    // 3,000 messages of ~4 KB (12 MB): far more than the server's send buffer (at most 4 MiB)
+    // and the stalled client's fixed 64 KiB receive buffer hold.
+    const MESSAGES: usize = 3000;
     let args: Vec<String> = [
         "--rate-per-sec",
         "100000",
@@ -212,7 +213,7 @@ async fn a_client_that_stops_reading_during_its_replay_is_dropped_at_the_heartbe
         "--outbound-queue",
         "64",
         "--history-on-join",
-        "6000",
+        "3000",
         "--heartbeat-interval-secs",
         "1",
         "--heartbeat-timeout-secs",
@@ -225,7 +226,7 @@ async fn a_client_that_stops_reading_during_its_replay_is_dropped_at_the_heartbe
     // Every message stored (acknowledged) before the stalled client joins.
     sender.fill_history(MESSAGES, &"x".repeat(3900)).await;
 
-    let (mut stalled, _) = server.connect_v3("?name=stalled&feed=0").await;
+    let (mut stalled, _) = server.connect_v3_small_window("?name=stalled&feed=0").await;
     stalled
         .command(&Command::Join {
             room: RoomId::parse("long").unwrap(),
@@ -233,6 +234,11 @@ async fn a_client_that_stops_reading_during_its_replay_is_dropped_at_the_heartbe
             seq: None,
         })
         .await;
+    // Joined (so it counts as a session) and its replay under way.
+    match stalled.recv().await {
+        shared::ServerMsg::Subscribed(s) => assert_eq!(s.room, "long"),
+        other => panic!("expected subscribed, got {other:?}"),
+    }
     // It reads nothing now. The server must let it go: one session (the sender) remains.
     let mut sessions = 2;
     for _ in 0..300 {

@@ -330,8 +330,9 @@ async fn looping_refused_joins_and_leaves_is_rate_limited_and_then_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_frames_of_other_rooms_and_the_feed_still_fit_while_a_room_replays() {
     use switchboard_tests::Event;
-    // 4,000 messages of ~4 KB: more than the kernel's socket buffers hold, so the replay waits.
-    const BACKLOG: usize = 4000;
+    // 3,000 messages of ~4 KB (12 MB): more than the server's send buffer (at most 4 MiB) and
+    // ada's fixed 64 KiB receive buffer hold, so the replay waits.
+    const BACKLOG: usize = 3000;
     let app = spawn_app_with(|s| {
         s.history_on_join = BACKLOG as u64;
         s.rate_per_sec = 100_000;
@@ -342,7 +343,7 @@ async fn live_frames_of_other_rooms_and_the_feed_still_fit_while_a_room_replays(
     // Every message stored (acknowledged) before ada joins.
     writer.fill_history(BACKLOG, &"x".repeat(3900)).await;
     // The feed on (the stock client's default), and a second room with traffic.
-    let (mut ada, _) = app.connect_v3("?name=ada").await;
+    let (mut ada, _) = app.connect_v3_small_window("?name=ada").await;
     ada.join_room("other", None).await;
     ada.command(&Command::Join {
         room: room("backlog"),
