@@ -18,7 +18,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::client_addr::TrustedProxies;
-use crate::cluster::Cluster;
+use crate::cluster::{self, Cluster};
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{AddressLimiter, ConnectionLimiter, OriginPolicy};
@@ -88,11 +88,21 @@ impl Application {
             .with_context(|| format!("binding {}", settings.bind))?;
         let local = listener.local_addr()?;
         let metrics = Metrics::new();
+        // Clustered, the hub tells the other nodes through a backplane it is handed now; the
+        // cluster started below reads the other end.
+        let (backplane, events) = match settings.redis() {
+            Some(_) => {
+                let (backplane, events) = cluster::backplane();
+                (Some(backplane), Some(events))
+            }
+            None => (None, None),
+        };
         let hub = Hub::new(
             settings.stats_history,
             settings.name_grace(),
             settings.outbound_queue.max(64) * 4,
             metrics.clone(),
+            backplane,
         );
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -107,6 +117,7 @@ impl Application {
                 let cluster = Cluster::start(
                     store.clone(),
                     hub.clone(),
+                    events.expect("made with the backplane"),
                     settings.presence_ttl(),
                     shutdown.clone(),
                     &tracker,

@@ -31,7 +31,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 use shared::{ChatMsg, RoomId, Username};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -119,16 +119,26 @@ enum Event {
 /// The hub's side of the backplane: it only queues events (the hub never waits on Redis).
 #[derive(Debug)]
 struct Outbox {
-    node: String,
     events: mpsc::UnboundedSender<Event>,
 }
 
+/// What the cluster reads of what its hub tells the other nodes.
+#[derive(Debug)]
+pub struct Events(mpsc::UnboundedReceiver<Event>);
+
+/// A backplane for a clustered hub (give it to [`Hub::new`]), and its other end (give it to
+/// [`Cluster::start`]).
+pub fn backplane() -> (Arc<dyn Backplane>, Events) {
+    let (events, rx) = mpsc::unbounded_channel();
+    (Arc::new(Outbox { events }), Events(rx))
+}
+
 impl Backplane for Outbox {
-    fn released(&self, room: &RoomId, name: &Username, identity: &Identity) {
+    fn released(&self, room: &RoomId, name: &Username, holder: String) {
         let _ = self.events.send(Event::Released {
             room: room.clone(),
             name: name.clone(),
-            holder: identity.key(&self.node),
+            holder,
         });
     }
 
@@ -158,28 +168,44 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// When Redis lost its data (a new epoch), sessions' positions belong to the old history:
+/// every client is made to reconnect, resume, and be told (`gap{epoch_changed}`).
+async fn close_all_on_new_epoch(
+    mut epochs: watch::Receiver<String>,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = epochs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                hub.close_all(SERVICE_RESTART, "history restarted");
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 impl Cluster {
-    /// Joins the cluster: connects the hub to the backplane and starts the subscription, the
-    /// presence heartbeat and the event publisher, which run until `shutdown`.
+    /// Joins the cluster: starts the subscription, the presence heartbeat, the publisher of
+    /// the hub's `events` (made with the hub's backplane by [`backplane`]) and the watch on
+    /// the history's epoch, which run until `shutdown`.
     pub fn start(
         store: Arc<RedisStore>,
         hub: Arc<Hub>,
+        Events(rx): Events,
         ttl: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Arc<Self> {
         let node = hub.instance().to_owned();
-        let (events, rx) = mpsc::unbounded_channel();
-        // Sessions' positions belong to the old history: make every client reconnect, resume,
-        // and be told (`gap{epoch_changed}`).
-        store.on_epoch_change({
-            let hub = hub.clone();
-            move || hub.close_all(SERVICE_RESTART, "history restarted")
-        });
-        hub.set_backplane(Arc::new(Outbox {
-            node: node.clone(),
-            events,
-        }));
+        tracker.spawn(close_all_on_new_epoch(
+            store.epoch_changes(),
+            hub.clone(),
+            shutdown.clone(),
+        ));
         let cluster = Arc::new(Self {
             conn: store.connection(),
             node,

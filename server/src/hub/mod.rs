@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
@@ -144,10 +144,12 @@ pub type RemoteMembers = HashMap<RoomId, BTreeMap<Username, u32>>;
 /// A room behind its lock, shared by the registry and whoever is working in it.
 type RoomCell = Arc<Mutex<Room>>;
 
-/// What the hub tells the other nodes of a cluster.
+/// What the hub tells the other nodes of a cluster. Handed to the hub when it is made; the
+/// cluster reads what it is told from its own end, so nothing calls back into the hub.
 pub trait Backplane: Send + Sync + std::fmt::Debug {
-    /// The last local holder of a name let it go.
-    fn released(&self, room: &RoomId, name: &Username, identity: &Identity);
+    /// The last local holder of a name let it go; `holder` is its cluster-wide key
+    /// ([`Identity::key`] on this node).
+    fn released(&self, room: &RoomId, name: &Username, holder: String);
     /// A local member is typing.
     fn typing(&self, room: &RoomId, name: &Username);
 }
@@ -181,7 +183,8 @@ pub struct Hub {
     grace: Duration,
     /// Most frames held back for one replaying session before it counts as a slow consumer.
     held_limit: usize,
-    backplane: OnceLock<Arc<dyn Backplane>>,
+    /// The cluster's ear, when clustered.
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 /// Another person holds the name in this room.
@@ -218,6 +221,7 @@ impl Hub {
         grace: Duration,
         held_limit: usize,
         metrics: Arc<Metrics>,
+        backplane: Option<Arc<dyn Backplane>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             rooms: RwLock::default(),
@@ -231,7 +235,7 @@ impl Hub {
             stats_history,
             grace,
             held_limit,
-            backplane: OnceLock::new(),
+            backplane,
         })
     }
 
@@ -242,11 +246,6 @@ impl Hub {
     /// This process's random id (a cluster node's id).
     pub fn instance(&self) -> &str {
         &self.instance
-    }
-
-    /// Connects the hub to a cluster (once, before serving).
-    pub fn set_backplane(&self, backplane: Arc<dyn Backplane>) {
-        let _ = self.backplane.set(backplane);
     }
 
     pub fn next_session_id(&self) -> SessionId {
@@ -564,7 +563,7 @@ mod tests {
     /// room's messages are delivered and its members come and go.
     #[test]
     fn a_locked_room_does_not_hold_up_another_rooms_delivery() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_ada, _) = join(&hub, "ada", "ada-token");
         let busy = hub.room(&RoomId::parse("r").unwrap()).expect("room r");
         let (tx, rx) = mpsc::channel(64);
@@ -614,7 +613,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_name_is_released_exactly_when_the_grace_period_ends() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         assert_eq!(
@@ -646,7 +645,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_within_the_grace_period_cancels_the_release() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
@@ -672,7 +671,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leaving_on_purpose_releases_at_once_and_other_tokens_are_refused_meanwhile() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
@@ -690,7 +689,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn typing_is_throttled_to_once_a_second_per_session() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
@@ -709,7 +708,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replaying_session_gets_held_frames_after_its_replay_without_duplicates() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let session = hub.next_session_id();
         let (reg, mut peer) = registration(None, Identity::Session(session));
         hub.register(session, reg).unwrap();
@@ -725,7 +724,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_delivered_twice_reaches_each_session_once_and_floors_track_the_room() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
         hub.publish_committed(vec![chat(1), chat(2)]);
         // A catch-up read overlapping what was already delivered.
@@ -749,7 +748,7 @@ mod tests {
 
     #[tokio::test]
     async fn members_on_other_nodes_merge_into_presence_and_their_changes_are_announced() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new());
+        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
         let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
         while ada.next().is_some() {}
         let room = RoomId::parse("r").unwrap();

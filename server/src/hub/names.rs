@@ -62,8 +62,8 @@ impl Hub {
         if closed {
             self.forget_room(room_id, &cell);
         }
-        if let Some(backplane) = self.backplane.get() {
-            backplane.released(room_id, name, &holder.identity);
+        if let Some(backplane) = &self.backplane {
+            backplane.released(room_id, name, holder.identity.key(&self.instance));
         }
     }
 }

@@ -21,7 +21,7 @@ impl Hub {
             room.typing_to_others(room_id, &name, self);
             Some((room_id.clone(), name))
         });
-        if let (Some(Some((room, name))), Some(backplane)) = (relayed, self.backplane.get()) {
+        if let (Some(Some((room, name))), Some(backplane)) = (relayed, &self.backplane) {
             backplane.typing(&room, &name);
         }
     }

@@ -21,7 +21,6 @@
 //! [`StoreError::Corrupt`], which no resend can fix.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -29,6 +28,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamRangeReply;
 use redis::{Script, Value};
 use shared::{ChatMsg, RoomId};
+use tokio::sync::watch;
 
 use super::{Appended, Bounds, NewMessage, Store, StoreError};
 use crate::redis_keys as keys;
@@ -87,13 +87,13 @@ pub struct RedisConfig {
 pub struct RedisStore {
     conn: ConnectionManager,
     client: redis::Client,
-    epoch: RwLock<String>,
+    /// The history's epoch as last seen in Redis; watched (see
+    /// [`epoch_changes`](Self::epoch_changes)) for Redis turning out to hold another history.
+    epoch: watch::Sender<String>,
     config: RedisConfig,
     append: Script,
     /// Whether the last request reached Redis.
     healthy: AtomicBool,
-    /// Called when Redis turns out to hold a different history than before.
-    on_epoch_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl RedisStore {
@@ -115,11 +115,10 @@ impl RedisStore {
         Ok(Self {
             conn,
             client,
-            epoch: RwLock::new(epoch),
+            epoch: watch::Sender::new(epoch),
             config,
             append: Script::new(APPEND),
             healthy: AtomicBool::new(true),
-            on_epoch_change: OnceLock::new(),
         })
     }
 
@@ -182,22 +181,19 @@ impl RedisStore {
     /// replaced): seqs restarted, so clients must learn that their positions are from an older
     /// history.
     pub fn note_epoch(&self, epoch: String) {
-        {
-            let mut current = self.epoch.write().expect("epoch lock poisoned");
+        self.epoch.send_if_modified(|current| {
             if *current == epoch {
-                return;
+                return false;
             }
             tracing::warn!(old = %*current, new = %epoch, "history epoch changed in Redis");
             *current = epoch;
-        }
-        if let Some(f) = self.on_epoch_change.get() {
-            f();
-        }
+            true
+        });
     }
 
-    /// Sets what to do when the epoch changes (once).
-    pub fn on_epoch_change(&self, f: impl Fn() + Send + Sync + 'static) {
-        let _ = self.on_epoch_change.set(Box::new(f));
+    /// Tells of every change of the history's epoch (Redis lost its data).
+    pub fn epoch_changes(&self) -> watch::Receiver<String> {
+        self.epoch.subscribe()
     }
 
     async fn range(
@@ -227,7 +223,7 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn epoch(&self) -> String {
-        self.epoch.read().expect("epoch lock poisoned").clone()
+        self.epoch.borrow().clone()
     }
 
     fn append(&self, msg: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
