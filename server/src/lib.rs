@@ -1,17 +1,26 @@
 //! # Switchboard server
 //!
 //! # Layout
+//! Dependencies point one way: `routes` → `session` → `hub` → (`store`, and clustered, the
+//! [`hub::Backplane`] it is handed); `cluster` sits beside them, holding the hub, the Redis
+//! store and the backplane's other end, and calls into the hub, never the reverse.
 //! - [`config`] — `Settings`, every operator option with its default.
-//! - [`app`] — `Application` (bind, router, run until stopped, graceful shutdown).
-//! - [`routes`] — `/ws` (chat), `/echo`, `/healthz`; the client bundle is served at `/`.
+//! - [`app`] — `Application` (bind, wire the parts together, router, run until stopped,
+//!   graceful shutdown).
+//! - [`routes`] — `/ws` (chat: origin, caps and identity checked before the upgrade), `/echo`,
+//!   `/healthz`, `/readyz`, `/metrics`, `/api` history; the client bundle is served at `/`.
+//! - [`session`] — one chat session, whatever its transport: a reader over `Incoming` events
+//!   and one bounded queue of `Outbound` frames; `session::v3` (protocol v3 commands: many
+//!   rooms per connection), `session::ws` (the WebSocket adapter: frames in, bytes out, close
+//!   handshake).
 //! - [`resume`] — what a reconnecting client gets replayed, and the outcome it is told.
-//! - [`session`] — one chat WebSocket: validation, reader loop, writer task, heartbeat.
-//! - [`hub`] — rooms, names held by tokens, presence, typing, fan-out through bounded
-//!   per-session queues (one file per concept).
-//! - [`store`] — durable per-room history (SQLite with group commit, or Redis Streams when
-//!   clustered), `seq`, `epoch`, dedup.
-//! - [`cluster`] — several nodes on one Redis: fan-out, catch-up, presence and names; the typed
-//!   messages between nodes.
+//! - [`hub`] — rooms, each behind its own lock, one file per concept: the registry
+//!   (`hub/mod.rs`), `names`, `presence`, `typing`, `delivery` (fan-out, slow consumers,
+//!   replay hold-back), `stats`.
+//! - [`store`] — the `Store` trait and durable per-room history: SQLite with group commit, or
+//!   Redis Streams when clustered; `seq`, `epoch`, dedup, `Range` reads.
+//! - [`cluster`] — several nodes on one Redis: fan-out, catch-up, presence and names, the
+//!   typed messages between nodes, the watch on the history's epoch.
 //! - [`redis_keys`] — every Redis key and channel, with what it holds.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).

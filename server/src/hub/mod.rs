@@ -15,10 +15,11 @@
 //! the name stays held, and the member shown with 0 connections, for the grace period; a
 //! reconnect within it takes the name back without a leave/join flicker.
 //!
-//! Clustered (`--redis-url`), a [`Backplane`] carries names and typing notices to the other
-//! nodes, and [`Hub::set_remote`] merges the other nodes' members into each room's presence.
-//! Every session remembers the last chat `seq` it was given and skips anything not newer, so
-//! a message that reaches the node twice (a live copy and a catch-up read) is delivered once.
+//! Clustered (`--redis-url`), a [`Backplane`], handed to the hub when it is made, carries names
+//! and typing notices to the other nodes, and [`Hub::set_remote`] merges the other nodes'
+//! members into each room's presence. Every session remembers the last chat `seq` it was given
+//! and skips anything not newer, so a message that reaches the node twice (a live copy and a
+//! catch-up read) is delivered once.
 //!
 //! # Layout
 //! - this file — the registry: sessions and rooms, registering and unregistering a session.
