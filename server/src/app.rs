@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::Method;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -17,55 +16,16 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::client_addr::TrustedProxies;
 use crate::cluster::{self, Cluster};
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{AddressLimiter, ConnectionLimiter, OriginPolicy};
 use crate::metrics::Metrics;
-use crate::routes;
 use crate::routes::relay::Relay;
+use crate::routes::{self, AppState};
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::{RoomInUse, SqliteStore};
 use crate::store::{CommitListener, Store};
-
-/// Shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    pub store: Arc<dyn Store>,
-    /// Set when clustered (`--redis-url`).
-    pub cluster: Option<Arc<Cluster>>,
-    pub metrics: Arc<Metrics>,
-    /// The benchmarks' raw relay (`--bench-relay`).
-    pub relay: Arc<Relay>,
-    pub settings: Arc<Settings>,
-    pub origins: Arc<OriginPolicy>,
-    pub limiter: Arc<ConnectionLimiter>,
-    /// Whose forwarding headers name the client (`--trusted-proxies`).
-    pub proxies: Arc<TrustedProxies>,
-    /// The HTTP API's rate limit, per client address.
-    pub api_limiter: Arc<AddressLimiter>,
-    /// Cancelled on SIGINT/SIGTERM: sessions send close 1001 and end.
-    pub shutdown: CancellationToken,
-    /// Every session and writer task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-}
-
-impl AppState {
-    /// Applies the WebSocket limits and small buffers to an upgrade.
-    pub fn configure(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
-        let s = &self.settings;
-        upgrade
-            .read_buffer_size(s.read_buffer_bytes)
-            .write_buffer_size(s.write_buffer_bytes)
-            // Writers flush after every burst, so the buffer only grows while a write is
-            // pending; bound it so a stuck peer cannot hold unbounded memory.
-            .max_write_buffer_size(s.write_buffer_bytes + 2 * s.max_message_bytes.max(64 * 1024))
-            .max_message_size(s.max_message_bytes)
-            .max_frame_size(s.max_message_bytes)
-    }
-}
 
 pub struct Application {
     listener: TcpListener,

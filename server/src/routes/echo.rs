@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
+use super::AppState;
 use crate::limits::ConnectionPermit;
 
 pub async fn handler(

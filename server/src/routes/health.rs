@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::app::AppState;
+use super::AppState;
 
 #[derive(Debug, Serialize)]
 pub struct Health {

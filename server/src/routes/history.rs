@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::{HistoryPage, RoomId};
 
-use crate::app::AppState;
+use super::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct HistoryQuery {

@@ -1,18 +1,21 @@
-//! HTTP endpoints: `/ws` (chat), `/echo`, `/healthz`.
+//! HTTP endpoints: `/ws` (chat), `/echo`, `/healthz`, `/readyz`, `/metrics`, `/api` history,
+//! and the state they share ([`AppState`]).
 
 pub mod echo;
 pub mod health;
 pub mod history;
 pub mod metrics;
 pub mod relay;
+mod state;
 pub mod ws;
+
+pub use state::AppState;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::limits::{AdmissionError, ConnectionPermit};
 
 /// The answer to a plain HTTP request on a WebSocket endpoint: 400 with a body saying what to do.

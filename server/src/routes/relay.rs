@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast;
 
-use crate::app::AppState;
+use super::AppState;
 use crate::limits::ConnectionPermit;
 
 /// The relay's shared channel: (sender id, frame).

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::app::AppState;
+use super::AppState;
 use crate::session::{self, Negotiated, SessionParams};
 
 #[derive(Debug, Deserialize)]
