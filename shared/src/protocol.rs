@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::RoomId;
+use crate::model::RoomId;
 
 /// Bumped on every incompatible change. A client whose version differs is told to reload.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -716,7 +716,7 @@ mod tests {
     }
 
     fn every_command() -> Vec<Command> {
-        let room = || crate::RoomId::parse("lobby").unwrap();
+        let room = || crate::model::RoomId::parse("lobby").unwrap();
         vec![
             Command::Join {
                 room: room(),
@@ -904,15 +904,15 @@ mod tests {
 
         #[test]
         fn any_chat_command_is_encoded_as_serde_encodes_it(msg in any::<String>(), id in proptest::option::of("[!-~]{1,64}")) {
-            let command = Command::Chat { room: crate::RoomId::parse("r").unwrap(), msg, id };
+            let command = Command::Chat { room: crate::model::RoomId::parse("r").unwrap(), msg, id };
             prop_assert_eq!(command.encode(), serde_json::to_string(&command).unwrap());
         }
 
         #[test]
         fn validation_never_panics(s in any::<String>(), max in 0usize..64) {
-            let _ = crate::Username::parse(&s, max);
-            let _ = crate::RoomId::parse(&s);
-            let _ = crate::MessageText::parse(&s, max);
+            let _ = crate::model::Username::parse(&s, max);
+            let _ = crate::model::RoomId::parse(&s);
+            let _ = crate::model::MessageText::parse(&s, max);
         }
     }
 }
