@@ -50,13 +50,7 @@ impl Application {
         let metrics = Metrics::new();
         // Clustered, the hub tells the other nodes through a backplane it is handed now; the
         // cluster started below reads the other end.
-        let (backplane, events) = match settings.redis() {
-            Some(_) => {
-                let (backplane, events) = cluster::backplane();
-                (Some(backplane), Some(events))
-            }
-            None => (None, None),
-        };
+        let (backplane, events) = settings.redis().map(|_| cluster::backplane()).unzip();
         let hub = Hub::new(
             settings.stats_history,
             settings.name_grace(),

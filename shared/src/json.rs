@@ -294,7 +294,7 @@ impl<'a> Object<'a> {
         if found.next().is_some() {
             return Err(invalid(format!("duplicate field `{key}`")));
         }
-        Ok(first.filter(|v| **v != Value::Null))
+        Ok(first.filter(|v| !matches!(v, Value::Null)))
     }
 
     /// A required member.

@@ -305,14 +305,18 @@ impl Hub {
         Some(f(&room_id, &mut room))
     }
 
-    /// Under the room's lock: marks an empty room (no subscriber, no held name) closed, so
-    /// whoever locks it next looks it up again. `true` if it closed; then call
-    /// [`forget_room`](Self::forget_room) once the room's lock is released.
-    fn close_if_empty(room: &mut Room) -> bool {
-        if !room.closed && room.subscribers.is_empty() && room.names.is_empty() {
+    /// Lets go of a room's lock. A room left empty (no subscriber, no held name) is marked
+    /// closed under the lock, so whoever locks it next looks it up again, and taken out of the
+    /// registry once the lock is released.
+    fn unlock_room(&self, id: &RoomId, cell: &RoomCell, mut room: MutexGuard<'_, Room>) {
+        if room.subscribers.is_empty() && room.names.is_empty() {
             room.closed = true;
         }
-        room.closed
+        let closed = room.closed;
+        drop(room);
+        if closed {
+            self.forget_room(id, cell);
+        }
     }
 
     /// Takes a closed room out of the registry (if it is still this cell). Never waits for a
@@ -339,11 +343,7 @@ impl Hub {
             if let Some(name) = &reg.name
                 && room.claim(&reg.room, name, &reg.identity, self).is_err()
             {
-                let closed = Self::close_if_empty(&mut room);
-                drop(room);
-                if closed {
-                    self.forget_room(&reg.room, &cell);
-                }
+                self.unlock_room(&reg.room, &cell, room);
                 return Err(NameTaken);
             }
             room.subscribers.insert(
@@ -425,11 +425,7 @@ impl Hub {
                 return;
             }
         }
-        let closed = Self::close_if_empty(&mut room);
-        drop(room);
-        if closed {
-            self.forget_room(&room_id, &cell);
-        }
+        self.unlock_room(&room_id, &cell, room);
     }
 
     /// Closes every session with `code`; their clients reconnect and resume.

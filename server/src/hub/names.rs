@@ -57,11 +57,7 @@ impl Hub {
             },
         };
         room.fan_out(&encode(&msg), None, self);
-        let closed = Self::close_if_empty(&mut room);
-        drop(room);
-        if closed {
-            self.forget_room(room_id, &cell);
-        }
+        self.unlock_room(room_id, &cell, room);
         if let Some(backplane) = &self.backplane {
             backplane.released(room_id, name, holder.identity.key(&self.instance));
         }
