@@ -108,15 +108,7 @@ impl Endpoint {
     /// Opens a protocol v3 connection (`Sec-WebSocket-Protocol: switchboard.v3`) with this
     /// query (`?name=…&token=…`); returns the client and its `hello`.
     pub async fn connect_v3(&self, query: &str) -> (WsClient, shared::Hello) {
-        let mut client = self
-            .connect_with_headers(
-                &format!("/ws{query}"),
-                &[("Sec-WebSocket-Protocol", shared::SUBPROTOCOL_V3)],
-            )
-            .await
-            .expect("connects with switchboard.v3");
-        let hello = client.hello().await;
-        (client, hello)
+        self.connect_v3_with_window(query, None).await
     }
 
     /// [`connect_v3`](Self::connect_v3) over a socket whose receive buffer is fixed at
@@ -124,6 +116,14 @@ impl Endpoint {
     /// stall after about that much, whatever the machine's `tcp_rmem` (up to 32 MiB here,
     /// enough to swallow a whole replay).
     pub async fn connect_v3_small_window(&self, query: &str) -> (WsClient, shared::Hello) {
+        self.connect_v3_with_window(query, Some(SMALL_WINDOW)).await
+    }
+
+    async fn connect_v3_with_window(
+        &self,
+        query: &str,
+        window: Option<u32>,
+    ) -> (WsClient, shared::Hello) {
         let mut request = self
             .url(&format!("/ws{query}"))
             .into_client_request()
@@ -132,22 +132,10 @@ impl Endpoint {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(shared::SUBPROTOCOL_V3),
         );
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .set_recv_buffer_size(SMALL_WINDOW)
-            .expect("SO_RCVBUF");
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(self.addr))
+        let mut client = self
+            .open_with_window(request, window)
             .await
-            .expect("TCP connect timed out")
-            .expect("connects");
-        let (stream, _) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
-        )
-        .await
-        .expect("no WebSocket handshake in time")
-        .expect("connects with switchboard.v3");
-        let mut client = WsClient { stream };
+            .expect("connects with switchboard.v3");
         let hello = client.hello().await;
         (client, hello)
     }
@@ -246,10 +234,31 @@ impl Endpoint {
         &self,
         request: tungstenite::handshake::client::Request,
     ) -> Result<WsClient, tungstenite::Error> {
-        let (stream, _) =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
-                .await
-                .unwrap_or_else(|_| panic!("no WebSocket handshake within {CONNECT_TIMEOUT:?}"))?;
+        self.open_with_window(request, None).await
+    }
+
+    /// Connects to this endpoint (with the socket's receive buffer fixed at `window`, if given)
+    /// and makes the WebSocket handshake.
+    async fn open_with_window(
+        &self,
+        request: tungstenite::handshake::client::Request,
+        window: Option<u32>,
+    ) -> Result<WsClient, tungstenite::Error> {
+        let socket = if self.addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(window) = window {
+            socket.set_recv_buffer_size(window)?;
+        }
+        let handshake = async {
+            let tcp = socket.connect(self.addr).await?;
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await
+        };
+        let (stream, _) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+            .await
+            .unwrap_or_else(|_| panic!("no WebSocket handshake within {CONNECT_TIMEOUT:?}"))?;
         Ok(WsClient { stream })
     }
 
