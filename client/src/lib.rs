@@ -20,6 +20,11 @@ pub mod numbers;
 pub mod room;
 pub mod state;
 
+/// The allocator (see client/Cargo.toml): talc, single-threaded (no `atomics` in this build).
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// Mounts the app on `<body>`.
 pub fn run() {
     leptos::mount::mount_to_body(app::App);
