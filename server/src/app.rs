@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::Method;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, header};
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -101,6 +102,7 @@ impl Application {
             store,
             cluster,
             metrics,
+            http_sessions: Arc::default(),
             relay: Arc::new(Relay::new(settings.outbound_queue)),
             origins: Arc::new(OriginPolicy::new(&settings.allowed_origins, local)),
             limiter: ConnectionLimiter::new(
@@ -200,12 +202,21 @@ fn router(state: AppState) -> Router {
     // origins that may open WebSockets.
     let origins = state.origins.clone();
     let cors = CorsLayer::new()
-        .allow_methods([Method::GET])
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("last-event-id"),
+        ])
         .allow_origin(AllowOrigin::predicate(move |origin, _| {
             origins.allows(origin.to_str().ok())
         }));
+    let body_limit = routes::http_session::send_body_limit(state.settings.max_message_bytes);
     let api = Router::new()
         .route("/api/rooms/{room}/messages", get(routes::history::handler))
+        .route("/v3/sse", get(routes::http_session::sse))
+        .route("/v3/poll", post(routes::http_session::poll))
+        .route("/v3/send", post(routes::http_session::send))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors);
     Router::new()
         .route("/ws", get(routes::ws::handler))

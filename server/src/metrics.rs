@@ -41,6 +41,8 @@ pub struct Metrics {
     pub store_errors: Family<KindLabel, Counter>,
     /// Backplane (Redis) requests that failed, by operation.
     pub backplane_errors: Family<KindLabel, Counter>,
+    /// Chat sessions opened, by transport (`ws`, `sse`, `poll`).
+    pub sessions_opened: Family<KindLabel, Counter>,
     /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
     pub delivery_seconds: Histogram,
     connections: Gauge,
@@ -59,6 +61,7 @@ impl Metrics {
             slow_consumers: Counter::default(),
             store_errors: Family::default(),
             backplane_errors: Family::default(),
+            sessions_opened: Family::default(),
             // 50 µs .. ~1.6 s
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             connections: Gauge::default(),
@@ -102,13 +105,18 @@ impl Metrics {
             m.backplane_errors.clone(),
         );
         registry.register(
+            "sessions_opened",
+            "Chat sessions opened, by transport (ws, sse, poll)",
+            m.sessions_opened.clone(),
+        );
+        registry.register(
             "delivery_seconds",
             "From a chat message's commit to its frame flushed to a member",
             m.delivery_seconds.clone(),
         );
         registry.register(
             "connections",
-            "Open WebSocket connections (chat and echo)",
+            "Open connections: chat and echo WebSockets, SSE and long-polling sessions",
             m.connections.clone(),
         );
         registry.register("sessions", "Chat sessions", m.sessions.clone());

@@ -3,6 +3,7 @@
 //! of any server (in this process or another); [`process`] starts the server binary and
 //! `redis-server` as processes.
 
+pub mod http;
 pub mod process;
 
 use std::net::SocketAddr;

@@ -1,9 +1,11 @@
-//! HTTP endpoints: `/ws` (chat), `/echo`, `/healthz`, `/readyz`, `/metrics`, `/api` history,
+//! HTTP endpoints: `/ws` (chat), `/v3/sse`, `/v3/poll` and `/v3/send` (chat where WebSockets
+//! do not get through), `/echo`, `/healthz`, `/readyz`, `/metrics`, `/api` history,
 //! and the state they share ([`AppState`]).
 
 pub mod echo;
 pub mod health;
 pub mod history;
+pub mod http_session;
 pub mod metrics;
 pub mod relay;
 mod state;

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{AddressLimiter, ConnectionLimiter, OriginPolicy};
 use crate::metrics::Metrics;
+use crate::session::http::HttpSessions;
 use crate::store::Store;
 
 /// Shared by every handler.
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Set when clustered (`--redis-url`).
     pub cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
+    /// The sessions carried by SSE or long-polling on this node.
+    pub http_sessions: Arc<HttpSessions>,
     /// The benchmarks' raw relay (`--bench-relay`).
     pub relay: Arc<Relay>,
     pub settings: Arc<Settings>,

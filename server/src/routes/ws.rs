@@ -78,6 +78,11 @@ pub async fn handler(
         permit,
         protocol,
     };
+    state
+        .metrics
+        .sessions_opened
+        .get_or_create(&crate::metrics::kind("ws"))
+        .inc();
     let tracker = state.tracker.clone();
     upgrade.on_upgrade(move |socket| tracker.track_future(session::ws::run(socket, params)))
 }

@@ -8,6 +8,7 @@
 //! joined room is a subscription in the hub, and all of them share the connection's queue, its
 //! writer and its slow-consumer policy.
 
+pub mod http;
 mod v3;
 pub mod ws;
 

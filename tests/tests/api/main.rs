@@ -19,4 +19,5 @@ mod plain;
 mod presence;
 mod proxies;
 mod static_files;
+mod transports;
 mod v3;

@@ -1,0 +1,320 @@
+//! The HTTP transports' endpoints (protocol v3 only; see [`crate::session::http`]):
+//! - `GET /v3/sse?name=&token=&feed=`: opens a session and streams its frames as Server-Sent
+//!   Events. With `Last-Event-ID: <secret>:<n>` (what `EventSource` sends when it reconnects)
+//!   or `?last_event_id=` it resumes that session after frame `n`, if this node still holds it
+//!   and still has every frame after `n`; otherwise it opens a new session.
+//! - `POST /v3/poll?name=&token=&feed=` with an empty body opens a session for long-polling;
+//!   `POST /v3/poll` with `{"session":S,"last":N}` acknowledges frames up to `N` and answers
+//!   with the next ones, waiting up to one heartbeat interval. The answer:
+//!   `{"session":S,"frames":[...],"last":N,"close":{"code","reason"}?}`.
+//! - `POST /v3/send` with `{"session":S,"frames":[...],"leave"?:true}`: client frames, in
+//!   order (204 once the session has them).
+//!
+//! Each is checked against the Origin allowlist as the WebSocket upgrade is; a new session
+//! takes a connection slot (per-IP caps count every transport). Errors are typed JSON:
+//! `{"error":<code>,"reason":<text>}`.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::AppState;
+use crate::client_addr::ClientAddr;
+use crate::limits::AdmissionError;
+use crate::session::http::{self, Channel, MAX_SEND_FRAMES, Transport};
+use crate::session::{Incoming, Negotiated, SessionParams};
+
+/// Who connects, as on `/ws` (no room: v3 joins name their rooms).
+#[derive(Debug, Default, Deserialize)]
+pub struct OpenQuery {
+    name: Option<String>,
+    token: Option<String>,
+    /// `feed=0` (or `false`) opts out of the live stats feed.
+    feed: Option<String>,
+    /// A resume position for clients that cannot set `Last-Event-ID`.
+    last_event_id: Option<String>,
+}
+
+/// A typed refusal.
+#[derive(Debug)]
+pub enum HttpError {
+    /// The Origin is not in `--allowed-origins` (403).
+    Origin(String),
+    /// A connection cap was reached (503 or 429).
+    Admission(AdmissionError),
+    /// No such session here: it ended, was never opened, or the secret is wrong (404).
+    SessionUnknown,
+    /// Frames the client has not acknowledged are gone; open a new session (409).
+    PositionLost,
+    /// The body is not what the endpoint takes (400).
+    BadRequest(String),
+    /// The body, or a frame in it, is over the limits (413).
+    TooBig(String),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let (status, code, reason) = match self {
+            Self::Origin(origin) => (
+                StatusCode::FORBIDDEN,
+                "origin_refused",
+                format!("Origin {origin} is not allowed here (see --allowed-origins)"),
+            ),
+            Self::Admission(AdmissionError::ServerFull) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_full",
+                "the server is at its connection limit (--max-connections); retry later".into(),
+            ),
+            Self::Admission(AdmissionError::TooManyFromIp) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "too many connections from your address (--max-connections-per-ip)".into(),
+            ),
+            Self::SessionUnknown => (
+                StatusCode::NOT_FOUND,
+                "session_unknown",
+                "no such session on this server: open a new one".into(),
+            ),
+            Self::PositionLost => (
+                StatusCode::CONFLICT,
+                "position_lost",
+                "frames after that position are gone: open a new session".into(),
+            ),
+            Self::BadRequest(reason) => (StatusCode::BAD_REQUEST, "bad_request", reason),
+            Self::TooBig(reason) => (StatusCode::PAYLOAD_TOO_LARGE, "too_big", reason),
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": code, "reason": reason }).to_string(),
+        )
+            .into_response();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
+    if state.origins.allows(origin) {
+        Ok(())
+    } else {
+        tracing::info!(origin = origin.unwrap_or(""), "origin refused");
+        Err(HttpError::Origin(origin.unwrap_or("").to_owned()))
+    }
+}
+
+/// Opens a new session over `transport`.
+fn open(
+    state: &AppState,
+    client: ClientAddr,
+    query: OpenQuery,
+    transport: Transport,
+) -> Result<std::sync::Arc<Channel>, HttpError> {
+    let permit = state
+        .limiter
+        .try_acquire(client.ip)
+        .map_err(HttpError::Admission)?;
+    let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
+    let params = SessionParams {
+        hub: state.hub.clone(),
+        settings: state.settings.clone(),
+        peer: client,
+        room: None,
+        name: query.name,
+        token: query.token,
+        position: None,
+        feed,
+        store: state.store.clone(),
+        cluster: state.cluster.clone(),
+        metrics: state.metrics.clone(),
+        shutdown: state.shutdown.clone(),
+        tracker: state.tracker.clone(),
+        permit,
+        protocol: Negotiated::V3,
+    };
+    state
+        .metrics
+        .sessions_opened
+        .get_or_create(&crate::metrics::kind(transport.name()))
+        .inc();
+    Ok(state.http_sessions.open(params, transport))
+}
+
+/// `GET /v3/sse`.
+pub async fn sse(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<OpenQuery>,
+) -> Result<Response, HttpError> {
+    check_origin(&state, &headers)?;
+    let client = state.proxies.client(peer, &headers);
+    let keep = state.settings.outbound_queue;
+    let resume_from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(query.last_event_id.as_deref())
+        .and_then(http::parse_event_id)
+        .and_then(|(secret, after)| Some((state.http_sessions.get(secret)?, after)));
+    let resumed = resume_from.and_then(|(chan, after)| {
+        let stream = chan.attach_stream(after, keep).ok()?;
+        Some((chan, stream, after))
+    });
+    let (chan, stream, after) = match resumed {
+        Some(resumed) => resumed,
+        None => {
+            let chan = open(&state, client, query, Transport::Sse)?;
+            let stream = chan
+                .attach_stream(0, keep)
+                .map_err(|http::PositionLost| HttpError::PositionLost)?;
+            (chan, stream, 0)
+        }
+    };
+    // `retry:` tells EventSource how soon to reconnect; the first comment makes the response
+    // start at once.
+    let prelude = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>("retry: 1000\n: switchboard\n\n".to_owned())
+    });
+    let body = Body::from_stream(prelude.chain(chan.sse_body(stream, after)));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // nginx: do not buffer this response.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollBody {
+    session: String,
+    last: u64,
+}
+
+/// `POST /v3/poll`.
+pub async fn poll(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<OpenQuery>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    check_origin(&state, &headers)?;
+    let (chan, after) = if body.iter().all(u8::is_ascii_whitespace) {
+        let client = state.proxies.client(peer, &headers);
+        (open(&state, client, query, Transport::Poll)?, 0)
+    } else {
+        let req: PollBody = serde_json::from_slice(&body)
+            .map_err(|e| HttpError::BadRequest(format!("poll body: {e}")))?;
+        let chan = state
+            .http_sessions
+            .get(&req.session)
+            .ok_or(HttpError::SessionUnknown)?;
+        (chan, req.last)
+    };
+    let wait = state.settings.heartbeat_interval();
+    let (frames, close) = chan
+        .poll(after, state.settings.outbound_queue, wait)
+        .await
+        .map_err(|http::PositionLost| HttpError::PositionLost)?;
+    let last = frames.last().map_or(after, |&(n, _)| n);
+    let mut out =
+        String::with_capacity(64 + frames.iter().map(|(_, f)| f.len() + 1).sum::<usize>());
+    out.push_str("{\"session\":\"");
+    out.push_str(chan.secret());
+    out.push_str("\",\"last\":");
+    out.push_str(&last.to_string());
+    out.push_str(",\"frames\":[");
+    for (i, (_, frame)) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(frame.as_str());
+    }
+    out.push(']');
+    if let Some(close) = close {
+        out.push_str(",\"close\":");
+        out.push_str(&close.to_json());
+    }
+    out.push('}');
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody<'a> {
+    session: String,
+    #[serde(default, borrow)]
+    frames: Vec<&'a RawValue>,
+    #[serde(default)]
+    leave: bool,
+}
+
+/// `POST /v3/send`.
+pub async fn send(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, HttpError> {
+    check_origin(&state, &headers)?;
+    let max = state.settings.max_message_bytes;
+    let req: SendBody = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::BadRequest(format!("send body: {e}")))?;
+    let chan = state
+        .http_sessions
+        .get(&req.session)
+        .ok_or(HttpError::SessionUnknown)?;
+    if req.frames.len() > MAX_SEND_FRAMES {
+        return Err(HttpError::TooBig(format!(
+            "{} frames in one POST; at most {MAX_SEND_FRAMES}",
+            req.frames.len()
+        )));
+    }
+    if let Some(big) = req.frames.iter().find(|f| f.get().len() > max) {
+        return Err(HttpError::TooBig(format!(
+            "a frame of {} bytes; at most {max} (--max-message-bytes)",
+            big.get().len()
+        )));
+    }
+    for frame in &req.frames {
+        let text = axum::extract::ws::Utf8Bytes::from(frame.get().to_owned());
+        chan.send(Incoming::Text(text))
+            .await
+            .map_err(|http::Ended| HttpError::SessionUnknown)?;
+    }
+    if req.leave {
+        let _ = chan.send(Incoming::Left).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The largest `/v3/send` body: every frame at the size limit, with room for the envelope.
+pub fn send_body_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes
+        .saturating_mul(MAX_SEND_FRAMES)
+        .saturating_add(64 * 1024)
+}
