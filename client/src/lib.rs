@@ -1,6 +1,7 @@
 //! Switchboard's browser client (Leptos, client-side rendered, built by trunk).
 //!
-//! - [`connection`]: the WebSocket (four events, reconnect with backoff and jitter).
+//! - [`connection`]: the connection (four events, reconnect with backoff and jitter) over a
+//!   WebSocket, or down the [`transport`] ladder (SSE with POSTs, long-polling).
 //! - [`endpoint`]: where the server is (page host, `?server=` or a `<meta>`).
 //! - [`echo_probe`]: round-trip measurement against `/echo`.
 //! - [`history`]: older messages over HTTP.
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod numbers;
 pub mod room;
 pub mod state;
+pub mod transport;
 
 /// The allocator (see client/Cargo.toml): talc, single-threaded (no `atomics` in this build).
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]

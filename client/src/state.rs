@@ -13,6 +13,7 @@ use shared::{Command, ErrorCode, Limits, PROTOCOL_V3, RoomId, ServerMsg, Stats};
 
 use crate::connection::{ConnEvent, ConnState, Connection};
 use crate::room::{RoomState, RoomStatus, next_id};
+use crate::transport::Transport;
 use crate::{endpoint, identity};
 
 /// Live-feed points kept for the chart (one a second).
@@ -65,6 +66,8 @@ pub struct Problem {
 pub struct Session {
     pub my_name: StoredValue<String>,
     pub conn: RwSignal<ConnState>,
+    /// The way the connection goes (WebSocket, SSE, long-polling).
+    pub transport: RwSignal<Transport>,
     pub peer_addr: RwSignal<Option<String>>,
     pub server_version: RwSignal<Option<String>>,
     pub limits: RwSignal<Option<Limits>>,
@@ -92,6 +95,7 @@ impl Session {
         let session = Self {
             my_name: StoredValue::new(name.clone()),
             conn: RwSignal::new(ConnState::Connecting),
+            transport: RwSignal::new(Transport::WebSocket),
             peer_addr: RwSignal::new(None),
             server_version: RwSignal::new(None),
             limits: RwSignal::new(None),
@@ -348,6 +352,12 @@ impl Session {
     pub fn apply(&self, event: ConnEvent) {
         match event {
             ConnEvent::State(state) => self.conn.set(state),
+            ConnEvent::Transport(transport) => {
+                if transport != self.transport.get_untracked() {
+                    self.log_event("transport", transport.label().into());
+                }
+                self.transport.set(transport);
+            }
             ConnEvent::Opened => {
                 self.ready.set_value(false);
                 self.log_event("open", String::new());

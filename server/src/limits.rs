@@ -12,6 +12,9 @@ use tokio::time::Instant;
 pub struct OriginPolicy {
     any: bool,
     allowed: Vec<String>,
+    /// No `--allowed-origins`: the server's own origin is also whatever host the browser asked
+    /// for (a page served through a reverse proxy, under another name).
+    default: bool,
 }
 
 impl OriginPolicy {
@@ -23,7 +26,8 @@ impl OriginPolicy {
             .filter(|o| !o.is_empty())
             .collect();
         let any = allowed.iter().any(|o| o == "*");
-        if allowed.is_empty() {
+        let default = allowed.is_empty();
+        if default {
             let port = bind.port();
             allowed.push(format!("http://{bind}"));
             if bind.ip().is_loopback() || bind.ip().is_unspecified() {
@@ -33,7 +37,24 @@ impl OriginPolicy {
             allowed.push("http://127.0.0.1:8080".into());
             allowed.push("http://localhost:8080".into());
         }
-        Self { any, allowed }
+        Self {
+            any,
+            allowed,
+            default,
+        }
+    }
+
+    /// [`allows`](Self::allows), or, by default, an Origin naming the host the request was sent
+    /// to (its `Host` header): the page and the endpoint share an origin, whatever the proxy in
+    /// front calls it. A foreign page's Origin never matches the host it sends to.
+    pub fn allows_request(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        if self.allows(origin) {
+            return true;
+        }
+        let authority = origin.and_then(|o| o.split_once("://")).map(|(_, a)| a);
+        self.default
+            && matches!((authority, host), (Some(a), Some(h))
+                if a.trim_end_matches('/').eq_ignore_ascii_case(h.trim()))
     }
 
     /// `None` (no Origin header) is a non-browser client and is allowed.
@@ -216,6 +237,11 @@ mod tests {
         assert!(p.allows(Some("http://localhost:8080")));
         assert!(p.allows(None));
         assert!(!p.allows(Some("https://evil.example")));
+        // Through a proxy that serves the page under another name, the page's origin is the
+        // host it sends to.
+        assert!(p.allows_request(Some("http://chat.example:8443"), Some("chat.example:8443")));
+        assert!(!p.allows_request(Some("https://evil.example"), Some("chat.example:8443")));
+        assert!(!p.allows_request(Some("null"), Some("null")));
         assert!(!p.allows(Some("null")));
     }
 
@@ -227,6 +253,8 @@ mod tests {
         );
         assert!(p.allows(Some("https://CHAT.example.com")));
         assert!(!p.allows(Some("http://localhost:8080")));
+        // A configured list is the whole list.
+        assert!(!p.allows_request(Some("https://other.example"), Some("other.example")));
         let any = OriginPolicy::new(&["*".into()], "0.0.0.0:80".parse().unwrap());
         assert!(any.allows(Some("https://anything.example")));
     }

@@ -8,8 +8,8 @@
 
 use crate::json::{self, Object, Value, Writer};
 use crate::protocol::{
-    ChatMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, Limits, Member,
-    Resume, ServerMsg, Stats, Subscribed, Welcome,
+    ChatMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, HttpClose, Limits,
+    Member, PollAnswer, Resume, ServerMsg, Stats, Subscribed, Welcome,
 };
 
 fn invalid(what: String) -> DecodeError {
@@ -19,8 +19,12 @@ fn invalid(what: String) -> DecodeError {
 impl ServerMsg {
     /// Decodes one server frame.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let value = json::parse(text)?;
-        let f = Object::of(&value, "a frame")?;
+        Self::from_value(&json::parse(text)?)
+    }
+
+    /// Decodes one server frame already parsed (a frame inside a poll answer).
+    fn from_value(value: &Value) -> Result<Self, DecodeError> {
+        let f = Object::of(value, "a frame")?;
         let kind = f.str("type")?;
         let the_member = || member(f.need("member")?);
         Ok(match kind.as_str() {
@@ -66,7 +70,7 @@ impl ServerMsg {
             "unsubscribed" => Self::Unsubscribed {
                 room: f.str("room")?,
             },
-            "stats" => Self::Stats(stats(&value)?),
+            "stats" => Self::Stats(stats(value)?),
             "shutdown" => Self::Shutdown {
                 retry_after_ms: f.u64("retry_after_ms")?,
             },
@@ -119,6 +123,58 @@ impl HistoryPage {
             has_more: f.bool("has_more")?,
         })
     }
+}
+
+impl HttpClose {
+    /// Decodes the data of an SSE `close` event (or a poll answer's `close`).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        Self::from_value(&json::parse(text)?)
+    }
+
+    fn from_value(value: &Value) -> Result<Self, DecodeError> {
+        let f = Object::of(value, "a close")?;
+        Ok(Self {
+            code: f.int("code")?,
+            reason: f.str("reason")?,
+        })
+    }
+}
+
+impl PollAnswer {
+    /// Decodes the answer to `POST /v3/poll`.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let value = json::parse(text)?;
+        let f = Object::of(&value, "a poll answer")?;
+        Ok(Self {
+            session: f.str("session")?,
+            last: f.u64("last")?,
+            frames: f.array("frames", ServerMsg::from_value)?,
+            close: f.get("close")?.map(HttpClose::from_value).transpose()?,
+        })
+    }
+
+    /// The body of a poll that acknowledges frames up to `last` of `session`.
+    pub fn request(session: &str, last: u64) -> String {
+        Writer::object()
+            .str("session", session)
+            .u64("last", last)
+            .finish()
+    }
+}
+
+/// The body of `POST /v3/send`: `frames` (each a command's JSON text) for `session`, and
+/// with `leave`, the end of the session (as a WebSocket's close 1000).
+pub fn send_body(session: &str, frames: &[String], leave: bool) -> String {
+    let mut out = Writer::object().str("session", session).finish();
+    out.pop(); // reopen the object
+    out.push_str(",\"frames\":[");
+    out.push_str(&frames.join(","));
+    out.push(']');
+    if leave {
+        out.push_str(",\"leave\":true");
+    }
+    out.push('}');
+    out
 }
 
 impl Command {

@@ -7,14 +7,15 @@
 //! Builds for the host and for `wasm32-unknown-unknown`.
 
 mod decode;
+pub use decode::send_body;
 pub mod json;
 pub mod model;
 pub mod protocol;
 
 pub use model::{MessageText, RoomId, Username, ValidationError, is_deceptive_char};
 pub use protocol::{
-    ChatMsg, ClientMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, Inbound,
-    LegacyChat, Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_V3, PROTOCOL_VERSION, Resume,
-    SUBPROTOCOL_PREFIX, SUBPROTOCOL_V2, SUBPROTOCOL_V3, ServerMsg, SessionId, Stats, Subscribed,
-    TYPING_INTERVAL_MS, TYPING_TTL_MS, Welcome, close_code, valid_client_id,
+    ChatMsg, ClientMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, HttpClose,
+    Inbound, LegacyChat, Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_V3, PROTOCOL_VERSION,
+    PollAnswer, Resume, SUBPROTOCOL_PREFIX, SUBPROTOCOL_V2, SUBPROTOCOL_V3, ServerMsg, SessionId,
+    Stats, Subscribed, TYPING_INTERVAL_MS, TYPING_TTL_MS, Welcome, close_code, valid_client_id,
 };

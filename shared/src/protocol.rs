@@ -283,6 +283,26 @@ pub struct Hello {
     pub max_rooms: usize,
 }
 
+/// How an HTTP session ended (SSE and long-polling): the WebSocket close code and reason it
+/// stands for. The data of an SSE `close` event, and a poll answer's `close`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpClose {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// The answer to `POST /v3/poll`: the session's secret, the number of the last frame it
+/// carries (acknowledge it with the next poll), the frames, and the close once the session
+/// ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollAnswer {
+    pub session: String,
+    pub last: u64,
+    pub frames: Vec<ServerMsg>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close: Option<HttpClose>,
+}
+
 /// v3: a room joined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscribed {
@@ -771,6 +791,45 @@ mod tests {
         };
         let json = serde_json::to_string(&page).unwrap();
         assert_eq!(HistoryPage::decode(&json).unwrap(), page);
+        // The HTTP transports' bodies: a poll answer (with and without its close), the close
+        // of an SSE stream, and the bodies the client writes.
+        for close in [
+            None,
+            Some(HttpClose {
+                code: 4429,
+                reason: "slow consumer".into(),
+            }),
+        ] {
+            let answer = PollAnswer {
+                session: "s3cr3t".into(),
+                last: 9,
+                frames: vec![
+                    ServerMsg::Chat(page.messages[0].clone()),
+                    ServerMsg::Unsubscribed { room: "r".into() },
+                ],
+                close,
+            };
+            let json = serde_json::to_string(&answer).unwrap();
+            assert_eq!(PollAnswer::decode(&json).unwrap(), answer, "{json}");
+        }
+        let close = r#"{"code":1001,"reason":"server shutting down"}"#;
+        assert_eq!(
+            HttpClose::decode(close).unwrap(),
+            serde_json::from_str::<HttpClose>(close).unwrap()
+        );
+        let poll: serde_json::Value =
+            serde_json::from_str(&PollAnswer::request("s\"x", 4)).unwrap();
+        assert_eq!(poll, serde_json::json!({ "session": "s\"x", "last": 4 }));
+        let frames = [Command::Feed { enabled: false }.encode()];
+        let send: serde_json::Value =
+            serde_json::from_str(&crate::send_body("s", &frames, true)).unwrap();
+        assert_eq!(
+            send,
+            serde_json::json!({ "session": "s", "frames": [{"type": "feed", "enabled": false}], "leave": true })
+        );
+        let send: serde_json::Value =
+            serde_json::from_str(&crate::send_body("s", &[], false)).unwrap();
+        assert_eq!(send, serde_json::json!({ "session": "s", "frames": [] }));
         for bad in [
             r#"{"room":"r","epoch":"e","messages":[]}"#,
             r#"{"room":"r","epoch":"e","messages":[{"room":"r"}],"has_more":false}"#,

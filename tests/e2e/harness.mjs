@@ -3,6 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import http from 'node:http';
 import { mkdirSync, mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -100,6 +101,81 @@ export async function startProxy(targetPort) {
     client.pipe(upstream).pipe(client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() { down = true; for (const s of sockets) s.destroy(); },
+    restore() { down = false; },
+    close() { for (const s of sockets) s.destroy(); server.close(); },
+  };
+}
+
+/**
+ * An HTTP proxy standing for a middlebox between the browser and the server. Everything the
+ * page loads goes through it. `mode`:
+ * - `forbid`: answers every WebSocket upgrade with 403; forwards other requests.
+ * - `cut`: forwards the upgrade, passes the server's answer (101) on, then cuts both
+ *   connections.
+ * - `buffer`: answers upgrades with 403, and holds every response until it is complete (an
+ *   event stream never completes, so nothing of it arrives).
+ * `cut()` kills every connection through it and refuses new ones until `restore()`.
+ */
+export async function startMiddlebox(targetPort, mode) {
+  let down = false;
+  const sockets = new Set();
+  const track = (s) => {
+    if (!s || sockets.has(s)) return;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+  };
+  const server = http.createServer((req, res) => {
+    if (down) { req.socket.destroy(); return; }
+    const upstream = http.request({
+      host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers,
+    }, (up) => {
+      if (mode !== 'buffer') {
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+        return;
+      }
+      const chunks = [];
+      up.on('data', (c) => chunks.push(c));
+      up.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const headers = { ...up.headers, 'content-length': body.length };
+        delete headers['transfer-encoding'];
+        res.writeHead(up.statusCode, headers);
+        res.end(body);
+      });
+    });
+    upstream.on('error', () => req.socket.destroy());
+    upstream.on('socket', track);
+    req.pipe(upstream);
+  });
+  server.on('connection', track);
+  server.on('upgrade', (req, socket, head) => {
+    if (down || mode !== 'cut') {
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const upstream = net.connect(targetPort, '127.0.0.1', () => {
+      let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      upstream.write(raw + '\r\n');
+      if (head.length) upstream.write(head);
+    });
+    track(upstream);
+    let answer = Buffer.alloc(0);
+    upstream.on('data', (chunk) => {
+      answer = Buffer.concat([answer, chunk]);
+      const end = answer.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      // The server's answer goes through; then the middlebox drops the connection.
+      socket.write(answer.subarray(0, end + 4), () => { socket.destroy(); upstream.destroy(); });
+    });
+    upstream.on('error', () => socket.destroy());
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {

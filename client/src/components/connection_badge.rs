@@ -1,13 +1,17 @@
 use leptos::prelude::*;
 
 use crate::connection::ConnState;
+use crate::transport::Transport;
 
 /// The connection state: connecting, open, reconnecting in N s (with "retry now"), closed.
+/// Names the way when it is not a WebSocket.
 /// - `state`: the connection's state.
+/// - `transport`: the way the connection goes.
 /// - `on_retry`: reconnect now.
 #[component]
 pub fn ConnectionBadge(
     state: RwSignal<ConnState>,
+    transport: RwSignal<Transport>,
     #[prop(into)] on_retry: Callback<()>,
 ) -> impl IntoView {
     // Ticks while reconnecting so the countdown moves.
@@ -24,9 +28,13 @@ pub fn ConnectionBadge(
         ConnState::Reconnecting { .. } => "badge badge-reconnecting",
         ConnState::Closed { .. } => "badge badge-closed",
     };
+    let via = move || match transport.get() {
+        Transport::WebSocket => String::new(),
+        other => format!(" via {}", other.label()),
+    };
     let label = move || match state.get() {
-        ConnState::Open => "Connected".to_owned(),
-        ConnState::Connecting => "Connecting…".to_owned(),
+        ConnState::Open => format!("Connected{}", via()),
+        ConnState::Connecting => format!("Connecting{}…", via()),
         ConnState::Reconnecting {
             attempt,
             retry_at_ms,

@@ -35,6 +35,7 @@ pub fn Diagnostics(session: Session, server: String) -> impl IntoView {
             </div>
             <dl class="facts">
                 <div><dt>"Server"</dt><dd>{server.clone()}</dd></div>
+                <div><dt>"Transport"</dt><dd class="transport">{move || session.transport.get().label()}</dd></div>
                 <div><dt>"Your address"</dt><dd>{move || session.peer_addr.get().unwrap_or_else(|| "–".into())}</dd></div>
                 <div><dt>"Version"</dt><dd>{move || session.server_version.get().map_or("–".into(), |v| format!("{v} · protocol {}", shared::PROTOCOL_V3))}</dd></div>
                 <div><dt>"Frames received"</dt><dd>{move || session.received.get()}</dd></div>

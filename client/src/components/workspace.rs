@@ -44,7 +44,7 @@ pub fn Workspace(
             <div class="room-title">
                 {move || shown.get().map(|room| view! { <span class="hash">"#"</span>{room.to_string()} })}
             </div>
-            <ConnectionBadge state=session.conn on_retry=move |_| session.reconnect_now() />
+            <ConnectionBadge state=session.conn transport=session.transport on_retry=move |_| session.reconnect_now() />
             <span class="whoami" title="Your name">{my_name.clone()}</span>
             <button class="link sign-out" on:click=move |_| on_sign_out.run(())>"Sign out"</button>
         </header>

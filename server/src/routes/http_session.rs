@@ -108,7 +108,8 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> 
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
-    if state.origins.allows(origin) {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if state.origins.allows_request(origin, host) {
         Ok(())
     } else {
         tracing::info!(origin = origin.unwrap_or(""), "origin refused");

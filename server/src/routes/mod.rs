@@ -83,7 +83,8 @@ pub fn admit(
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
-    if !state.origins.allows(origin) {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !state.origins.allows_request(origin, host) {
         tracing::info!(origin = origin.unwrap_or(""), "origin refused");
         return Err(Refusal::Origin(origin.unwrap_or("").to_owned()));
     }

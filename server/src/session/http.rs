@@ -415,7 +415,9 @@ async fn run(
     let end = serve(&p, session, &mut incoming, &tx, &kick).await;
     drop(tx);
     let _ = pump.await;
-    if end != End::Left {
+    // A client that left needs no close; at shutdown, streams and polls in flight hold the
+    // channel themselves, and the server does not wait for new ones.
+    if end != End::Left && !p.shutdown.is_cancelled() {
         let mut changed = chan.changed.subscribe();
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             while !chan.mailbox.lock().expect("mailbox lock").close_read {
