@@ -97,7 +97,9 @@ pub fn remember(server: &str, transport: Transport, now_ms: f64) {
     };
 }
 
-/// What a link reports: the same four events a WebSocket has, with frames decoded.
+/// What a link reports: the same four events a WebSocket has, with frames decoded. (Each is
+/// moved once, straight to the connection: boxing frames would cost an allocation each.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
     /// The session is there (an HTTP link: its first frame arrived).
