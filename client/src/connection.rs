@@ -189,6 +189,10 @@ impl Connection {
         url: impl Fn() -> String + 'static,
         listener: impl Fn(ConnEvent) + 'static,
     ) -> Self {
+        let first = forced.unwrap_or_else(|| {
+            transport::remembered(&http_parts(&url()).0, js_sys::Date::now())
+                .unwrap_or(Transport::WebSocket)
+        });
         let conn = Self {
             inner: Rc::new(RefCell::new(Inner {
                 url: Rc::new(url),
@@ -199,7 +203,7 @@ impl Connection {
                 retry_hint_ms: None,
                 stopped: false,
                 online: None,
-                transport: Transport::WebSocket,
+                transport: first,
                 forced,
                 hello_seen: false,
                 hello_timer: None,

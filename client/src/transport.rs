@@ -163,7 +163,7 @@ impl HttpLink {
             _ => {
                 let weak = Rc::downgrade(&inner);
                 let url = format!("{base}/v3/poll{query}");
-                leptos::task::spawn_local(poll_loop(weak, url));
+                wasm_bindgen_futures::spawn_local(poll_loop(weak, url));
             }
         }
         Self { inner }
@@ -178,7 +178,7 @@ impl HttpLink {
     pub fn send(&self, text: String) {
         self.inner.queue.borrow_mut().push(text);
         if !self.inner.sending.replace(true) {
-            leptos::task::spawn_local(flush(Rc::downgrade(&self.inner)));
+            wasm_bindgen_futures::spawn_local(flush(Rc::downgrade(&self.inner)));
         }
     }
 
@@ -193,7 +193,7 @@ impl HttpLink {
         if let (true, Some(secret)) = (leave, inner.secret.borrow().clone()) {
             let url = format!("{}/v3/send", inner.base);
             let body = shared::send_body(&secret, &[], true);
-            leptos::task::spawn_local(async move {
+            wasm_bindgen_futures::spawn_local(async move {
                 if let Ok(request) = Request::post(&url).body(body) {
                     let _ = request.send().await;
                 }
@@ -256,7 +256,7 @@ fn open_sse(inner: &Rc<HttpInner>, url: &str) {
     let Ok(events) = web_sys::EventSource::new(url) else {
         let inner = inner.clone();
         // Reported after `open` returns, as a browser reports a failed socket.
-        leptos::task::spawn_local(async move {
+        wasm_bindgen_futures::spawn_local(async move {
             inner.finish(1006, "cannot open the event stream".into(), false)
         });
         return;

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use client::connection::{BACKOFF_CAP_MS, ConnEvent, ConnState, Connection, SendError, backoff_ms};
 use client::endpoint::{chat_url, to_ws};
+use client::transport::{Transport, parse_memory};
 use shared::{Command, ErrorCode, RoomId, ServerMsg, close_code};
 use wasm_bindgen_test::*;
 
@@ -262,4 +263,88 @@ fn server_urls_become_websocket_urls() {
         (0.5, 2.0, 9.0)
     );
     assert_eq!(client::numbers::spread(&mut []), (0.0, 0.0, 0.0));
+}
+
+/// A connection forced onto one way, with every event recorded.
+fn open_on(transport: Transport, url: String) -> Recorded {
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let sink = events.clone();
+    let conn = Connection::open_on(
+        Some(transport),
+        move || url.clone(),
+        move |e| sink.borrow_mut().push(e),
+    );
+    Recorded { conn, events }
+}
+
+/// The same exchange over SSE (with POSTs) and over long-polling: refused before the session
+/// is there, then hello, a join, a message to a WebSocket client in the room and one back.
+#[wasm_bindgen_test]
+async fn sse_and_long_polling_carry_the_same_session_as_a_websocket() {
+    for (transport, who) in [
+        (Transport::Sse, "wasm-sse"),
+        (Transport::LongPoll, "wasm-poll"),
+    ] {
+        let room_name: &'static str = if transport == Transport::Sse {
+            "wasm-http-sse"
+        } else {
+            "wasm-http-poll"
+        };
+        let ws = open(chat_url(
+            &server(),
+            &format!("{who}-ws"),
+            &token(&format!("{who}-ws")),
+        ));
+        ws.wait_for("hello", 1, is_hello).await;
+        ws.conn.send(&join(room_name)).unwrap();
+        ws.wait_for("subscribed", 1, is_subscribed(room_name)).await;
+
+        let a = open_on(transport, chat_url(&server(), who, &token(who)));
+        assert_eq!(a.conn.transport(), transport);
+        assert_eq!(a.conn.send(&join(room_name)), Err(SendError::NotOpen));
+        a.wait_for("transport", 1, |e| *e == ConnEvent::Transport(transport))
+            .await;
+        a.wait_for("open", 1, |e| matches!(e, ConnEvent::Opened))
+            .await;
+        a.wait_for("hello", 1, is_hello).await;
+        assert!(a.conn.is_open());
+        a.conn.send(&join(room_name)).unwrap();
+        a.wait_for("subscribed", 1, is_subscribed(room_name)).await;
+        ws.conn
+            .send(&chat(room_name, "to the http client"))
+            .unwrap();
+        a.wait_for("the WebSocket client's message", 1, |e| {
+            matches!(e, ConnEvent::Message(ServerMsg::Chat(c)) if c.msg == "to the http client")
+        })
+        .await;
+        a.conn
+            .send(&chat(room_name, "from the http client"))
+            .unwrap();
+        ws.wait_for("the http client's message", 1, |e| {
+            matches!(e, ConnEvent::Message(ServerMsg::Chat(c)) if c.msg == "from the http client")
+        })
+        .await;
+        // Leaving tells the server at once: the WebSocket client sees the member go.
+        a.conn.close();
+        ws.wait_for("the http client left", 1, |e| {
+            matches!(e, ConnEvent::Message(ServerMsg::Left { member, .. }) if member.name == who)
+        })
+        .await;
+        ws.conn.close();
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_remembered_transport_is_read_back_until_it_expires() {
+    assert_eq!(parse_memory("sse@2000", 1000.0), Some(Transport::Sse));
+    assert_eq!(parse_memory("poll@2000", 1999.0), Some(Transport::LongPoll));
+    assert_eq!(parse_memory("poll@2000", 2000.0), None, "expired");
+    assert_eq!(parse_memory("carrier-pigeon@2000", 0.0), None);
+    assert_eq!(parse_memory("sse", 0.0), None);
+    assert_eq!(Transport::WebSocket.fallback(), Some(Transport::Sse));
+    assert_eq!(Transport::Sse.fallback(), Some(Transport::LongPoll));
+    assert_eq!(Transport::LongPoll.fallback(), None);
+    for t in [Transport::WebSocket, Transport::Sse, Transport::LongPoll] {
+        assert_eq!(Transport::from_key(t.key()), Some(t));
+    }
 }

@@ -3,7 +3,8 @@
 // bundle cannot grow unnoticed.
 //
 // The goal is 150 KB (issue "One connection, many rooms"); the ceiling is today's size plus a
-// little headroom, lowered as the bundle shrinks.
+// little headroom, lowered as the bundle shrinks. It was 157 KB before the fallback transports
+// (SSE with POSTs, long-polling, the ladder and the WebSocket probe), which added 11.6 KB.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { gzipSync } from 'node:zlib';
 import { repo } from './harness.mjs';
 
 const GOAL_KB = 150;
-const CEILING_KB = 157;
+const CEILING_KB = 169;
 
 test(`the release bundle (wasm + JS, gzip) stays under ${CEILING_KB} KB`, () => {
   const dist = process.env.SWITCHBOARD_DIST ?? path.join(repo, 'dist');
