@@ -61,6 +61,8 @@ impl Application {
         );
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // Clustered: what other nodes forward to this node's HTTP sessions.
+        let (forward_tx, forward_rx) = tokio::sync::mpsc::unbounded_channel();
         let (store, cluster): (Arc<dyn Store>, _) = match settings.redis() {
             Some(config) => {
                 let store = Arc::new(
@@ -76,6 +78,7 @@ impl Application {
                     settings.presence_ttl(),
                     shutdown.clone(),
                     &tracker,
+                    forward_tx.clone(),
                 );
                 (store, Some(cluster))
             }
@@ -118,6 +121,12 @@ impl Application {
             shutdown,
             tracker,
         };
+        if state.cluster.is_some() {
+            state.tracker.spawn(routes::http_session::serve_forwarded(
+                forward_rx,
+                state.clone(),
+            ));
+        }
         let router = router(state.clone());
         Ok(Self {
             listener,

@@ -14,6 +14,10 @@
 //!   (`sb:name:{room}:{name}` → holder, refreshed with the presence, released by compare and
 //!   delete), so a name is held across nodes.
 //! - Typing notices go over [`TYPING_CHANNEL`]; they are never stored.
+//! - HTTP sessions (SSE, long-polling) live on the node that opened them, whose id starts the
+//!   session's secret. A POST or a poll that reaches another node is forwarded on the holding
+//!   node's own channel ([`keys::node_channel`]); the answer (the HTTP status and body) comes
+//!   back on the asking node's channel.
 //! - Everything between nodes is a [`NodeMsg`] in JSON; the keys are listed in
 //!   [`crate::redis_keys`].
 //!
@@ -21,9 +25,9 @@
 //! appends (see [`RedisStore`]), reports itself not ready on `/readyz`, and resubscribes with
 //! backoff, catching up as above.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -31,7 +35,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 use shared::{ChatMsg, RoomId, Username};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -63,6 +67,53 @@ pub enum NodeMsg {
         node: String,
         room: RoomId,
         name: Username,
+    },
+    /// Frames POSTed to another node for an HTTP session the receiving node holds (on its own
+    /// channel, [`keys::node_channel`]); answered with [`NodeMsg::Answer`] on `reply_to`'s.
+    SessionInput {
+        session: String,
+        frames: Vec<String>,
+        leave: bool,
+        reply_to: String,
+        request: u64,
+    },
+    /// A poll that reached another node, for an HTTP session the receiving node holds; answered
+    /// with [`NodeMsg::Answer`] on `reply_to`'s channel.
+    Poll {
+        session: String,
+        last: u64,
+        reply_to: String,
+        request: u64,
+    },
+    /// The answer to a forwarded request: the HTTP status and body to give the client.
+    Answer {
+        request: u64,
+        status: u16,
+        body: String,
+    },
+}
+
+/// Who asked, for a forwarded request's answer.
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    pub node: String,
+    pub request: u64,
+}
+
+/// What other nodes forwarded for the HTTP sessions this node holds (the HTTP transport
+/// serves them: see `session::http::serve_forwarded`).
+#[derive(Debug)]
+pub enum Forwarded {
+    Input {
+        session: String,
+        frames: Vec<String>,
+        leave: bool,
+        reply_to: ReplyTo,
+    },
+    Poll {
+        session: String,
+        last: u64,
+        reply_to: ReplyTo,
     },
 }
 /// RFC 6455 "service restart": clients reconnect.
@@ -160,6 +211,11 @@ pub struct Cluster {
     release: Script,
     subscribed: AtomicBool,
     presence_ok: AtomicBool,
+    /// Where requests forwarded to this node's HTTP sessions go.
+    forwarded: mpsc::UnboundedSender<Forwarded>,
+    /// Requests (polls, POSTs) this node forwarded, waiting for their answers.
+    pending_polls: Mutex<HashMap<u64, oneshot::Sender<(u16, String)>>>,
+    next_request: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -199,6 +255,7 @@ impl Cluster {
         ttl: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
+        forwarded: mpsc::UnboundedSender<Forwarded>,
     ) -> Arc<Self> {
         let node = hub.instance().to_owned();
         tracker.spawn(close_all_on_new_epoch(
@@ -216,6 +273,9 @@ impl Cluster {
             release: Script::new(RELEASE),
             subscribed: AtomicBool::new(false),
             presence_ok: AtomicBool::new(false),
+            forwarded,
+            pending_polls: Mutex::default(),
+            next_request: AtomicU64::new(1),
         });
         tracing::info!(node = %cluster.node, "joining the cluster");
         tracker.spawn(cluster.clone().subscribe_loop(shutdown.clone()));
@@ -307,9 +367,13 @@ impl Cluster {
             .await
             .map_err(unavailable)?;
         let (mut sink, mut stream) = pubsub.split();
-        sink.subscribe(&[CHAT_CHANNEL, TYPING_CHANNEL])
-            .await
-            .map_err(unavailable)?;
+        sink.subscribe(&[
+            CHAT_CHANNEL,
+            TYPING_CHANNEL,
+            &keys::node_channel(&self.node),
+        ])
+        .await
+        .map_err(unavailable)?;
         // Whatever is published from here on waits in `stream`; the catch-up reads what was
         // published before, while this node was not listening.
         for (room, floor) in self.hub.room_floors() {
@@ -375,8 +439,153 @@ impl Cluster {
                     self.hub.remote_typing(&room, &name);
                 }
             }
+            NodeMsg::SessionInput {
+                session,
+                frames,
+                leave,
+                reply_to,
+                request,
+            } => {
+                let _ = self.forwarded.send(Forwarded::Input {
+                    session,
+                    frames,
+                    leave,
+                    reply_to: ReplyTo {
+                        node: reply_to,
+                        request,
+                    },
+                });
+            }
+            NodeMsg::Poll {
+                session,
+                last,
+                reply_to,
+                request,
+            } => {
+                let _ = self.forwarded.send(Forwarded::Poll {
+                    session,
+                    last,
+                    reply_to: ReplyTo {
+                        node: reply_to,
+                        request,
+                    },
+                });
+            }
+            NodeMsg::Answer {
+                request,
+                status,
+                body,
+            } => {
+                let waiting = self
+                    .pending_polls
+                    .lock()
+                    .expect("polls lock")
+                    .remove(&request);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send((status, body));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// This node's id; an HTTP session's secret starts with its node's.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Publishes `msg` on `node`'s own channel. `Ok(false)`: no node listens there (it is gone).
+    async fn tell_node(&self, node: &str, msg: &NodeMsg) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(msg).expect("NodeMsg serializes");
+        let receivers: u64 = self
+            .conn
+            .clone()
+            .publish(keys::node_channel(node), json)
+            .await
+            .map_err(unavailable)?;
+        Ok(receivers > 0)
+    }
+
+    /// Forwards frames POSTed here to the node holding their HTTP session, and waits up to
+    /// `wait` for its answer (status and body). `Ok(None)`: that node is gone, or did not
+    /// answer in time.
+    pub async fn forward_input(
+        &self,
+        owner: &str,
+        session: String,
+        frames: Vec<String>,
+        leave: bool,
+        wait: Duration,
+    ) -> Result<Option<(u16, String)>, StoreError> {
+        self.ask(owner, wait, |reply_to, request| NodeMsg::SessionInput {
+            session,
+            frames,
+            leave,
+            reply_to,
+            request,
+        })
+        .await
+    }
+
+    /// Forwards a poll to the node holding its HTTP session and waits up to `wait` for the
+    /// answer. `Ok(None)`: that node is gone, or did not answer in time.
+    pub async fn forward_poll(
+        &self,
+        owner: &str,
+        session: String,
+        last: u64,
+        wait: Duration,
+    ) -> Result<Option<(u16, String)>, StoreError> {
+        self.ask(owner, wait, |reply_to, request| NodeMsg::Poll {
+            session,
+            last,
+            reply_to,
+            request,
+        })
+        .await
+    }
+
+    /// Sends `owner` the request `msg(reply_to, request)` makes and waits for its answer.
+    async fn ask(
+        &self,
+        owner: &str,
+        wait: Duration,
+        msg: impl FnOnce(String, u64) -> NodeMsg,
+    ) -> Result<Option<(u16, String)>, StoreError> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending_polls
+            .lock()
+            .expect("requests lock")
+            .insert(request, tx);
+        let sent = self
+            .tell_node(owner, &msg(self.node.clone(), request))
+            .await;
+        let answer = match sent {
+            Ok(true) => Ok(tokio::time::timeout(wait, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.pending_polls
+            .lock()
+            .expect("requests lock")
+            .remove(&request);
+        answer
+    }
+
+    /// Answers a request another node forwarded here.
+    pub async fn answer(&self, reply_to: &ReplyTo, status: u16, body: String) {
+        let msg = NodeMsg::Answer {
+            request: reply_to.request,
+            status,
+            body,
+        };
+        if let Err(e) = self.tell_node(&reply_to.node, &msg).await {
+            tracing::warn!(error = %e, "a forwarded request could not be answered");
+        }
     }
 
     /// Delivers a room's stored messages with `after < seq <= upto` (sessions skip those they

@@ -11,6 +11,7 @@
 //! | `sb:nodes` | set | the nodes that have announced themselves | heartbeat (`SADD`); `SREM` on a clean stop or when a node's entry expired | never |
 //! | channel `sb:chat` | pub/sub | every stored message, as a [`NodeMsg::Chat`](crate::cluster::NodeMsg) in JSON | the append script | |
 //! | channel `sb:typing` | pub/sub | typing notices, as a [`NodeMsg::Typing`](crate::cluster::NodeMsg) in JSON | the node of the typist | |
+//! | channel `sb:to:{node}` | pub/sub | what other nodes forward to `node`'s HTTP sessions (`SessionInput`, `Poll`) and answers to its forwarded polls (`PollAnswer`), as [`NodeMsg`](crate::cluster::NodeMsg) JSON | any node | |
 
 use shared::{RoomId, Username};
 
@@ -41,6 +42,11 @@ pub fn message_id(room: &RoomId, sender: &str, id: &str) -> String {
 /// Who holds a name in a room.
 pub fn name(room: &RoomId, name: &Username) -> String {
     format!("sb:name:{room}:{name}")
+}
+
+/// A node's own channel (forwarded HTTP session traffic).
+pub fn node_channel(node: &str) -> String {
+    format!("sb:to:{node}")
 }
 
 /// A node's members.

@@ -414,3 +414,40 @@ fn parse_poll(status: u16, body: &str) -> PollAnswer {
 /// How long a test gives a session to notice its client went away (a heartbeat deadline set
 /// short in the test's settings, with margin).
 pub const REAP_MARGIN: Duration = Duration::from_secs(2);
+
+/// A TCP balancer in front of several servers: each new connection goes to the next one in
+/// turn (round-robin, no stickiness). The HTTP clients here send one request per connection,
+/// so every request may land on another node.
+pub struct RoundRobin {
+    pub endpoint: Endpoint,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RoundRobin {
+    pub async fn start(upstreams: Vec<std::net::SocketAddr>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut next = 0;
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstreams[next % upstreams.len()];
+                next += 1;
+                tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint: Endpoint { addr },
+            task,
+        }
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

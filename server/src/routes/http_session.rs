@@ -10,6 +10,10 @@
 //! - `POST /v3/send` with `{"session":S,"frames":[...],"leave"?:true}`: client frames, in
 //!   order (204 once the session has them).
 //!
+//! Clustered, a poll or a POST for a session another node holds is forwarded to it through
+//! Redis ([`serve_forwarded`] is the holding node's side), and its answer comes back the same
+//! way: no sticky sessions needed.
+//!
 //! Each is checked against the Origin allowlist as the WebSocket upgrade is; a new session
 //! takes a connection slot (per-IP caps count every transport). Errors are typed JSON:
 //! `{"error":<code>,"reason":<text>}`.
@@ -24,8 +28,13 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
 use super::AppState;
 use crate::client_addr::ClientAddr;
+use crate::cluster::{Cluster, Forwarded};
 use crate::limits::AdmissionError;
 use crate::session::http::{self, Channel, MAX_SEND_FRAMES, Transport};
 use crate::session::{Incoming, Negotiated, SessionParams};
@@ -56,10 +65,13 @@ pub enum HttpError {
     BadRequest(String),
     /// The body, or a frame in it, is over the limits (413).
     TooBig(String),
+    /// Clustered: the session is on another node and the backplane is unreachable (503).
+    Unavailable,
 }
 
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
+impl HttpError {
+    /// The status and the JSON body.
+    fn parts(self) -> (StatusCode, String) {
         let (status, code, reason) = match self {
             Self::Origin(origin) => (
                 StatusCode::FORBIDDEN,
@@ -88,13 +100,24 @@ impl IntoResponse for HttpError {
             ),
             Self::BadRequest(reason) => (StatusCode::BAD_REQUEST, "bad_request", reason),
             Self::TooBig(reason) => (StatusCode::PAYLOAD_TOO_LARGE, "too_big", reason),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backplane_unavailable",
+                "the session is on another node and Redis is unreachable; retry".into(),
+            ),
         };
-        let mut response = (
+        (
             status,
-            [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({ "error": code, "reason": reason }).to_string(),
         )
-            .into_response();
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.parts();
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
@@ -218,51 +241,144 @@ pub async fn poll(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     check_origin(&state, &headers)?;
-    let (chan, after) = if body.iter().all(u8::is_ascii_whitespace) {
-        let client = state.proxies.client(peer, &headers);
-        (open(&state, client, query, Transport::Poll)?, 0)
-    } else {
+    if !body.iter().all(u8::is_ascii_whitespace) {
         let req: PollBody = serde_json::from_slice(&body)
             .map_err(|e| HttpError::BadRequest(format!("poll body: {e}")))?;
-        let chan = state
-            .http_sessions
-            .get(&req.session)
-            .ok_or(HttpError::SessionUnknown)?;
-        (chan, req.last)
-    };
+        if state.http_sessions.get(&req.session).is_none()
+            && let Some((cluster, owner)) = elsewhere(&state, &req.session)
+        {
+            let wait = state.settings.heartbeat_interval() + FORWARD_MARGIN;
+            return match cluster
+                .forward_poll(owner, req.session.clone(), req.last, wait)
+                .await
+            {
+                Ok(Some((status, body))) => Ok(json_response(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    body,
+                )),
+                Ok(None) => Err(HttpError::SessionUnknown),
+                Err(_) => Err(HttpError::Unavailable),
+            };
+        }
+        return Ok(json_response(
+            StatusCode::OK,
+            local_poll(&state, &req.session, req.last).await?,
+        ));
+    }
+    let client = state.proxies.client(peer, &headers);
+    let chan = open(&state, client, query, Transport::Poll)?;
+    Ok(json_response(
+        StatusCode::OK,
+        poll_chan(&state, &chan, 0).await?,
+    ))
+}
+
+/// How much longer than a poll's own wait a forwarded poll waits for its answer.
+const FORWARD_MARGIN: Duration = Duration::from_secs(5);
+
+/// The node holding the HTTP session with this secret, when it is another node of the cluster.
+fn elsewhere<'a>(state: &'a AppState, secret: &'a str) -> Option<(&'a Cluster, &'a str)> {
+    let cluster = state.cluster.as_deref()?;
+    let owner = http::owner_of(secret).filter(|owner| *owner != cluster.node())?;
+    Some((cluster, owner))
+}
+
+/// A poll of a session this node holds: the answer's body.
+async fn local_poll(state: &AppState, secret: &str, last: u64) -> Result<String, HttpError> {
+    let chan = state
+        .http_sessions
+        .get(secret)
+        .ok_or(HttpError::SessionUnknown)?;
+    poll_chan(state, &chan, last).await
+}
+
+async fn poll_chan(state: &AppState, chan: &Channel, after: u64) -> Result<String, HttpError> {
     let wait = state.settings.heartbeat_interval();
     let (frames, close) = chan
         .poll(after, state.settings.outbound_queue, wait)
         .await
         .map_err(|http::PositionLost| HttpError::PositionLost)?;
-    let last = frames.last().map_or(after, |&(n, _)| n);
-    let mut out =
-        String::with_capacity(64 + frames.iter().map(|(_, f)| f.len() + 1).sum::<usize>());
-    out.push_str("{\"session\":\"");
-    out.push_str(chan.secret());
-    out.push_str("\",\"last\":");
-    out.push_str(&last.to_string());
-    out.push_str(",\"frames\":[");
-    for (i, (_, frame)) in frames.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(frame.as_str());
-    }
-    out.push(']');
-    if let Some(close) = close {
-        out.push_str(",\"close\":");
-        out.push_str(&close.to_json());
-    }
-    out.push('}');
-    Ok((
+    Ok(http::poll_answer(chan.secret(), after, &frames, close))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        out,
+        body,
     )
-        .into_response())
+        .into_response()
+}
+
+/// Serves what other nodes forward to this node's HTTP sessions, until the server stops.
+pub async fn serve_forwarded(mut forwarded: mpsc::UnboundedReceiver<Forwarded>, state: AppState) {
+    let Some(cluster) = state.cluster.clone() else {
+        return;
+    };
+    loop {
+        let item = tokio::select! {
+            item = forwarded.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            () = state.shutdown.cancelled() => return,
+        };
+        match item {
+            // In order, here: a client's POSTs are applied as it sent them (it waits for each
+            // answer before the next).
+            Forwarded::Input {
+                session,
+                frames,
+                leave,
+                reply_to,
+            } => {
+                let (status, body) = match deliver(&state, &session, frames, leave).await {
+                    Ok(()) => (StatusCode::NO_CONTENT, String::new()),
+                    Err(e) => e.parts(),
+                };
+                cluster.answer(&reply_to, status.as_u16(), body).await;
+            }
+            Forwarded::Poll {
+                session,
+                last,
+                reply_to,
+            } => {
+                let (state, cluster) = (state.clone(), cluster.clone());
+                state.tracker.clone().spawn(async move {
+                    let (status, body) = match local_poll(&state, &session, last).await {
+                        Ok(body) => (StatusCode::OK, body),
+                        Err(e) => e.parts(),
+                    };
+                    cluster.answer(&reply_to, status.as_u16(), body).await;
+                });
+            }
+        }
+    }
+}
+
+/// Feeds frames to a session this node holds, in order; then, with `leave`, its end.
+async fn deliver(
+    state: &AppState,
+    secret: &str,
+    frames: Vec<String>,
+    leave: bool,
+) -> Result<(), HttpError> {
+    let chan = state
+        .http_sessions
+        .get(secret)
+        .ok_or(HttpError::SessionUnknown)?;
+    for frame in frames {
+        chan.send(Incoming::Text(frame.into()))
+            .await
+            .map_err(|http::Ended| HttpError::SessionUnknown)?;
+    }
+    if leave {
+        let _ = chan.send(Incoming::Left).await;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,15 +396,11 @@ pub async fn send(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, HttpError> {
+) -> Result<Response, HttpError> {
     check_origin(&state, &headers)?;
     let max = state.settings.max_message_bytes;
     let req: SendBody = serde_json::from_slice(&body)
         .map_err(|e| HttpError::BadRequest(format!("send body: {e}")))?;
-    let chan = state
-        .http_sessions
-        .get(&req.session)
-        .ok_or(HttpError::SessionUnknown)?;
     if req.frames.len() > MAX_SEND_FRAMES {
         return Err(HttpError::TooBig(format!(
             "{} frames in one POST; at most {MAX_SEND_FRAMES}",
@@ -301,16 +413,31 @@ pub async fn send(
             big.get().len()
         )));
     }
-    for frame in &req.frames {
-        let text = axum::extract::ws::Utf8Bytes::from(frame.get().to_owned());
-        chan.send(Incoming::Text(text))
-            .await
-            .map_err(|http::Ended| HttpError::SessionUnknown)?;
+    let frames: Vec<String> = req.frames.iter().map(|f| f.get().to_owned()).collect();
+    if state.http_sessions.get(&req.session).is_none()
+        && let Some((cluster, owner)) = elsewhere(&state, &req.session)
+    {
+        let forwarded = cluster
+            .forward_input(
+                owner,
+                req.session.clone(),
+                frames,
+                req.leave,
+                FORWARD_MARGIN,
+            )
+            .await;
+        return match forwarded {
+            Ok(Some((204, _))) => Ok(StatusCode::NO_CONTENT.into_response()),
+            Ok(Some((status, body))) => Ok(json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                body,
+            )),
+            Ok(None) => Err(HttpError::SessionUnknown),
+            Err(_) => Err(HttpError::Unavailable),
+        };
     }
-    if req.leave {
-        let _ = chan.send(Incoming::Left).await;
-    }
-    Ok(StatusCode::NO_CONTENT)
+    deliver(&state, &req.session, frames, req.leave).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The largest `/v3/send` body: every frame at the size limit, with room for the envelope.

@@ -92,9 +92,11 @@ impl HttpSessions {
     /// Starts a session: its core, its pump, and its channel here. The caller has checked the
     /// Origin and holds the connection slot (in `p`).
     pub fn open(self: &Arc<Self>, p: SessionParams, transport: Transport) -> Arc<Channel> {
+        // The node's id, then 128 random bits: any node can tell whose session it is.
         let secret = {
             let bytes: [u8; 16] = rand::rng().random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}{random}", p.hub.instance())
         };
         let (input, input_rx) = mpsc::channel(MAX_SEND_FRAMES);
         let chan = Arc::new(Channel {
@@ -487,6 +489,43 @@ async fn pump(
     chan.end(close);
 }
 
+/// The node holding the session with this secret (its first 16 characters), if it has the
+/// shape of one.
+pub fn owner_of(secret: &str) -> Option<&str> {
+    (secret.len() == 48 && secret.bytes().all(|b| b.is_ascii_hexdigit())).then(|| &secret[..16])
+}
+
+/// The answer to a poll: `{"session","last","frames":[...],"close"?}` (frames are JSON
+/// already; they are not parsed again).
+pub fn poll_answer(
+    secret: &str,
+    after: u64,
+    frames: &[(u64, Utf8Bytes)],
+    close: Option<Close>,
+) -> String {
+    let last = frames.last().map_or(after, |&(n, _)| n);
+    let mut out =
+        String::with_capacity(64 + frames.iter().map(|(_, f)| f.len() + 1).sum::<usize>());
+    out.push_str("{\"session\":\"");
+    out.push_str(secret);
+    out.push_str("\",\"last\":");
+    out.push_str(&last.to_string());
+    out.push_str(",\"frames\":[");
+    for (i, (_, frame)) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(frame.as_str());
+    }
+    out.push(']');
+    if let Some(close) = close {
+        out.push_str(",\"close\":");
+        out.push_str(&close.to_json());
+    }
+    out.push('}');
+    out
+}
+
 /// Parses an SSE resume position, `<secret>:<n>` (an event id).
 pub fn parse_event_id(id: &str) -> Option<(&str, u64)> {
     let (secret, n) = id.trim().split_once(':')?;
@@ -521,6 +560,14 @@ mod tests {
         mb.trim(5, 2);
         assert!(mb.frames.is_empty());
         assert!(mb.has_all_after(5));
+    }
+
+    #[test]
+    fn a_secret_names_its_node() {
+        let secret = format!("{}{}", "0123456789abcdef", "f".repeat(32));
+        assert_eq!(owner_of(&secret), Some("0123456789abcdef"));
+        assert_eq!(owner_of("17"), None);
+        assert_eq!(owner_of(&"x".repeat(48)), None);
     }
 
     #[test]

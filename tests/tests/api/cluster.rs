@@ -697,3 +697,98 @@ async fn a_v3_connection_on_one_node_hears_its_rooms_from_another_node() {
         ("r2", "ada", 2)
     );
 }
+
+/// Two nodes behind a round-robin balancer, no stickiness: a long-polling client's polls and
+/// POSTs, and an SSE client's POSTs, land on either node; the node that holds the session gets
+/// them through Redis, answers included. Both talk with a WebSocket client on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sessions_work_through_round_robin_over_two_nodes() {
+    use shared::{Command, RoomId};
+    use switchboard_tests::http::{PollClient, RoundRobin, SseClient, send_frames};
+
+    let redis = RedisServer::start().await;
+    let nodes = [node(&redis).await, node(&redis).await];
+    let balancer = RoundRobin::start(nodes.iter().map(|n| n.addr).collect()).await;
+    let room = RoomId::parse("rr").unwrap();
+    let join = Command::Join {
+        room: room.clone(),
+        epoch: None,
+        seq: None,
+    };
+    let chat = |msg: &str, id: &str| Command::Chat {
+        room: room.clone(),
+        msg: msg.into(),
+        id: Some(id.into()),
+    };
+    let (mut ada, _) = nodes[0].connect_v3("?name=ada&feed=0").await;
+    ada.join_room("rr", None).await;
+
+    // Long-polling: every request alternates between the nodes.
+    let (mut bob, first) = PollClient::open(&balancer.endpoint, "?name=bob&feed=0").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    for _ in 0..2 {
+        // Twice, so that each node gets a POST.
+        bob.send(std::slice::from_ref(&Command::Feed { enabled: false }))
+            .await;
+    }
+    bob.send(std::slice::from_ref(&join)).await;
+    bob.recv_until(|m| matches!(m, ServerMsg::Subscribed(s) if s.room == "rr").then_some(()))
+        .await;
+    ada.chat_in("rr", "to bob", "a1").await;
+    let got = bob
+        .recv_until(|m| match m {
+            ServerMsg::Chat(c) if c.name == "ada" => Some(c.msg.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, "to bob");
+    bob.send(&[chat("from bob", "b1")]).await;
+    let acked = bob
+        .recv_until(|m| match m {
+            ServerMsg::Ack { id, .. } if id == "b1" => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(acked, ());
+
+    // SSE: the stream stays on one node; its POSTs alternate.
+    let mut cy = SseClient::open(&balancer.endpoint, "?name=cy&feed=0", &[])
+        .await
+        .unwrap();
+    assert!(matches!(cy.recv().await, ServerMsg::Hello(_)));
+    let secret = cy.secret();
+    for frames in [vec![join.encode()], vec![chat("from cy", "c1").encode()]] {
+        let (status, body) = send_frames(&balancer.endpoint, &secret, &frames, &[]).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    cy.recv_until(|m| match m {
+        ServerMsg::Ack { id, .. } if id == "c1" => Some(()),
+        _ => None,
+    })
+    .await;
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        if let ServerMsg::Chat(c) = ada.recv().await {
+            heard.push((c.name, c.msg));
+        }
+    }
+    assert_eq!(
+        heard,
+        [
+            ("ada".to_owned(), "to bob".to_owned()),
+            ("bob".to_owned(), "from bob".to_owned()),
+            ("cy".to_owned(), "from cy".to_owned())
+        ]
+    );
+
+    // A forged secret is refused whichever node it reaches: one naming a real node, one naming
+    // no node.
+    let real_node = &secret[..16];
+    for forged in [format!("{real_node}{}", "0".repeat(32)), "f".repeat(48)] {
+        for _ in 0..2 {
+            let (status, body) =
+                send_frames(&balancer.endpoint, &forged, &[chat("x", "x").encode()], &[]).await;
+            assert_eq!(status, 404, "{body}");
+        }
+    }
+}

@@ -59,7 +59,7 @@ async fn an_sse_client_chats_with_a_websocket_client_and_resumes_a_dropped_strea
         (PROTOCOL_V3, Some("bob"))
     );
     let secret = bob.secret();
-    assert_eq!(secret.len(), 32, "128 random bits in hex");
+    assert_eq!(secret.len(), 48, "the node id and 128 random bits, in hex");
     assert_ne!(secret, hello.session.to_string());
 
     bob.send(&[join("relay")]).await;
@@ -160,7 +160,7 @@ async fn a_long_polling_client_chats_with_a_websocket_client_and_a_lost_answer_i
         "{:?}",
         first.frames
     );
-    assert_eq!(bob.session.len(), 32);
+    assert_eq!(bob.session.len(), 48);
     bob.send(&[join("relay")]).await;
     bob.recv_until(|m| matches!(m, ServerMsg::Subscribed(s) if s.room == "relay").then_some(()))
         .await;
