@@ -5,7 +5,8 @@
 //! It goes over a WebSocket where it can, and down the [`transport`](crate::transport) ladder
 //! (SSE with POSTs, then long-polling) where it cannot: when the upgrade is refused, when the
 //! socket closes before the server's `hello`, or when no `hello` comes within
-//! [`HELLO_TIMEOUT_MS`]. The way that worked is remembered for the server for a while, and a
+//! [`HELLO_TIMEOUT_MS`], until a way has worked (after that, a failed reconnect is an outage,
+//! retried the same way). The way that worked is remembered for the server for a while, and a
 //! WebSocket is probed again later (with backoff); `?transport=ws|sse|poll` in the page URL
 //! forces one way.
 //!
@@ -155,6 +156,10 @@ struct Inner {
     forced: Option<Transport>,
     /// The server's `hello` arrived on this attempt's link.
     hello_seen: bool,
+    /// The way that last delivered a `hello` on this connection. Once one has, reconnects stay
+    /// on it: an attempt that fails then is a network or server outage, not a middlebox, and
+    /// climbing down the ladder would only add failed requests.
+    worked: Option<Transport>,
     hello_timer: Option<Timer>,
     /// On a fallback: when a WebSocket is tried again, and how many probes failed.
     probe_timer: Option<Timer>,
@@ -206,6 +211,7 @@ impl Connection {
                 transport: first,
                 forced,
                 hello_seen: false,
+                worked: None,
                 hello_timer: None,
                 probe_timer: None,
                 probes_failed: 0,
@@ -418,6 +424,7 @@ impl Connection {
         let (transport, forced, url) = {
             let mut inner = self.inner.borrow_mut();
             inner.hello_seen = true;
+            inner.worked = Some(inner.transport);
             inner.attempt = 0;
             cancel(&mut inner.hello_timer);
             (inner.transport, inner.forced, (inner.url.clone())())
@@ -443,7 +450,9 @@ impl Connection {
                 // Dropped after this event has run, not during it.
                 drop_later(callbacks);
             }
-            let can_fall_back = inner.forced.is_none() && inner.transport.fallback().is_some();
+            let can_fall_back = inner.forced.is_none()
+                && inner.worked.is_none()
+                && inner.transport.fallback().is_some();
             (inner.stopped, inner.hello_seen, can_fall_back)
         };
         if stopped || !close_code::should_reconnect(code) {
@@ -455,12 +464,13 @@ impl Connection {
         }
     }
 
-    /// This way failed before the server's `hello`: the next way down, at once.
+    /// This way failed before the server's `hello`: the next way down, at once (only while no
+    /// way has worked on this connection yet).
     fn fall_back(&self, _why: &str) {
         let link = {
             let mut inner = self.inner.borrow_mut();
-            let next = match (inner.forced, inner.transport.fallback()) {
-                (None, Some(next)) => next,
+            let next = match (inner.forced, inner.worked, inner.transport.fallback()) {
+                (None, None, Some(next)) => next,
                 _ => {
                     drop(inner);
                     // Nowhere further down: close this attempt and retry with backoff.
@@ -499,9 +509,10 @@ impl Connection {
             let mut inner = self.inner.borrow_mut();
             let attempt = inner.attempt;
             inner.attempt += 1;
-            // Each reconnect starts from the best way known to work.
+            // Each reconnect goes the way that worked on this connection, else from the best
+            // way known to work for the server.
             let url = (inner.url.clone())();
-            inner.transport = inner.forced.unwrap_or_else(|| {
+            inner.transport = inner.forced.or(inner.worked).unwrap_or_else(|| {
                 transport::remembered(&http_parts(&url).0, js_sys::Date::now())
                     .unwrap_or(Transport::WebSocket)
             });
@@ -606,6 +617,7 @@ impl Connection {
             inner.probes_failed = 0;
             cancel(&mut inner.probe_timer);
             inner.transport = Transport::WebSocket;
+            inner.worked = None;
             let url = (inner.url.clone())();
             transport::remember(&http_parts(&url).0, Transport::WebSocket, 0.0);
             inner.link.take()
