@@ -2,11 +2,13 @@
 // upgrade answered 403; an upgrade accepted and then cut; no WebSockets and every response held
 // until complete) falls back to SSE or long-polling, joins, hears a WebSocket client in the
 // same room and is heard by it, and after a network drop reconnects and recovers what it
-// missed. Prints the time to fall back for each middlebox.
+// missed. Prints the time to fall back for each middlebox. Single node, and a cluster: two
+// nodes on Redis behind the middlebox, which sends each request to the next node in turn (no
+// sticky sessions), the WebSocket client on one of them.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startMiddlebox, launchBrowser, newPage, screenshot, send } from './harness.mjs';
+import { startServer, startMiddlebox, startRedis, launchBrowser, newPage, screenshot, send } from './harness.mjs';
 
 const chatTexts = (page) => page.$$eval('.msg:not(.pending) .msg-text', (els) => els.map((e) => e.textContent));
 
@@ -16,13 +18,18 @@ const cases = [
   { mode: 'buffer', expect: 'long-polling' },
 ];
 
-for (const { mode, expect } of cases) {
-  test(`through a middlebox that ${mode}s WebSockets the page chats over ${expect} and recovers from a drop`, async () => {
-    const server = await startServer();
-    const box = await startMiddlebox(server.port, mode);
+for (const cluster of [false, true]) for (const { mode, expect } of cases) {
+  const where = cluster ? 'two nodes, round-robin' : 'one node';
+  test(`through a middlebox that ${mode}s WebSockets the page chats over ${expect} and recovers from a drop (${where})`, async () => {
+    const redis = cluster ? await startRedis() : null;
+    const args = redis ? ['--redis-url', redis.url] : [];
+    const servers = [await startServer({ args })];
+    if (cluster) servers.push(await startServer({ args }));
+    const server = servers[0];
+    const box = await startMiddlebox(servers.map((s) => s.port), mode);
     const browser = await launchBrowser();
     const errors = [];
-    const room = `fallback-${mode}`;
+    const room = `fallback-${mode}${cluster ? '-cluster' : ''}`;
     try {
       const ada = await newPage(browser, errors);
       const bob = await newPage(browser, errors);
@@ -34,7 +41,7 @@ for (const { mode, expect } of cases) {
       await ada.goto(`${box.url}/?name=Ada&room=${room}`);
       await ada.waitForSelector(`.room-item[data-room=${room}][data-status=joined]`, { timeout: 30000 });
       const fallbackMs = Date.now() - started;
-      console.log(`# fallback: ${mode} -> ${expect} in ${fallbackMs} ms (page load to room joined)`);
+      console.log(`# fallback (${where}): ${mode} -> ${expect} in ${fallbackMs} ms (page load to room joined)`);
       assert.equal(await ada.textContent('.transport'), expect);
       assert.match(await ada.textContent('.badge'), new RegExp(`Connected via ${expect}`));
 
@@ -43,7 +50,7 @@ for (const { mode, expect } of cases) {
       await send(ada, `hello over ${expect}`);
       await bob.waitForFunction((t) => [...document.querySelectorAll('.msg:not(.pending) .msg-text')].some((e) => e.textContent === t), `hello over ${expect}`);
       await ada.waitForFunction(() => document.querySelectorAll('.msg.pending').length === 0);
-      await screenshot(ada, `fallback-${mode}`);
+      await screenshot(ada, `fallback-${mode}${cluster ? '-cluster' : ''}`);
 
       // The network drops; Bob writes meanwhile; Ada comes back on the same fallback and
       // recovers exactly what she missed.
@@ -64,7 +71,8 @@ for (const { mode, expect } of cases) {
     } finally {
       await browser.close();
       box.close();
-      await server.stop();
+      for (const s of servers) await s.stop();
+      if (redis) await redis.stop();
     }
   });
 }

@@ -120,8 +120,13 @@ export async function startProxy(targetPort) {
  * - `buffer`: answers upgrades with 403, and holds every response until it is complete (an
  *   event stream never completes, so nothing of it arrives).
  * `cut()` kills every connection through it and refuses new ones until `restore()`.
+ * `targetPorts`: one server's port, or several: each request (and each upgrade) then goes to
+ * the next one in turn (round-robin, no stickiness).
  */
-export async function startMiddlebox(targetPort, mode) {
+export async function startMiddlebox(targetPorts, mode) {
+  const ports = [targetPorts].flat();
+  let turn = 0;
+  const nextPort = () => ports[turn++ % ports.length];
   let down = false;
   const sockets = new Set();
   const track = (s) => {
@@ -133,7 +138,8 @@ export async function startMiddlebox(targetPort, mode) {
   const server = http.createServer((req, res) => {
     if (down) { req.socket.destroy(); return; }
     const upstream = http.request({
-      host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers,
+      host: '127.0.0.1', port: nextPort(), method: req.method, path: req.url, headers: req.headers,
+      agent: false,
     }, (up) => {
       if (mode !== 'buffer') {
         res.writeHead(up.statusCode, up.headers);
@@ -160,7 +166,7 @@ export async function startMiddlebox(targetPort, mode) {
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
-    const upstream = net.connect(targetPort, '127.0.0.1', () => {
+    const upstream = net.connect(nextPort(), '127.0.0.1', () => {
       let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
       upstream.write(raw + '\r\n');
@@ -183,5 +189,31 @@ export async function startMiddlebox(targetPort, mode) {
     cut() { down = true; for (const s of sockets) s.destroy(); },
     restore() { down = false; },
     close() { for (const s of sockets) s.destroy(); server.close(); },
+  };
+}
+
+/** A throwaway `redis-server` on a free port (no persistence). */
+export async function startRedis() {
+  const port = await new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'switchboard-redis-'));
+  const proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+    '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    async stop() { if (proc.exitCode === null) proc.kill('SIGKILL'); return exited; },
   };
 }
