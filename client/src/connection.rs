@@ -303,6 +303,10 @@ impl Connection {
 
     /// One attempt, on the way in `transport`.
     fn connect(&self) {
+        let old = self.inner.borrow_mut().link.take();
+        if let Some(old) = old {
+            old.close(false);
+        }
         let (url, transport, generation) = {
             let mut inner = self.inner.borrow_mut();
             inner.generation = inner.generation.wrapping_add(1);
@@ -496,10 +500,14 @@ impl Connection {
     }
 
     fn finish(&self, code: u16, reason: String) {
-        {
+        let probe = {
             let mut inner = self.inner.borrow_mut();
             inner.stopped = true;
             cancel(&mut inner.probe_timer);
+            inner.probe.take()
+        };
+        if let Some(probe) = probe {
+            probe.close(false);
         }
         self.emit(ConnEvent::State(ConnState::Closed { code, reason }));
     }
@@ -561,10 +569,8 @@ impl Connection {
             }
             (inner.url.clone())()
         };
-        let echo = format!(
-            "{}/echo",
-            url.split_once("/ws").map_or(url.as_str(), |(b, _)| b)
-        );
+        let base = url.split_once('?').map_or(url.as_str(), |(b, _)| b);
+        let echo = format!("{}/echo", base.strip_suffix("/ws").unwrap_or(base));
         let Ok(socket) = WebSocket::new(&echo) else {
             return;
         };
@@ -614,6 +620,10 @@ impl Connection {
     fn switch_to_websocket(&self) {
         let link = {
             let mut inner = self.inner.borrow_mut();
+            if inner.stopped {
+                return;
+            }
+            cancel(&mut inner.retry_timer);
             inner.probes_failed = 0;
             cancel(&mut inner.probe_timer);
             inner.transport = Transport::WebSocket;

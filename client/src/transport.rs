@@ -192,7 +192,9 @@ impl HttpLink {
         inner.stop();
         if let (true, Some(secret)) = (leave, inner.secret.borrow().clone()) {
             let url = format!("{}/v3/send", inner.base);
-            let body = shared::send_body(&secret, &[], true);
+            // What still waits goes with the leave, before it.
+            let queued = std::mem::take(&mut *inner.queue.borrow_mut());
+            let body = shared::send_body(&secret, &queued, true);
             wasm_bindgen_futures::spawn_local(async move {
                 if let Ok(request) = Request::post(&url).body(body) {
                     let _ = request.send().await;

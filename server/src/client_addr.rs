@@ -104,6 +104,11 @@ impl TrustedProxies {
         self.0.iter().any(|block| block.contains(ip))
     }
 
+    /// Whether a connection from `peer` comes through one of the trusted proxies.
+    pub fn is_proxy(&self, peer: SocketAddr) -> bool {
+        self.trusts(canonical(peer.ip()))
+    }
+
     /// The client's address for a connection from `peer` with these request headers.
     pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientAddr {
         let direct = ClientAddr {

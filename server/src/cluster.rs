@@ -546,34 +546,45 @@ impl Cluster {
     }
 
     /// Sends `owner` the request `msg(reply_to, request)` makes and waits for its answer.
+    /// `Ok(None)`: no node listens on `owner`'s channel (it is gone); no answer within `wait`
+    /// is an error (the node is there but busy, or Redis lost the answer).
     async fn ask(
         &self,
         owner: &str,
         wait: Duration,
         msg: impl FnOnce(String, u64) -> NodeMsg,
     ) -> Result<Option<(u16, String)>, StoreError> {
+        /// Takes the request out of the waiting list however the wait ends (an answer, a
+        /// timeout, or the client's request being dropped).
+        struct Waiting<'a>(&'a Cluster, u64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .pending_polls
+                    .lock()
+                    .expect("requests lock")
+                    .remove(&self.1);
+            }
+        }
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending_polls
             .lock()
             .expect("requests lock")
             .insert(request, tx);
-        let sent = self
+        let _waiting = Waiting(self, request);
+        if !self
             .tell_node(owner, &msg(self.node.clone(), request))
-            .await;
-        let answer = match sent {
-            Ok(true) => Ok(tokio::time::timeout(wait, rx)
-                .await
-                .ok()
-                .and_then(Result::ok)),
-            Ok(false) => Ok(None),
-            Err(e) => Err(e),
-        };
-        self.pending_polls
-            .lock()
-            .expect("requests lock")
-            .remove(&request);
-        answer
+            .await?
+        {
+            return Ok(None);
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(answer)) => Ok(Some(answer)),
+            _ => Err(unavailable(
+                "the node holding the session did not answer in time",
+            )),
+        }
     }
 
     /// Answers a request another node forwarded here.

@@ -44,15 +44,23 @@ impl OriginPolicy {
         }
     }
 
-    /// [`allows`](Self::allows), or, by default, an Origin naming the host the request was sent
-    /// to (its `Host` header): the page and the endpoint share an origin, whatever the proxy in
-    /// front calls it. A foreign page's Origin never matches the host it sends to.
-    pub fn allows_request(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+    /// [`allows`](Self::allows), or, by default and for a request that came through a trusted
+    /// proxy (`--trusted-proxies`), an Origin naming the host the request was sent to (its
+    /// `Host` header): the proxy serves page and endpoint under one name of its own. Only
+    /// through a trusted proxy: a direct request whose Origin matches its Host may come from a
+    /// DNS-rebinding page (a foreign name resolved to this server).
+    pub fn allows_request(
+        &self,
+        origin: Option<&str>,
+        host: Option<&str>,
+        via_proxy: bool,
+    ) -> bool {
         if self.allows(origin) {
             return true;
         }
         let authority = origin.and_then(|o| o.split_once("://")).map(|(_, a)| a);
         self.default
+            && via_proxy
             && matches!((authority, host), (Some(a), Some(h))
                 if a.trim_end_matches('/').eq_ignore_ascii_case(h.trim()))
     }
@@ -239,9 +247,23 @@ mod tests {
         assert!(!p.allows(Some("https://evil.example")));
         // Through a proxy that serves the page under another name, the page's origin is the
         // host it sends to.
-        assert!(p.allows_request(Some("http://chat.example:8443"), Some("chat.example:8443")));
-        assert!(!p.allows_request(Some("https://evil.example"), Some("chat.example:8443")));
-        assert!(!p.allows_request(Some("null"), Some("null")));
+        assert!(p.allows_request(
+            Some("http://chat.example:8443"),
+            Some("chat.example:8443"),
+            true
+        ));
+        assert!(!p.allows_request(
+            Some("https://evil.example"),
+            Some("chat.example:8443"),
+            true
+        ));
+        assert!(!p.allows_request(Some("null"), Some("null"), true));
+        // Not through a trusted proxy: a DNS-rebinding page's Origin matches its Host too.
+        assert!(!p.allows_request(
+            Some("http://rebound.example:3000"),
+            Some("rebound.example:3000"),
+            false
+        ));
         assert!(!p.allows(Some("null")));
     }
 
@@ -254,7 +276,7 @@ mod tests {
         assert!(p.allows(Some("https://CHAT.example.com")));
         assert!(!p.allows(Some("http://localhost:8080")));
         // A configured list is the whole list.
-        assert!(!p.allows_request(Some("https://other.example"), Some("other.example")));
+        assert!(!p.allows_request(Some("https://other.example"), Some("other.example"), true));
         let any = OriginPolicy::new(&["*".into()], "0.0.0.0:80".parse().unwrap());
         assert!(any.allows(Some("https://anything.example")));
     }

@@ -22,7 +22,9 @@ for (const cluster of [false, true]) for (const { mode, expect } of cases) {
   const where = cluster ? 'two nodes, round-robin' : 'one node';
   test(`through a middlebox that ${mode}s WebSockets the page chats over ${expect} and recovers from a drop (${where})`, async () => {
     const redis = cluster ? await startRedis() : null;
-    const args = redis ? ['--redis-url', redis.url] : [];
+    // The middlebox is a proxy the servers trust: pages it serves under its own name are the
+    // servers' own.
+    const args = ['--trusted-proxies', '127.0.0.1', ...(redis ? ['--redis-url', redis.url] : [])];
     const servers = [await startServer({ args })];
     if (cluster) servers.push(await startServer({ args }));
     const server = servers[0];

@@ -20,12 +20,7 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let (upgrade, permit) = match super::admit(
-        &state,
-        upgrade,
-        &headers,
-        state.proxies.client(peer, &headers).ip,
-    ) {
+    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };

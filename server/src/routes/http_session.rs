@@ -127,17 +127,8 @@ impl IntoResponse for HttpError {
     }
 }
 
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if state.origins.allows_request(origin, host) {
-        Ok(())
-    } else {
-        tracing::info!(origin = origin.unwrap_or(""), "origin refused");
-        Err(HttpError::Origin(origin.unwrap_or("").to_owned()))
-    }
+fn check_origin(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), HttpError> {
+    super::check_origin(state, headers, peer).map_err(HttpError::Origin)
 }
 
 /// Opens a new session over `transport`.
@@ -184,7 +175,7 @@ pub async fn sse(
     headers: HeaderMap,
     Query(query): Query<OpenQuery>,
 ) -> Result<Response, HttpError> {
-    check_origin(&state, &headers)?;
+    check_origin(&state, &headers, peer)?;
     let client = state.proxies.client(peer, &headers);
     let keep = state.settings.outbound_queue;
     let resume_from = headers
@@ -212,7 +203,7 @@ pub async fn sse(
     let prelude = futures_util::stream::once(async {
         Ok::<_, std::convert::Infallible>("retry: 1000\n: switchboard\n\n".to_owned())
     });
-    let body = Body::from_stream(prelude.chain(chan.sse_body(stream, after)));
+    let body = Body::from_stream(prelude.chain(chan.sse_body(stream, after, keep)));
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -240,7 +231,7 @@ pub async fn poll(
     Query(query): Query<OpenQuery>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    check_origin(&state, &headers)?;
+    check_origin(&state, &headers, peer)?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let req: PollBody = serde_json::from_slice(&body)
             .map_err(|e| HttpError::BadRequest(format!("poll body: {e}")))?;
@@ -327,19 +318,23 @@ pub async fn serve_forwarded(mut forwarded: mpsc::UnboundedReceiver<Forwarded>, 
             () = state.shutdown.cancelled() => return,
         };
         match item {
-            // In order, here: a client's POSTs are applied as it sent them (it waits for each
-            // answer before the next).
+            // Off this loop, so that one session slow to take its input delays no other. A
+            // client sends its next POST only once this one is answered, so its frames stay in
+            // order.
             Forwarded::Input {
                 session,
                 frames,
                 leave,
                 reply_to,
             } => {
-                let (status, body) = match deliver(&state, &session, frames, leave).await {
-                    Ok(()) => (StatusCode::NO_CONTENT, String::new()),
-                    Err(e) => e.parts(),
-                };
-                cluster.answer(&reply_to, status.as_u16(), body).await;
+                let (state, cluster) = (state.clone(), cluster.clone());
+                state.tracker.clone().spawn(async move {
+                    let (status, body) = match deliver(&state, &session, frames, leave).await {
+                        Ok(()) => (StatusCode::NO_CONTENT, String::new()),
+                        Err(e) => e.parts(),
+                    };
+                    cluster.answer(&reply_to, status.as_u16(), body).await;
+                });
             }
             Forwarded::Poll {
                 session,
@@ -394,10 +389,11 @@ struct SendBody<'a> {
 /// `POST /v3/send`.
 pub async fn send(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    check_origin(&state, &headers)?;
+    check_origin(&state, &headers, peer)?;
     let max = state.settings.max_message_bytes;
     let req: SendBody = serde_json::from_slice(&body)
         .map_err(|e| HttpError::BadRequest(format!("send body: {e}")))?;

@@ -15,6 +15,8 @@ pub use state::AppState;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use std::net::SocketAddr;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -70,6 +72,25 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Checks a browser's Origin against the allowlist (see
+/// [`OriginPolicy::allows_request`](crate::limits::OriginPolicy::allows_request)): `Err` with the
+/// Origin refused.
+pub fn check_origin(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), String> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if state
+        .origins
+        .allows_request(origin, host, state.proxies.is_proxy(peer))
+    {
+        Ok(())
+    } else {
+        tracing::info!(origin = origin.unwrap_or(""), "origin refused");
+        Err(origin.unwrap_or("").to_owned())
+    }
+}
+
 /// Checks run before any upgrade: a real upgrade request, the Origin allowlist, then the
 /// connection caps. Returns the upgrade with the server's WebSocket limits applied and the
 /// connection's slot.
@@ -77,17 +98,11 @@ pub fn admit(
     state: &AppState,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: &HeaderMap,
-    ip: std::net::IpAddr,
+    peer: SocketAddr,
 ) -> Result<(WebSocketUpgrade, ConnectionPermit), Refusal> {
     let upgrade = upgrade.map_err(Refusal::NotUpgrade)?;
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|o| o.to_str().unwrap_or("(not UTF-8)"));
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if !state.origins.allows_request(origin, host) {
-        tracing::info!(origin = origin.unwrap_or(""), "origin refused");
-        return Err(Refusal::Origin(origin.unwrap_or("").to_owned()));
-    }
+    check_origin(state, headers, peer).map_err(Refusal::Origin)?;
+    let ip = state.proxies.client(peer, headers).ip;
     let permit = state.limiter.try_acquire(ip).map_err(Refusal::Admission)?;
     Ok((state.configure(upgrade), permit))
 }

@@ -37,7 +37,7 @@ pub async fn handler(
     Query(query): Query<WsQuery>,
 ) -> Response {
     let client = state.proxies.client(peer, &headers);
-    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, client.ip) {
+    let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };

@@ -162,7 +162,7 @@ impl Mailbox {
     /// Forgets frames up to `upto` (acknowledged), and read frames beyond `keep`.
     fn trim(&mut self, upto: u64, keep: usize) {
         while let Some(&(n, _)) = self.frames.front() {
-            let read_kept = self.frames.len() - self.unread();
+            let read_kept = self.frames.len().saturating_sub(self.unread());
             if n <= upto || (n <= self.read && read_kept > keep) {
                 self.frames.pop_front();
             } else {
@@ -173,11 +173,19 @@ impl Mailbox {
 
     /// Whether every frame after `after` is still here (or `after` is the newest).
     fn has_all_after(&self, after: u64) -> bool {
-        after <= self.last
-            && self
-                .frames
-                .front()
-                .is_none_or(|&(first, _)| first <= after + 1)
+        let first_kept = self.frames.front().map_or(self.last + 1, |&(n, _)| n);
+        after <= self.last && first_kept <= after + 1
+    }
+
+    /// A client is at `after`: it has every frame up to there and none after. Frames after it
+    /// count as unread again (a dropped stream, a lost poll answer), so that no trim forgets
+    /// them; a position past what was ever read is refused.
+    fn rewind(&mut self, after: u64) -> Result<(), PositionLost> {
+        if after > self.read || !self.has_all_after(after) {
+            return Err(PositionLost);
+        }
+        self.read = after;
+        Ok(())
     }
 
     /// Up to [`MAX_BATCH`] frames after `after`, marked read.
@@ -252,9 +260,7 @@ impl Channel {
     /// ends. `Err` when frames after `after` are gone.
     pub fn attach_stream(&self, after: u64, keep: usize) -> Result<u64, PositionLost> {
         let mut mb = self.mailbox.lock().expect("mailbox lock");
-        if !mb.has_all_after(after) {
-            return Err(PositionLost);
-        }
+        mb.rewind(after)?;
         mb.trim(after, keep);
         mb.stream += 1;
         let stream = mb.stream;
@@ -276,6 +282,7 @@ impl Channel {
         self.alive();
         let mut changed = self.changed.subscribe();
         let deadline = Instant::now() + wait;
+        self.mailbox.lock().expect("mailbox lock").rewind(after)?;
         loop {
             changed.borrow_and_update();
             {
@@ -313,6 +320,7 @@ impl Channel {
         self: Arc<Self>,
         stream: u64,
         after: u64,
+        keep: usize,
     ) -> impl Stream<Item = Result<String, std::convert::Infallible>> + Send + 'static {
         let changed = self.changed.subscribe();
         let pings = self.mailbox.lock().expect("mailbox lock").pings;
@@ -320,6 +328,7 @@ impl Channel {
             chan: self,
             stream,
             cursor: after,
+            keep,
             pings,
             changed,
             done: false,
@@ -335,6 +344,8 @@ struct SseState {
     chan: Arc<Channel>,
     stream: u64,
     cursor: u64,
+    /// Frames written that are kept for a resume.
+    keep: usize,
     pings: u64,
     changed: watch::Receiver<u64>,
     done: bool,
@@ -355,6 +366,8 @@ impl SseState {
                 }
                 let frames = mb.take_after(self.cursor);
                 if let Some(&(n, _)) = frames.last() {
+                    // What was written is kept, up to `keep` frames, for a resume.
+                    mb.trim(0, self.keep);
                     drop(mb);
                     self.cursor = n;
                     chan.taken.notify_one();
@@ -403,12 +416,12 @@ async fn run(
 ) {
     let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
     let kick = Kick::default();
+    let ended = CancellationToken::new();
     let pump = p.tracker.spawn(
         pump(
             chan.clone(),
             rx,
-            kick.clone(),
-            p.shutdown.clone(),
+            (kick.clone(), p.shutdown.clone(), ended.clone()),
             p.settings.outbound_queue,
         )
         .instrument(tracing::Span::current()),
@@ -416,6 +429,8 @@ async fn run(
     let mut incoming = futures_util::stream::poll_fn(move |cx| input.poll_recv(cx));
     let end = serve(&p, session, &mut incoming, &tx, &kick).await;
     drop(tx);
+    // The pump may be waiting for a reader to make room; the session is over either way.
+    ended.cancel();
     let _ = pump.await;
     // A client that left needs no close; at shutdown, streams and polls in flight hold the
     // channel themselves, and the server does not wait for new ones.
@@ -439,8 +454,7 @@ async fn run(
 async fn pump(
     chan: Arc<Channel>,
     mut rx: mpsc::Receiver<Outbound>,
-    kick: Kick,
-    shutdown: CancellationToken,
+    (kick, shutdown, ended): (Kick, CancellationToken, CancellationToken),
     cap: usize,
 ) {
     loop {
@@ -451,14 +465,20 @@ async fn pump(
             () = shutdown.cancelled() => break,
             item = rx.recv(), if room => match item {
                 Some(item) => chan.push(item),
-                None => {
-                    // The session ended without a kick: the client left.
-                    chan.end(Close { code: 1000, reason: "left" });
-                    return;
-                }
+                None => break,
             },
             () = chan.taken.notified(), if !room => {}
+            () = ended.cancelled(), if !room => break,
         }
+    }
+    let left = kick.reason().is_none() && !shutdown.is_cancelled();
+    if left {
+        // The session ended without a kick: the client left.
+        chan.end(Close {
+            code: 1000,
+            reason: "left",
+        });
+        return;
     }
     let close = match kick.reason() {
         Some(k) => {
@@ -560,6 +580,30 @@ mod tests {
         mb.trim(5, 2);
         assert!(mb.frames.is_empty());
         assert!(mb.has_all_after(5));
+        assert!(!mb.has_all_after(4), "frame 5 was acknowledged and is gone");
+    }
+
+    #[test]
+    fn a_client_back_at_a_position_gets_every_frame_after_it_again_and_no_more() {
+        let mut mb = Mailbox::default();
+        for i in 1..=6u64 {
+            mb.last = i;
+            mb.frames.push_back((i, Utf8Bytes::from(i.to_string())));
+        }
+        assert_eq!(mb.take_after(0).len(), 6);
+        // The stream dropped after the client had frame 2; the rest was written, not read.
+        assert_eq!(mb.rewind(2), Ok(()));
+        mb.trim(2, 1);
+        assert_eq!(
+            mb.take_after(2).iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [3, 4, 5, 6],
+            "a trim never forgets what the client has not had"
+        );
+        // A client cannot acknowledge what it was never sent.
+        mb.last = 7;
+        mb.frames.push_back((7, Utf8Bytes::from("7")));
+        assert_eq!(mb.rewind(7), Err(PositionLost));
+        assert_eq!(mb.rewind(9), Err(PositionLost));
     }
 
     #[test]

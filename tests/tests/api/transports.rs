@@ -412,3 +412,44 @@ async fn at_shutdown_an_sse_client_gets_the_shutdown_notice_and_close_1001() {
     }
     assert_eq!(bob.close_code().await, 1001);
 }
+
+#[tokio::test]
+async fn a_session_that_leaves_with_its_mailbox_full_is_forgotten_and_frees_its_slot() {
+    let app = spawn_app_with(|s| {
+        s.outbound_queue = 2;
+        s.max_connections_per_ip = 2;
+    })
+    .await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("full", None).await;
+    let (bob, first) = PollClient::open(&app, "?name=bob&feed=0").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    bob.send(&[join("full")]).await;
+    // Bob does not poll: `subscribed` and one message fill his mailbox (2 unread), a second
+    // message waits in his queue.
+    ada.chat_in("full", "one", "a1").await;
+    ada.chat_in("full", "two", "a2").await;
+    assert_eq!(ada.chats(2).await.len(), 2);
+    let leave = format!("{{\"session\":\"{}\",\"leave\":true}}", bob.session);
+    let (status, _, body) = http_request(&app, "POST", "/v3/send", &[], &leave)
+        .await
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    // His slot is free again: with ada's socket, a cap of 2 leaves room for one more session.
+    let mut reopened = None;
+    for _ in 0..40 {
+        let (status, _, body) = http_request(&app, "POST", "/v3/poll?name=cy&feed=0", &[], "")
+            .await
+            .unwrap();
+        if status == 200 {
+            reopened = Some(body);
+            break;
+        }
+        assert_eq!(error_code(&body), "too_many_connections");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        reopened.is_some(),
+        "the session that left still holds its slot"
+    );
+}
