@@ -270,14 +270,8 @@ impl SseClient {
     /// Skips messages until one matches `pick`; an error or nack on the way fails the test.
     pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
         loop {
-            let msg = self.recv().await;
-            let refusal = matches!(msg, ServerMsg::Error { .. } | ServerMsg::Nack { .. })
-                .then(|| format!("{msg:?}"));
-            if let Some(found) = pick(msg) {
+            if let Some(found) = crate::pick_or_refuse(self.recv().await, &mut pick) {
                 return found;
-            }
-            if let Some(refusal) = refusal {
-                panic!("unexpected refusal while waiting: {refusal}");
             }
         }
     }

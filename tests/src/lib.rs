@@ -57,6 +57,21 @@ pub fn rss_kib_of(pid: u32) -> u64 {
         .expect("VmRSS in /proc/<pid>/status")
 }
 
+/// `pick(msg)`; an `error` or `nack` frame that `pick` does not take fails the test: a wait
+/// never skips a refusal in silence.
+pub fn pick_or_refuse<T>(
+    msg: ServerMsg,
+    pick: &mut impl FnMut(ServerMsg) -> Option<T>,
+) -> Option<T> {
+    let refusal =
+        matches!(msg, ServerMsg::Error { .. } | ServerMsg::Nack { .. }).then(|| format!("{msg:?}"));
+    let found = pick(msg);
+    if let (None, Some(refusal)) = (&found, refusal) {
+        panic!("unexpected refusal while waiting: {refusal}");
+    }
+    found
+}
+
 /// Starts a server with default settings on an ephemeral port.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -521,14 +536,8 @@ impl WsClient {
     /// take fails the test: it is never skipped in silence.
     pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(ServerMsg) -> Option<T>) -> T {
         loop {
-            let msg = self.recv().await;
-            let refusal = matches!(msg, ServerMsg::Error { .. } | ServerMsg::Nack { .. })
-                .then(|| format!("{msg:?}"));
-            if let Some(found) = pick(msg) {
+            if let Some(found) = pick_or_refuse(self.recv().await, &mut pick) {
                 return found;
-            }
-            if let Some(refusal) = refusal {
-                panic!("unexpected refusal while waiting: {refusal}");
             }
         }
     }

@@ -144,27 +144,11 @@ fn open(
         .map_err(HttpError::Admission)?;
     let feed = !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
     let params = SessionParams {
-        hub: state.hub.clone(),
-        settings: state.settings.clone(),
-        peer: client,
-        room: None,
         name: query.name,
         token: query.token,
-        position: None,
         feed,
-        store: state.store.clone(),
-        cluster: state.cluster.clone(),
-        metrics: state.metrics.clone(),
-        shutdown: state.shutdown.clone(),
-        tracker: state.tracker.clone(),
-        permit,
-        protocol: Negotiated::V3,
+        ..state.session_params(client, permit, Negotiated::V3, transport.name())
     };
-    state
-        .metrics
-        .sessions_opened
-        .get_or_create(&crate::metrics::kind(transport.name()))
-        .inc();
     Ok(state.http_sessions.open(params, transport))
 }
 

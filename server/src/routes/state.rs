@@ -7,13 +7,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::relay::Relay;
-use crate::client_addr::TrustedProxies;
+use crate::client_addr::{ClientAddr, TrustedProxies};
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::Hub;
-use crate::limits::{AddressLimiter, ConnectionLimiter, OriginPolicy};
+use crate::limits::{AddressLimiter, ConnectionLimiter, ConnectionPermit, OriginPolicy};
 use crate::metrics::Metrics;
 use crate::session::http::HttpSessions;
+use crate::session::{Negotiated, SessionParams};
 use crate::store::Store;
 
 /// Shared by every handler.
@@ -42,6 +43,39 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A new session's parameters from the server's parts, counted as opened over `transport`
+    /// (`ws`, `sse`, `poll`). Who connects (room, name, token, position) is left empty and the
+    /// feed on, for the caller to fill in.
+    pub fn session_params(
+        &self,
+        peer: ClientAddr,
+        permit: ConnectionPermit,
+        protocol: Negotiated,
+        transport: &'static str,
+    ) -> SessionParams {
+        self.metrics
+            .sessions_opened
+            .get_or_create(&crate::metrics::kind(transport))
+            .inc();
+        SessionParams {
+            hub: self.hub.clone(),
+            settings: self.settings.clone(),
+            peer,
+            room: None,
+            name: None,
+            token: None,
+            position: None,
+            feed: true,
+            store: self.store.clone(),
+            cluster: self.cluster.clone(),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+            tracker: self.tracker.clone(),
+            permit,
+            protocol,
+        }
+    }
+
     /// Applies the WebSocket limits and small buffers to an upgrade.
     pub fn configure(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         let s = &self.settings;

@@ -62,27 +62,13 @@ pub async fn handler(
     let feed = protocol != Negotiated::Plain
         && !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
     let params = SessionParams {
-        hub: state.hub.clone(),
-        settings: state.settings.clone(),
-        peer: client,
         room: query.room,
         name: query.name.or(query.username),
         token: query.token,
         position: query.epoch.map(|epoch| (epoch, query.seq.unwrap_or(0))),
         feed,
-        store: state.store.clone(),
-        cluster: state.cluster.clone(),
-        metrics: state.metrics.clone(),
-        shutdown: state.shutdown.clone(),
-        tracker: state.tracker.clone(),
-        permit,
-        protocol,
+        ..state.session_params(client, permit, protocol, "ws")
     };
-    state
-        .metrics
-        .sessions_opened
-        .get_or_create(&crate::metrics::kind("ws"))
-        .inc();
     let tracker = state.tracker.clone();
     upgrade.on_upgrade(move |socket| tracker.track_future(session::ws::run(socket, params)))
 }
