@@ -3,16 +3,22 @@
 //! # Layout
 //! Dependencies point one way: `routes` → `session` → `hub` → (`store`, and clustered, the
 //! [`hub::Backplane`] it is handed); `cluster` sits beside them, holding the hub, the Redis
-//! store and the backplane's other end, and calls into the hub, never the reverse.
+//! store and the backplane's other end, and calls into the hub, never the reverse. What other
+//! nodes forward to this node's HTTP sessions, the cluster hands over through a channel that
+//! `routes::http_session` reads: the cluster never calls into sessions or routes.
 //! - [`config`] — `Settings`, every operator option with its default.
 //! - [`app`] — `Application` (bind, wire the parts together, router, run until stopped,
 //!   graceful shutdown).
-//! - [`routes`] — `/ws` (chat: origin, caps and identity checked before the upgrade), `/echo`,
-//!   `/healthz`, `/readyz`, `/metrics`, `/api` history; the client bundle is served at `/`.
+//! - [`routes`] — `/ws` (chat: origin, caps and identity checked before the upgrade),
+//!   `/v3/sse`, `/v3/poll`, `/v3/send` (`routes::http_session`: the same session where
+//!   WebSockets do not get through, and the forwarding of polls and POSTs between nodes),
+//!   `/echo`, `/healthz`, `/readyz`, `/metrics`, `/api` history; the client bundle is served
+//!   at `/`.
 //! - [`session`] — one chat session, whatever its transport: a reader over `Incoming` events
 //!   and one bounded queue of `Outbound` frames; `session::v3` (protocol v3 commands: many
 //!   rooms per connection), `session::ws` (the WebSocket adapter: frames in, bytes out, close
-//!   handshake).
+//!   handshake), `session::http` (the SSE and long-polling adapter: a numbered mailbox that
+//!   streams and polls read, resumable by frame number).
 //! - [`resume`] — what a reconnecting client gets replayed, and the outcome it is told.
 //! - [`hub`] — rooms, each behind its own lock, one file per concept: the registry
 //!   (`hub/mod.rs`), `names`, `presence`, `typing`, `delivery` (fan-out, slow consumers,
