@@ -22,6 +22,7 @@ use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::endpoint;
+use crate::later::drop_later;
 use crate::transport::{self, HttpLink, LinkEvent, Transport};
 
 /// How long a way to the server has to deliver the server's `hello` before the next way down
@@ -686,15 +687,6 @@ pub(crate) fn detach(socket: &WebSocket) {
     socket.set_onmessage(None);
     socket.set_onerror(None);
     socket.set_onclose(None);
-}
-
-/// Drops `value` on a zero-delay timer. Closures must outlive the event that is running them,
-/// so a callback that ends its socket's life hands the closures here instead of dropping them.
-pub(crate) fn drop_later<T: 'static>(value: T) {
-    let cb = Closure::once_into_js(move || drop(value));
-    if let Some(window) = web_sys::window() {
-        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
-    }
 }
 
 struct WeakConnection {

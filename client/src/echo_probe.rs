@@ -39,7 +39,7 @@ impl Probe {
         if let Some(done) = self.done.take() {
             crate::connection::detach(&self.socket);
             let _ = self.socket.close();
-            crate::connection::drop_later(std::mem::take(&mut self.callbacks));
+            crate::later::drop_later(std::mem::take(&mut self.callbacks));
             done(result);
         }
     }

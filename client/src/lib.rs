@@ -17,6 +17,7 @@ pub mod echo_probe;
 pub mod endpoint;
 pub mod history;
 pub mod identity;
+mod later;
 pub mod numbers;
 pub mod room;
 pub mod state;

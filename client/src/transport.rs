@@ -211,7 +211,7 @@ impl HttpInner {
             events.set_onerror(None);
             events.close();
             // The handler running now may be one of these.
-            crate::connection::drop_later(handlers);
+            crate::later::drop_later(handlers);
         }
         if let Some(abort) = &self.abort {
             abort.abort();
