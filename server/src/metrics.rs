@@ -46,6 +46,8 @@ pub struct Metrics {
     /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
     pub delivery_seconds: Histogram,
     connections: Gauge,
+    /// Open HTTP sessions, by transport (`sse`, `poll`).
+    http_sessions: Family<KindLabel, Gauge>,
     sessions: Gauge,
     rooms: Gauge,
 }
@@ -65,6 +67,7 @@ impl Metrics {
             // 50 µs .. ~1.6 s
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             connections: Gauge::default(),
+            http_sessions: Family::default(),
             sessions: Gauge::default(),
             rooms: Gauge::default(),
             registry: Registry::default(),
@@ -119,6 +122,11 @@ impl Metrics {
             "Open connections: chat and echo WebSockets, SSE and long-polling sessions",
             m.connections.clone(),
         );
+        registry.register(
+            "http_sessions",
+            "Open chat sessions over the HTTP transports, by transport (sse, poll)",
+            m.http_sessions.clone(),
+        );
         registry.register("sessions", "Chat sessions", m.sessions.clone());
         registry.register("rooms", "Rooms with members", m.rooms.clone());
         Arc::new(Self { registry, ..m })
@@ -129,8 +137,20 @@ impl Metrics {
         self.store_errors.get_or_create(&kind(kind_of)).inc();
     }
 
-    /// The text exposition, with the gauges set to the values given.
-    pub fn render(&self, connections: usize, sessions: usize, rooms: usize) -> String {
+    /// The text exposition, with the gauges set to the values given (`http`: open HTTP
+    /// sessions by transport name).
+    pub fn render(
+        &self,
+        connections: usize,
+        sessions: usize,
+        rooms: usize,
+        http: &[(&'static str, usize)],
+    ) -> String {
+        for &(transport, open) in http {
+            self.http_sessions
+                .get_or_create(&kind(transport))
+                .set(open as i64);
+        }
         self.connections.set(connections as i64);
         self.sessions.set(sessions as i64);
         self.rooms.set(rooms as i64);

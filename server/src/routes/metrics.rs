@@ -11,6 +11,7 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
         state.limiter.open(),
         state.hub.session_count(),
         state.hub.room_count(),
+        &state.http_sessions.open_by_transport(),
     );
     (
         [(

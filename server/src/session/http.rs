@@ -85,6 +85,13 @@ impl HttpSessions {
         self.len() == 0
     }
 
+    /// Open sessions per transport, by name.
+    pub fn open_by_transport(&self) -> [(&'static str, usize); 2] {
+        let map = self.map.lock().expect("sessions lock");
+        [Transport::Sse, Transport::Poll]
+            .map(|t| (t.name(), map.values().filter(|c| c.transport == t).count()))
+    }
+
     fn remove(&self, secret: &str) {
         self.map.lock().expect("sessions lock").remove(secret);
     }

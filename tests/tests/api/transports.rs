@@ -453,3 +453,45 @@ async fn a_session_that_leaves_with_its_mailbox_full_is_forgotten_and_frees_its_
         "the session that left still holds its slot"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_sessions_by_transport() {
+    let app = spawn_app().await;
+    let (_ws, _) = app.connect_v3("?name=ws&feed=0").await;
+    let mut sse = SseClient::open(&app, "?name=sse&feed=0", &[])
+        .await
+        .unwrap();
+    assert!(matches!(sse.recv().await, ServerMsg::Hello(_)));
+    let (_poll, first) = PollClient::open(&app, "?name=poll&feed=0").await;
+    assert_eq!(first.status, 200);
+    let (status, _, body) = app.http_get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    let value = |series: &str| {
+        body.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    for kind in ["ws", "sse", "poll"] {
+        assert_eq!(
+            value(&format!(
+                "switchboard_sessions_opened_total{{kind=\"{kind}\"}}"
+            )),
+            Some(1.0),
+            "{kind}: {body}"
+        );
+    }
+    assert_eq!(
+        value("switchboard_http_sessions{kind=\"sse\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        value("switchboard_http_sessions{kind=\"poll\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(value("switchboard_connections"), Some(3.0), "{body}");
+}
