@@ -405,6 +405,7 @@ impl Connection {
             LinkEvent::Frame(Ok(msg)) => self.on_message(msg),
             LinkEvent::Frame(Err(why)) => self.emit(ConnEvent::BadFrame(why)),
             LinkEvent::Error => self.emit(ConnEvent::Error),
+            LinkEvent::Stalled => self.inner.borrow_mut().worked = None,
             LinkEvent::Close {
                 code,
                 reason,

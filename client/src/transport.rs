@@ -111,12 +111,24 @@ pub enum LinkEvent {
         clean: bool,
     },
     Error,
+    /// An event stream went silent (a `Close` follows): a middlebox may have started
+    /// buffering, so the ladder is open again.
+    Stalled,
 }
 
 type Emit = Rc<dyn Fn(LinkEvent)>;
 type Handler = Closure<dyn FnMut(MessageEvent)>;
+/// A browser timer's id and its callback.
+type Timer = (i32, Closure<dyn FnMut()>);
 
 const NETWORK_ERROR: &str = "network error";
+
+/// The server's heartbeat interval until its first heartbeat says otherwise (its default).
+const DEFAULT_HEARTBEAT_MS: f64 = 15_000.0;
+/// Beyond two heartbeat intervals, how long a stream may be silent.
+const SILENCE_MARGIN_MS: f64 = 5_000.0;
+/// How often the silence is checked.
+const SILENCE_CHECK_MS: i32 = 1_000;
 
 /// One session over SSE (with POSTs up) or long-polling.
 pub struct HttpLink {
@@ -132,8 +144,13 @@ struct HttpInner {
     /// Frames waiting for the POST in flight to finish.
     queue: RefCell<Vec<String>>,
     sending: Cell<bool>,
-    /// The SSE stream and its handlers (frames, close, error).
-    events: RefCell<Option<(web_sys::EventSource, [Handler; 3])>>,
+    /// The SSE stream and its handlers (frames, close, error, heartbeats).
+    events: RefCell<Option<(web_sys::EventSource, [Handler; 4])>>,
+    /// When the stream last had an event (`Date.now()`), the server's heartbeat interval, and
+    /// the timer that watches for silence.
+    last_event: Cell<f64>,
+    heartbeat_ms: Cell<f64>,
+    watchdog: RefCell<Option<Timer>>,
     /// Aborts the poll in flight.
     abort: Option<web_sys::AbortController>,
     emit: Emit,
@@ -155,6 +172,9 @@ impl HttpLink {
             queue: RefCell::new(Vec::new()),
             sending: Cell::new(false),
             events: RefCell::new(None),
+            last_event: Cell::new(0.0),
+            heartbeat_ms: Cell::new(DEFAULT_HEARTBEAT_MS),
+            watchdog: RefCell::new(None),
             abort: web_sys::AbortController::new().ok(),
             emit: Rc::new(emit),
         });
@@ -206,6 +226,12 @@ impl HttpLink {
 
 impl HttpInner {
     fn stop(&self) {
+        if let Some((id, check)) = self.watchdog.borrow_mut().take() {
+            if let Some(window) = web_sys::window() {
+                window.clear_interval_with_handle(id);
+            }
+            crate::later::drop_later(check);
+        }
         if let Some((events, handlers)) = self.events.borrow_mut().take() {
             events.set_onmessage(None);
             events.set_onerror(None);
@@ -273,6 +299,7 @@ fn open_sse(inner: &Rc<HttpInner>, url: &str) {
         })
     };
     let on_frame = handler(|inner, event| {
+        inner.last_event.set(js_sys::Date::now());
         let id = event.last_event_id();
         let secret = id.split_once(':').map_or(id.as_str(), |(s, _)| s);
         let data = event.data().as_string().unwrap_or_default();
@@ -286,13 +313,49 @@ fn open_sse(inner: &Rc<HttpInner>, url: &str) {
             Err(e) => inner.finish(1006, format!("unreadable close: {e}"), false),
         }
     });
+    // A heartbeat: proof the stream is alive, and the server's interval.
+    let on_ping = handler(|inner, event| {
+        inner.last_event.set(js_sys::Date::now());
+        if let Some(ms) = event.data().as_string().and_then(|d| d.parse::<u32>().ok()) {
+            inner.heartbeat_ms.set(f64::from(ms));
+        }
+    });
     // Any error ends the link, the browser's own retry included: the connection reconnects
     // with its backoff, shows it, and the rooms resume from their positions.
     let on_error = handler(|inner, _| inner.finish(1006, String::new(), false));
     events.set_onmessage(Some(on_frame.as_ref().unchecked_ref()));
     events.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     let _ = events.add_event_listener_with_callback("close", on_close.as_ref().unchecked_ref());
-    *inner.events.borrow_mut() = Some((events, [on_frame, on_close, on_error]));
+    let _ = events.add_event_listener_with_callback("ping", on_ping.as_ref().unchecked_ref());
+    *inner.events.borrow_mut() = Some((events, [on_frame, on_close, on_error, on_ping]));
+    inner.last_event.set(js_sys::Date::now());
+    watch_for_silence(inner);
+}
+
+/// A stream that goes silent (no frame and no heartbeat for two of the server's heartbeat
+/// intervals, and a margin) is dead even if the browser cannot tell: a proxy started
+/// buffering, or the connection is half-open. The link then ends as stalled, and the
+/// connection may climb down the ladder again.
+fn watch_for_silence(inner: &Rc<HttpInner>) {
+    let weak = Rc::downgrade(inner);
+    let check = Closure::<dyn FnMut()>::new(move || {
+        let Some(inner) = weak.upgrade() else { return };
+        let silent_for = js_sys::Date::now() - inner.last_event.get();
+        if silent_for > 2.0 * inner.heartbeat_ms.get() + SILENCE_MARGIN_MS {
+            (inner.emit)(LinkEvent::Stalled);
+            inner.finish(1006, "the event stream went silent".into(), false);
+        }
+    });
+    let id = web_sys::window().and_then(|w| {
+        w.set_interval_with_callback_and_timeout_and_arguments_0(
+            check.as_ref().unchecked_ref(),
+            SILENCE_CHECK_MS,
+        )
+        .ok()
+    });
+    if let Some(id) = id {
+        *inner.watchdog.borrow_mut() = Some((id, check));
+    }
 }
 
 /// Polls until the session ends: the first poll opens the session, each next one

@@ -78,3 +78,37 @@ for (const cluster of [false, true]) for (const { mode, expect } of cases) {
     }
   });
 }
+
+test('an event stream that goes silent mid-session moves the page to long-polling', async () => {
+  // Heartbeats every second: a silent stream is noticed after two of them and a margin.
+  const server = await startServer({ args: ['--trusted-proxies', '127.0.0.1', '--heartbeat-interval-secs', '1'] });
+  const box = await startMiddlebox(server.port, 'forbid');
+  const browser = await launchBrowser();
+  const errors = [];
+  try {
+    const ada = await newPage(browser, errors);
+    const bob = await newPage(browser, errors);
+    await bob.goto(`${server.url}/?name=Bob&room=silent`);
+    await bob.waitForSelector('.badge[data-state=open]');
+    await ada.goto(`${box.url}/?name=Ada&room=silent`);
+    await ada.waitForSelector('.room-item[data-room=silent][data-status=joined]');
+    assert.equal(await ada.textContent('.transport'), 'SSE');
+
+    // The middlebox starts buffering: the open stream goes quiet without closing.
+    box.freeze();
+    const frozen = Date.now();
+    await send(bob, 'said while the stream was frozen');
+    await ada.waitForFunction(() => document.querySelector('.transport')?.textContent === 'long-polling', null, { timeout: 40000 });
+    await ada.waitForSelector('.room-item[data-room=silent][data-status=joined]');
+    console.log(`# silent stream -> long-polling in ${Date.now() - frozen} ms`);
+    await ada.waitForFunction((t) => [...document.querySelectorAll('.msg:not(.pending) .msg-text')].some((e) => e.textContent === t), 'said while the stream was frozen');
+    await send(ada, 'back over long-polling');
+    await bob.waitForFunction((t) => [...document.querySelectorAll('.msg:not(.pending) .msg-text')].some((e) => e.textContent === t), 'back over long-polling');
+    assert.match(await ada.textContent('.event-log'), /the event stream went silent/);
+    assert.deepEqual(errors.filter((e) => !/WebSocket connection to .* failed|Failed to load resource|net::ERR_|EventSource/.test(e)), []);
+  } finally {
+    await browser.close();
+    box.close();
+    await server.stop();
+  }
+});

@@ -123,8 +123,10 @@ export async function startProxy(targetPort) {
  * `targetPorts`: one server's port, or several: each request (and each upgrade) then goes to
  * the next one in turn (round-robin, no stickiness).
  */
-export async function startMiddlebox(targetPorts, mode) {
+export async function startMiddlebox(targetPorts, initialMode) {
+  let mode = initialMode;
   const ports = [targetPorts].flat();
+  const streaming = new Set();
   let turn = 0;
   const nextPort = () => ports[turn++ % ports.length];
   let down = false;
@@ -144,6 +146,8 @@ export async function startMiddlebox(targetPorts, mode) {
       if (mode !== 'buffer') {
         res.writeHead(up.statusCode, up.headers);
         up.pipe(res);
+        streaming.add(up);
+        up.on('close', () => streaming.delete(up));
         return;
       }
       const chunks = [];
@@ -188,6 +192,12 @@ export async function startMiddlebox(targetPorts, mode) {
     url: `http://127.0.0.1:${server.address().port}`,
     cut() { down = true; for (const s of sockets) s.destroy(); },
     restore() { down = false; },
+    /** From now on the middlebox buffers: responses in flight stop flowing (their
+     * connections stay open), new ones are held until complete, upgrades get 403. */
+    freeze() {
+      mode = 'buffer';
+      for (const up of streaming) { up.unpipe(); up.pause(); }
+    },
     close() { for (const s of sockets) s.destroy(); server.close(); },
   };
 }

@@ -18,8 +18,10 @@ pub enum SseItem {
     Frame { id: String, msg: Box<ServerMsg> },
     /// The session ended: the WebSocket close code and reason it stands for.
     Close { code: u16, reason: String },
-    /// A comment line (a heartbeat).
+    /// A comment line.
     Comment(String),
+    /// A heartbeat: the server's heartbeat interval, in milliseconds.
+    Ping(u64),
 }
 
 /// A streamed response's head, then its body chunk by chunk.
@@ -244,6 +246,10 @@ impl SseClient {
                     reason: v["reason"].as_str().context("close reason")?.to_owned(),
                 })
             }
+            (Some("ping"), Some(data)) => Some(SseItem::Ping(
+                data.parse()
+                    .with_context(|| format!("ping data {data:?}"))?,
+            )),
             (None, Some(data)) => Some(SseItem::Frame {
                 id: id.context("a frame without an id")?,
                 msg: Box::new(
@@ -261,7 +267,7 @@ impl SseClient {
         loop {
             match self.next_item().await.expect("an SSE event") {
                 SseItem::Frame { msg, .. } => return *msg,
-                SseItem::Comment(_) => continue,
+                SseItem::Comment(_) | SseItem::Ping(_) => continue,
                 close @ SseItem::Close { .. } => panic!("expected a frame, got {close:?}"),
             }
         }

@@ -182,12 +182,13 @@ pub async fn sse(
             (chan, stream, 0)
         }
     };
-    // `retry:` tells EventSource how soon to reconnect; the first comment makes the response
-    // start at once.
-    let prelude = futures_util::stream::once(async {
-        Ok::<_, std::convert::Infallible>("retry: 1000\n: switchboard\n\n".to_owned())
+    // `retry:` tells EventSource how soon to reconnect; a first heartbeat makes the response
+    // start at once and tells the client the interval.
+    let interval = state.settings.heartbeat_interval();
+    let prelude = futures_util::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(format!("retry: 1000\n{}", http::ping_event(interval)))
     });
-    let body = Body::from_stream(prelude.chain(chan.sse_body(stream, after, keep)));
+    let body = Body::from_stream(prelude.chain(chan.sse_body(stream, after, (keep, interval))));
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),

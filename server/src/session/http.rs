@@ -327,12 +327,13 @@ impl Channel {
         self: Arc<Self>,
         stream: u64,
         after: u64,
-        keep: usize,
+        (keep, interval): (usize, Duration),
     ) -> impl Stream<Item = Result<String, std::convert::Infallible>> + Send + 'static {
         let changed = self.changed.subscribe();
         let pings = self.mailbox.lock().expect("mailbox lock").pings;
         let state = SseState {
             chan: self,
+            interval,
             stream,
             cursor: after,
             keep,
@@ -349,6 +350,8 @@ impl Channel {
 
 struct SseState {
     chan: Arc<Channel>,
+    /// The heartbeat interval, told to the client with each heartbeat.
+    interval: Duration,
     stream: u64,
     cursor: u64,
     /// Frames written that are kept for a resume.
@@ -402,7 +405,7 @@ impl SseState {
                     drop(mb);
                     // The client took what came before: it is alive.
                     chan.alive();
-                    return Some(": ping\n\n".to_owned());
+                    return Some(ping_event(self.interval));
                 }
             }
             if self.changed.changed().await.is_err() {
@@ -551,6 +554,17 @@ pub fn poll_answer(
     }
     out.push('}');
     out
+}
+
+/// A heartbeat on an SSE stream: a comment (traffic for proxies that close idle connections)
+/// and a `ping` event whose data is the interval in milliseconds, so that a client can tell a
+/// stream that went silent (a proxy that started buffering, a half-open connection) from a
+/// quiet one: nothing for two intervals means the stream is dead.
+pub fn ping_event(interval: Duration) -> String {
+    format!(
+        ": heartbeat\nevent: ping\ndata: {}\n\n",
+        interval.as_millis()
+    )
 }
 
 /// Parses an SSE resume position, `<secret>:<n>` (an event id).

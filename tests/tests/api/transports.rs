@@ -50,6 +50,9 @@ async fn an_sse_client_chats_with_a_websocket_client_and_resumes_a_dropped_strea
     );
     assert!(bob.head.contains("cache-control: no-cache"), "{}", bob.head);
     assert!(bob.head.contains("x-accel-buffering: no"), "{}", bob.head);
+    // A heartbeat first, with the interval (15 s by default), so the client can tell a silent
+    // stream from a quiet one.
+    assert_eq!(bob.next_item().await.unwrap(), SseItem::Ping(15_000));
     let hello = match bob.recv().await {
         ServerMsg::Hello(h) => h,
         other => panic!("expected hello, got {other:?}"),
@@ -133,7 +136,7 @@ async fn an_sse_client_chats_with_a_websocket_client_and_resumes_a_dropped_strea
                 ServerMsg::Chat(c) => seqs.push((c.seq, c.msg)),
                 other => panic!("only the missed chat messages, got {other:?}"),
             },
-            SseItem::Comment(_) => {}
+            SseItem::Comment(_) | SseItem::Ping(_) => {}
             close => panic!("{close:?}"),
         }
     }
