@@ -222,6 +222,12 @@ fn router(state: AppState) -> Router {
     let body_limit = routes::http_session::send_body_limit(state.settings.max_message_bytes);
     let api = Router::new()
         .route("/api/rooms/{room}/messages", get(routes::history::handler))
+        .route(
+            "/api/v1/rooms/{room}/messages",
+            post(routes::api_v1::post_message),
+        )
+        .route("/api/v1/rooms", get(routes::api_v1::rooms))
+        .route("/api/v1/rooms/{room}/members", get(routes::api_v1::members))
         .route("/v3/sse", get(routes::http_session::sse))
         .route("/v3/poll", post(routes::http_session::poll))
         .route("/v3/send", post(routes::http_session::send))

@@ -130,6 +130,17 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_API_RATE_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_rate_burst: u32,
 
+    /// Keys of the server API (`/api/v1`, for the app's backend), comma-separated so that a
+    /// new key can be added before the old one is retired. Requests carry
+    /// `Authorization: Bearer <key>`. None (the default): the server API is off (404).
+    #[arg(
+        long = "api-key",
+        env = "SWITCHBOARD_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
     /// Protocol v3: most rooms one connection may join at once; more get `join_refused`
     /// with `too_many_rooms`.
     #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_CONNECTION", default_value_t = 32, value_parser = at_least(1))]

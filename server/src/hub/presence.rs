@@ -78,6 +78,42 @@ impl Hub {
         names
     }
 
+    /// Everyone in `room`, on this node and the others.
+    pub fn members_of(&self, room_id: &RoomId) -> Vec<Member> {
+        if let Some(cell) = self.room(room_id) {
+            return lock_room(&cell).members(room_id, self);
+        }
+        let remote = self.remote.read().expect("remote members poisoned");
+        remote.get(room_id).map_or_else(Vec::new, |names| {
+            names
+                .iter()
+                .map(|(name, connections)| Member {
+                    name: name.to_string(),
+                    connections: *connections,
+                })
+                .collect()
+        })
+    }
+
+    /// The rooms with members, on this node and the others, and how many members each has.
+    pub fn rooms_with_members(&self) -> Vec<(RoomId, usize)> {
+        let mut ids: BTreeSet<RoomId> = self.all_rooms().into_iter().map(|(id, _)| id).collect();
+        ids.extend(
+            self.remote
+                .read()
+                .expect("remote members poisoned")
+                .keys()
+                .cloned(),
+        );
+        ids.into_iter()
+            .map(|id| {
+                let members = self.members_of(&id).len();
+                (id, members)
+            })
+            .filter(|(_, members)| *members > 0)
+            .collect()
+    }
+
     /// Connections other nodes report for a name in a room, if they hold it.
     pub(super) fn remote_count(&self, room: &RoomId, name: &Username) -> Option<u32> {
         self.remote

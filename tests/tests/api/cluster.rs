@@ -792,3 +792,78 @@ async fn http_sessions_work_through_round_robin_over_two_nodes() {
         }
     }
 }
+
+/// The server API on any node: a message posted on one node reaches a client on the other,
+/// once, and either node lists the room's members from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_api_works_on_any_node() {
+    use switchboard_tests::http::http_request;
+
+    let redis = RedisServer::start().await;
+    let args: Vec<String> = [
+        ("--redis-url", redis.url()),
+        ("--presence-ttl-secs", PRESENCE_TTL.as_secs().to_string()),
+        ("--api-key", "cluster-key-0123456789".to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect();
+    let nodes = [
+        ServerProcess::start("127.0.0.1:0", &args).await,
+        ServerProcess::start("127.0.0.1:0", &args).await,
+    ];
+    let (mut ada, _) = nodes[0].connect_v3("?name=ada&feed=0").await;
+    ada.join_room("ops", None).await;
+    let (mut bob, _) = nodes[1].connect_v3("?name=bob&feed=0").await;
+    bob.join_room("ops", None).await;
+    let auth = [
+        ("Authorization", "Bearer cluster-key-0123456789"),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, _, body) = http_request(
+        &nodes[1],
+        "POST",
+        "/api/v1/rooms/ops/messages",
+        &auth,
+        r#"{"name":"pager","msg":"disk 91% on db-2","id":"alert-7"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let chat = ada.chats(1).await.remove(0);
+    assert_eq!(
+        (chat.name.as_str(), chat.msg.as_str(), chat.seq),
+        ("pager", "disk 91% on db-2", 1)
+    );
+    // Retried on the other node: still stored once.
+    let (status, _, body) = http_request(
+        &nodes[0],
+        "POST",
+        "/api/v1/rooms/ops/messages",
+        &auth,
+        r#"{"name":"pager","msg":"disk 91% on db-2","id":"alert-7"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""duplicate":true"#), "{body}");
+    // Presence converges: node 0 lists both members.
+    let want = serde_json::json!([
+        {"name": "ada", "connections": 1},
+        {"name": "bob", "connections": 1},
+    ]);
+    let deadline = Instant::now() + PRESENCE_TTL * 2;
+    loop {
+        let (status, _, body) =
+            http_request(&nodes[0], "GET", "/api/v1/rooms/ops/members", &auth, "")
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let members: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if members["members"] == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members never converged: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -18,6 +18,7 @@ mod options;
 mod plain;
 mod presence;
 mod proxies;
+mod server_api;
 mod static_files;
 mod transports;
 mod v3;

@@ -1,0 +1,284 @@
+//! The server API, for the app's backend (`/api/v1`), on when `--api-key` is set:
+//! - `POST /api/v1/rooms/{room}/messages` `{"name","msg","id"?}`: a chat message from a named
+//!   bot or system user, stored with a `seq` and broadcast like any other; answered once stored
+//!   with `{"room","seq","ts","id"?,"duplicate"}`. The same `id` again returns the same `seq`
+//!   and stores nothing (`duplicate: true`).
+//! - `GET /api/v1/rooms`: `{"rooms":[{"room","members"}]}`, the rooms with members (every
+//!   node's, clustered).
+//! - `GET /api/v1/rooms/{room}/members`: `{"room","members":[{"name","connections"}]}`.
+//!
+//! Every request carries `Authorization: Bearer <key>` with one of the `--api-key` keys,
+//! compared in constant time; a wrong or missing key is 401. Rate limited per client address
+//! (`--api-rate-per-sec`). Errors are JSON: `{"error": <code>, "reason": <text>}`. With no key
+//! configured the API answers 404 to everything.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use shared::{Member, MessageText, RoomId, Username, valid_client_id};
+
+use super::AppState;
+use crate::hub::unix_millis;
+use crate::store::NewMessage;
+
+/// Whose message ids the API's messages are: one sender for the whole API, so an `id` is
+/// deduplicated across every call and every node.
+const API_SENDER: &str = "api";
+
+/// A typed refusal of the server API.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No `--api-key`: the API is off (404).
+    Disabled,
+    /// No key, or not one of the keys (401).
+    Unauthorized,
+    /// Over `--api-rate-per-sec` for this address (429).
+    RateLimited,
+    /// A field is missing or invalid (400), with the code naming it.
+    Invalid(&'static str, String),
+    /// The history store could not take the message now (503; send it again).
+    StoreUnavailable(String),
+    /// The history store refused the message for good (500).
+    StoreRejected(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, reason) = match self {
+            Self::Disabled => (
+                StatusCode::NOT_FOUND,
+                "api_disabled",
+                "the server API is off: start the server with --api-key".to_owned(),
+            ),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <one of the --api-key keys>".to_owned(),
+            ),
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many API requests from your address (--api-rate-per-sec)".to_owned(),
+            ),
+            Self::Invalid(code, reason) => (StatusCode::BAD_REQUEST, code, reason),
+            Self::StoreUnavailable(reason) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", reason)
+            }
+            Self::StoreRejected(reason) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "store_rejected", reason)
+            }
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": code, "reason": reason }).to_string(),
+        )
+            .into_response();
+        let extra = match status {
+            StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "Bearer")),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Some((header::RETRY_AFTER, "1"))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = extra {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
+/// Equal in constant time for inputs of the same length (the length itself is not secret).
+fn same_key(given: &[u8], key: &[u8]) -> bool {
+    given.len() == key.len() && given.iter().zip(key).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Checks the API is on, the address is under its rate, and the request carries a key.
+fn authorize(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+    let keys = &state.settings.api_keys;
+    if keys.is_empty() {
+        return Err(ApiError::Disabled);
+    }
+    if !state
+        .api_limiter
+        .try_take(state.proxies.client(peer, headers).ip)
+    {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::RateLimited);
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized)?;
+    // Every key is compared, whichever matches.
+    let matched = keys.iter().fold(false, |found, key| {
+        found | same_key(given.as_bytes(), key.as_bytes())
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+fn room_id(raw: &str) -> Result<RoomId, ApiError> {
+    RoomId::parse(raw).map_err(|e| ApiError::Invalid("room_invalid", format!("room {e}")))
+}
+
+/// The body of `POST /api/v1/rooms/{room}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    /// Who the message is from (a bot or system user): a valid name.
+    pub name: String,
+    pub msg: String,
+    /// Makes the call idempotent: the same id is stored once.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// The answer to `POST /api/v1/rooms/{room}/messages`.
+#[derive(Debug, Serialize)]
+pub struct Posted {
+    pub room: String,
+    pub seq: u64,
+    pub ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The id had been stored before: this call stored nothing.
+    pub duplicate: bool,
+}
+
+/// `POST /api/v1/rooms/{room}/messages`.
+pub async fn post_message(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Posted>), ApiError> {
+    authorize(&state, &headers, peer)?;
+    let room = room_id(&room)?;
+    let req: PostMessage = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Invalid("bad_request", format!("body: {e}")))?;
+    let s = &state.settings;
+    let name = Username::parse(&req.name, s.max_name_chars)
+        .map_err(|e| ApiError::Invalid("name_invalid", format!("name {e}")))?;
+    let text = MessageText::parse(&req.msg, s.max_text_chars)
+        .map_err(|e| ApiError::Invalid("text_invalid", format!("message {e}")))?;
+    if let Some(id) = &req.id
+        && !valid_client_id(id)
+    {
+        return Err(ApiError::Invalid(
+            "id_invalid",
+            "id must be 1 to 64 printable ASCII characters".into(),
+        ));
+    }
+    let new = NewMessage {
+        room: room.clone(),
+        name: name.to_string(),
+        text: text.as_str().to_owned(),
+        sender: API_SENDER.into(),
+        client_id: req.id.clone(),
+        ts: unix_millis(),
+    };
+    match state.store.append(new).await {
+        Ok(appended) => Ok((
+            if appended.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            Json(Posted {
+                room: room.to_string(),
+                seq: appended.seq,
+                ts: appended.ts,
+                id: req.id,
+                duplicate: appended.duplicate,
+            }),
+        )),
+        Err(e) => {
+            state.metrics.store_error(e.kind());
+            Err(if e.is_transient() {
+                ApiError::StoreUnavailable(format!(
+                    "{e}; the message was not stored, send it again"
+                ))
+            } else {
+                ApiError::StoreRejected(format!("{e}; the message was not stored"))
+            })
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomSummary {
+    pub room: String,
+    pub members: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rooms {
+    pub rooms: Vec<RoomSummary>,
+}
+
+/// `GET /api/v1/rooms`.
+pub async fn rooms(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Rooms>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    let rooms = state
+        .hub
+        .rooms_with_members()
+        .into_iter()
+        .map(|(room, members)| RoomSummary {
+            room: room.to_string(),
+            members,
+        })
+        .collect();
+    Ok(Json(Rooms { rooms }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Members {
+    pub room: String,
+    pub members: Vec<Member>,
+}
+
+/// `GET /api/v1/rooms/{room}/members`.
+pub async fn members(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Json<Members>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    let room = room_id(&room)?;
+    let members = state.hub.members_of(&room);
+    Ok(Json(Members {
+        room: room.to_string(),
+        members,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_key;
+
+    #[test]
+    fn keys_match_only_when_equal() {
+        assert!(same_key(b"k3y-0123456789", b"k3y-0123456789"));
+        assert!(!same_key(b"k3y-0123456789", b"k3y-0123456788"));
+        assert!(!same_key(b"k3y", b"k3y-0123456789"));
+        assert!(!same_key(b"", b"k3y"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The server API for the app's backend (`/api/v1`, `--api-key`): off without a key, 401 for a
+//! wrong or missing one, rotated keys, a bot's message stored and broadcast once per id, typed
+//! 400s, and the rooms and members as the server sees them.
+
+use shared::ServerMsg;
+use switchboard_tests::http::http_request;
+use switchboard_tests::{Endpoint, spawn_app, spawn_app_with};
+
+const OLD_KEY: &str = "old-key-0123456789abcdef";
+const NEW_KEY: &str = "new-key-fedcba9876543210";
+
+async fn call(
+    app: &Endpoint,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    let (status, _, body) = http_request(app, method, path, &headers, body)
+        .await
+        .unwrap();
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn without_a_key_the_api_is_off() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("POST", "/api/v1/rooms/lobby/messages"),
+        ("GET", "/api/v1/rooms"),
+        ("GET", "/api/v1/rooms/lobby/members"),
+    ] {
+        let (status, body) = call(&app, method, path, Some(OLD_KEY), "{}").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("api_disabled")),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_key_is_401_and_both_rotated_keys_work() {
+    let app = spawn_app_with(|s| s.api_keys = vec![OLD_KEY.into(), NEW_KEY.into()]).await;
+    for key in [
+        None,
+        Some("wrong-key-0123456789abcd"),
+        Some(""),
+        Some(&OLD_KEY[..10]),
+    ] {
+        let (status, body) = call(&app, "GET", "/api/v1/rooms", key, "").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{key:?}"
+        );
+    }
+    for key in [OLD_KEY, NEW_KEY] {
+        let (status, body) = call(&app, "GET", "/api/v1/rooms", Some(key), "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["rooms"], serde_json::json!([]));
+    }
+}
+
+#[tokio::test]
+async fn a_bots_message_is_stored_broadcast_and_stored_once_per_id() {
+    let app = spawn_app_with(|s| s.api_keys = vec![OLD_KEY.into()]).await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("deploys", None).await;
+
+    let body = r#"{"name":"deploy-bot","msg":"v1.2 is live","id":"deploy-42"}"#;
+    let (status, posted) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/deploys/messages",
+        Some(OLD_KEY),
+        body,
+    )
+    .await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(
+        (
+            &posted["room"],
+            &posted["seq"],
+            &posted["id"],
+            &posted["duplicate"]
+        ),
+        (
+            &serde_json::json!("deploys"),
+            &serde_json::json!(1),
+            &serde_json::json!("deploy-42"),
+            &serde_json::json!(false)
+        )
+    );
+    let chat = ada.chats(1).await.remove(0);
+    assert_eq!(
+        (
+            chat.room.as_str(),
+            chat.seq,
+            chat.name.as_str(),
+            chat.msg.as_str()
+        ),
+        ("deploys", 1, "deploy-bot", "v1.2 is live")
+    );
+    // The same call again (a retry): the same answer, nothing stored or sent.
+    let (status, again) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/deploys/messages",
+        Some(OLD_KEY),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["seq"], &again["duplicate"]),
+        (&serde_json::json!(1), &serde_json::json!(true))
+    );
+    let page = app.history("deploys", "").await;
+    assert_eq!(page.messages.len(), 1);
+    // A new id is a new message.
+    let (status, next) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/deploys/messages",
+        Some(OLD_KEY),
+        r#"{"name":"deploy-bot","msg":"v1.3 is live"}"#,
+    )
+    .await;
+    assert_eq!((status, &next["seq"]), (201, &serde_json::json!(2)));
+    match ada.recv().await {
+        ServerMsg::Chat(c) => assert_eq!((c.seq, c.msg.as_str()), (2, "v1.3 is live")),
+        other => panic!("expected the second message, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_messages_get_typed_400s_and_store_nothing() {
+    let app = spawn_app_with(|s| s.api_keys = vec![OLD_KEY.into()]).await;
+    let long_name = format!(r#"{{"name":"{}","msg":"hi"}}"#, "n".repeat(100));
+    for (path, body, code) in [
+        (
+            "/api/v1/rooms/Bad Room!/messages",
+            r#"{"name":"bot","msg":"hi"}"#,
+            "room_invalid",
+        ),
+        (
+            "/api/v1/rooms/ok/messages",
+            r#"{"name":"","msg":"hi"}"#,
+            "name_invalid",
+        ),
+        (
+            "/api/v1/rooms/ok/messages",
+            long_name.as_str(),
+            "name_invalid",
+        ),
+        (
+            "/api/v1/rooms/ok/messages",
+            r#"{"name":"bot","msg":""}"#,
+            "text_invalid",
+        ),
+        (
+            "/api/v1/rooms/ok/messages",
+            r#"{"name":"bot","msg":"hi","id":""}"#,
+            "id_invalid",
+        ),
+        (
+            "/api/v1/rooms/ok/messages",
+            r#"{"name":"bot"}"#,
+            "bad_request",
+        ),
+        (
+            "/api/v1/rooms/ok/messages",
+            r#"{"name":"bot","msg":"hi","admin":true}"#,
+            "bad_request",
+        ),
+        ("/api/v1/rooms/ok/messages", "not json", "bad_request"),
+    ] {
+        let path = path.replace(' ', "%20");
+        let (status, answer) = call(&app, "POST", &path, Some(OLD_KEY), body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    assert!(app.history("ok", "").await.messages.is_empty());
+}
+
+#[tokio::test]
+async fn rooms_and_members_are_listed_as_the_server_sees_them() {
+    let app = spawn_app_with(|s| s.api_keys = vec![OLD_KEY.into()]).await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("kitchen", None).await;
+    ada.join_room("garden", None).await;
+    let (mut bob, _) = app.connect_v3("?name=bob&feed=0").await;
+    bob.join_room("kitchen", None).await;
+
+    let (status, rooms) = call(&app, "GET", "/api/v1/rooms", Some(OLD_KEY), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        rooms["rooms"],
+        serde_json::json!([
+            {"room": "garden", "members": 1},
+            {"room": "kitchen", "members": 2},
+        ])
+    );
+    let (status, members) = call(
+        &app,
+        "GET",
+        "/api/v1/rooms/kitchen/members",
+        Some(OLD_KEY),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        members,
+        serde_json::json!({
+            "room": "kitchen",
+            "members": [{"name": "ada", "connections": 1}, {"name": "bob", "connections": 1}],
+        })
+    );
+    let (status, empty) = call(
+        &app,
+        "GET",
+        "/api/v1/rooms/nobody-here/members",
+        Some(OLD_KEY),
+        "",
+    )
+    .await;
+    assert_eq!((status, &empty["members"]), (200, &serde_json::json!([])));
+}
