@@ -227,6 +227,7 @@ fn router(state: AppState) -> Router {
             post(routes::api_v1::post_message),
         )
         .route("/api/v1/rooms", get(routes::api_v1::rooms))
+        .route("/api/v1/broadcast", post(routes::api_v1::broadcast))
         .route("/api/v1/rooms/{room}/members", get(routes::api_v1::members))
         .route("/v3/sse", get(routes::http_session::sse))
         .route("/v3/poll", post(routes::http_session::poll))

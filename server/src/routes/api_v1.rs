@@ -3,6 +3,10 @@
 //!   bot or system user, stored with a `seq` and broadcast like any other; answered once stored
 //!   with `{"room","seq","ts","id"?,"duplicate"}`. The same `id` again returns the same `seq`
 //!   and stores nothing (`duplicate: true`).
+//! - `POST /api/v1/broadcast` `{"rooms":[...],"name","msg","id"?}`: the same message to each
+//!   room (at most [`MAX_BROADCAST_ROOMS`]), stored in each with its own `seq`; answered with
+//!   `{"posted":[...]}`, one answer per room as above, in order. All rooms are checked before
+//!   any is written.
 //! - `GET /api/v1/rooms`: `{"rooms":[{"room","members"}]}`, the rooms with members (every
 //!   node's, clustered).
 //! - `GET /api/v1/rooms/{room}/members`: `{"room","members":[{"name","connections"}]}`.
@@ -157,24 +161,23 @@ pub struct Posted {
     pub duplicate: bool,
 }
 
-/// `POST /api/v1/rooms/{room}/messages`.
-pub async fn post_message(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Posted>), ApiError> {
-    authorize(&state, &headers, peer)?;
-    let room = room_id(&room)?;
-    let req: PostMessage = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Invalid("bad_request", format!("body: {e}")))?;
+/// Rooms one broadcast may name.
+pub const MAX_BROADCAST_ROOMS: usize = 100;
+
+/// A message checked and ready to store.
+struct Checked {
+    name: Username,
+    text: MessageText,
+    id: Option<String>,
+}
+
+fn check(state: &AppState, name: &str, msg: &str, id: Option<String>) -> Result<Checked, ApiError> {
     let s = &state.settings;
-    let name = Username::parse(&req.name, s.max_name_chars)
+    let name = Username::parse(name, s.max_name_chars)
         .map_err(|e| ApiError::Invalid("name_invalid", format!("name {e}")))?;
-    let text = MessageText::parse(&req.msg, s.max_text_chars)
+    let text = MessageText::parse(msg, s.max_text_chars)
         .map_err(|e| ApiError::Invalid("text_invalid", format!("message {e}")))?;
-    if let Some(id) = &req.id
+    if let Some(id) = &id
         && !valid_client_id(id)
     {
         return Err(ApiError::Invalid(
@@ -182,29 +185,27 @@ pub async fn post_message(
             "id must be 1 to 64 printable ASCII characters".into(),
         ));
     }
+    Ok(Checked { name, text, id })
+}
+
+/// Stores a checked message in `room` (the store's commit broadcasts it).
+async fn store(state: &AppState, room: RoomId, m: &Checked) -> Result<Posted, ApiError> {
     let new = NewMessage {
         room: room.clone(),
-        name: name.to_string(),
-        text: text.as_str().to_owned(),
+        name: m.name.to_string(),
+        text: m.text.as_str().to_owned(),
         sender: API_SENDER.into(),
-        client_id: req.id.clone(),
+        client_id: m.id.clone(),
         ts: unix_millis(),
     };
     match state.store.append(new).await {
-        Ok(appended) => Ok((
-            if appended.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            },
-            Json(Posted {
-                room: room.to_string(),
-                seq: appended.seq,
-                ts: appended.ts,
-                id: req.id,
-                duplicate: appended.duplicate,
-            }),
-        )),
+        Ok(appended) => Ok(Posted {
+            room: room.to_string(),
+            seq: appended.seq,
+            ts: appended.ts,
+            id: m.id.clone(),
+            duplicate: appended.duplicate,
+        }),
         Err(e) => {
             state.metrics.store_error(e.kind());
             Err(if e.is_transient() {
@@ -216,6 +217,80 @@ pub async fn post_message(
             })
         }
     }
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Invalid("bad_request", format!("body: {e}")))
+}
+
+/// `POST /api/v1/rooms/{room}/messages`.
+pub async fn post_message(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Posted>), ApiError> {
+    authorize(&state, &headers, peer)?;
+    let room = room_id(&room)?;
+    let req: PostMessage = body(&bytes)?;
+    let checked = check(&state, &req.name, &req.msg, req.id)?;
+    let posted = store(&state, room, &checked).await?;
+    let status = if posted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(posted)))
+}
+
+/// The body of `POST /api/v1/broadcast`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broadcast {
+    pub rooms: Vec<String>,
+    pub name: String,
+    pub msg: String,
+    /// Makes the call idempotent, room by room.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BroadcastPosted {
+    pub posted: Vec<Posted>,
+}
+
+/// `POST /api/v1/broadcast`.
+pub async fn broadcast(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<BroadcastPosted>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    let req: Broadcast = body(&bytes)?;
+    if req.rooms.is_empty() || req.rooms.len() > MAX_BROADCAST_ROOMS {
+        return Err(ApiError::Invalid(
+            "rooms_invalid",
+            format!("name 1 to {MAX_BROADCAST_ROOMS} rooms"),
+        ));
+    }
+    let mut rooms: Vec<RoomId> = Vec::with_capacity(req.rooms.len());
+    for raw in &req.rooms {
+        let room = room_id(raw)?;
+        // A room named twice gets the message once.
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    }
+    let checked = check(&state, &req.name, &req.msg, req.id)?;
+    let mut posted = Vec::with_capacity(rooms.len());
+    for room in rooms {
+        posted.push(store(&state, room, &checked).await?);
+    }
+    Ok(Json(BroadcastPosted { posted }))
 }
 
 #[derive(Debug, Serialize)]

@@ -237,3 +237,48 @@ async fn rooms_and_members_are_listed_as_the_server_sees_them() {
     .await;
     assert_eq!((status, &empty["members"]), (200, &serde_json::json!([])));
 }
+
+#[tokio::test]
+async fn a_broadcast_reaches_every_room_named_once_and_a_bad_room_stores_nothing() {
+    let app = spawn_app_with(|s| s.api_keys = vec![OLD_KEY.into()]).await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("eu", None).await;
+    ada.join_room("us", None).await;
+    let (status, refused) = call(
+        &app,
+        "POST",
+        "/api/v1/broadcast",
+        Some(OLD_KEY),
+        r#"{"rooms":["eu","Not a room"],"name":"ops","msg":"maintenance at 22:00"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("room_invalid"))
+    );
+    let (status, posted) = call(
+        &app,
+        "POST",
+        "/api/v1/broadcast",
+        Some(OLD_KEY),
+        r#"{"rooms":["eu","us","eu"],"name":"ops","msg":"maintenance at 22:00","id":"m-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{posted}");
+    assert_eq!(
+        posted["posted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["room"].as_str().unwrap(), p["seq"].as_u64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("eu", 1), ("us", 1)],
+        "the refused call stored nothing; eu named twice is sent once"
+    );
+    let mut rooms: Vec<String> = ada.chats(2).await.into_iter().map(|c| c.room).collect();
+    rooms.sort();
+    assert_eq!(rooms, ["eu", "us"]);
+    for room in ["eu", "us"] {
+        assert_eq!(app.history(room, "").await.messages.len(), 1, "{room}");
+    }
+}
