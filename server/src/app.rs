@@ -228,6 +228,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/api/v1/rooms", get(routes::api_v1::rooms))
         .route("/api/v1/broadcast", post(routes::api_v1::broadcast))
+        .route("/api/v1/openapi.json", get(routes::api_v1::openapi))
         .route("/api/v1/rooms/{room}/members", get(routes::api_v1::members))
         .route("/v3/sse", get(routes::http_session::sse))
         .route("/v3/poll", post(routes::http_session::poll))

@@ -25,6 +25,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use shared::{Member, MessageText, RoomId, Username, valid_client_id};
 
+use utoipa::{OpenApi, ToSchema};
+
 use super::AppState;
 use crate::hub::unix_millis;
 use crate::store::NewMessage;
@@ -138,7 +140,7 @@ fn room_id(raw: &str) -> Result<RoomId, ApiError> {
 }
 
 /// The body of `POST /api/v1/rooms/{room}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     /// Who the message is from (a bot or system user): a valid name.
@@ -150,7 +152,7 @@ pub struct PostMessage {
 }
 
 /// The answer to `POST /api/v1/rooms/{room}/messages`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Posted {
     pub room: String,
     pub seq: u64,
@@ -224,7 +226,20 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::Invalid("bad_request", format!("body: {e}")))
 }
 
-/// `POST /api/v1/rooms/{room}/messages`.
+/// Posts a chat message from a named bot or system user into a room.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rooms/{room}/messages",
+    params(("room" = String, Path, description = "The room")),
+    request_body = PostMessage,
+    responses(
+        (status = 201, description = "Stored and broadcast", body = Posted),
+        (status = 200, description = "The same id was stored before: nothing new", body = Posted),
+        (status = 400, description = "Invalid room, name, text or id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong key", body = ErrorBody),
+        (status = 503, description = "The store cannot take it now; send it again", body = ErrorBody),
+    )
+)]
 pub async fn post_message(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -246,7 +261,7 @@ pub async fn post_message(
 }
 
 /// The body of `POST /api/v1/broadcast`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Broadcast {
     pub rooms: Vec<String>,
@@ -257,12 +272,22 @@ pub struct Broadcast {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BroadcastPosted {
     pub posted: Vec<Posted>,
 }
 
-/// `POST /api/v1/broadcast`.
+/// Posts one message into several rooms.
+#[utoipa::path(
+    post,
+    path = "/api/v1/broadcast",
+    request_body = Broadcast,
+    responses(
+        (status = 200, description = "Stored in every room, one answer per room", body = BroadcastPosted),
+        (status = 400, description = "Invalid rooms, name, text or id: nothing stored", body = ErrorBody),
+        (status = 401, description = "Missing or wrong key", body = ErrorBody),
+    )
+)]
 pub async fn broadcast(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -293,18 +318,26 @@ pub async fn broadcast(
     Ok(Json(BroadcastPosted { posted }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RoomSummary {
     pub room: String,
     pub members: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Rooms {
     pub rooms: Vec<RoomSummary>,
 }
 
-/// `GET /api/v1/rooms`.
+/// The rooms with members, on every node.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms",
+    responses(
+        (status = 200, description = "Rooms and member counts", body = Rooms),
+        (status = 401, description = "Missing or wrong key", body = ErrorBody),
+    )
+)]
 pub async fn rooms(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -323,13 +356,83 @@ pub async fn rooms(
     Ok(Json(Rooms { rooms }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Members {
     pub room: String,
-    pub members: Vec<Member>,
+    pub members: Vec<MemberDoc>,
 }
 
-/// `GET /api/v1/rooms/{room}/members`.
+/// A member as the API lists it (the protocol's `Member`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDoc {
+    pub name: String,
+    /// Connections the member has open, on every node.
+    pub connections: u32,
+}
+
+impl From<Member> for MemberDoc {
+    fn from(m: Member) -> Self {
+        Self {
+            name: m.name,
+            connections: m.connections,
+        }
+    }
+}
+
+/// An error's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The code: `api_disabled`, `unauthorized`, `rate_limited`, `room_invalid`,
+    /// `rooms_invalid`, `name_invalid`, `text_invalid`, `id_invalid`, `bad_request`,
+    /// `store_unavailable`, `store_rejected`.
+    pub error: String,
+    pub reason: String,
+}
+
+/// The OpenAPI document of the server API, from the handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard server API", description = "For the app's backend: post messages into rooms, list rooms and members."),
+    paths(post_message, broadcast, rooms, members),
+    modifiers(&BearerAuth),
+    security(("api_key" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json` (while the API is on).
+pub async fn openapi(
+    State(state): State<AppState>,
+) -> Result<Json<utoipa::openapi::OpenApi>, ApiError> {
+    if state.settings.api_keys.is_empty() {
+        return Err(ApiError::Disabled);
+    }
+    Ok(Json(ApiDoc::openapi()))
+}
+
+/// A room's members, on every node.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms/{room}/members",
+    params(("room" = String, Path, description = "The room")),
+    responses(
+        (status = 200, description = "The members", body = Members),
+        (status = 400, description = "Invalid room", body = ErrorBody),
+        (status = 401, description = "Missing or wrong key", body = ErrorBody),
+    )
+)]
 pub async fn members(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -338,7 +441,12 @@ pub async fn members(
 ) -> Result<Json<Members>, ApiError> {
     authorize(&state, &headers, peer)?;
     let room = room_id(&room)?;
-    let members = state.hub.members_of(&room);
+    let members = state
+        .hub
+        .members_of(&room)
+        .into_iter()
+        .map(MemberDoc::from)
+        .collect();
     Ok(Json(Members {
         room: room.to_string(),
         members,
