@@ -2,8 +2,6 @@
 //! would speak it: [`SseClient`] reads `/v3/sse` (chunked, event by event), [`PollClient`]
 //! long-polls `/v3/poll`, and both send with `POST /v3/send`.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use shared::{Command, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -410,10 +408,6 @@ fn parse_poll(status: u16, body: &str) -> PollAnswer {
         body: body.to_owned(),
     }
 }
-
-/// How long a test gives a session to notice its client went away (a heartbeat deadline set
-/// short in the test's settings, with margin).
-pub const REAP_MARGIN: Duration = Duration::from_secs(2);
 
 /// A TCP balancer in front of several servers: each new connection goes to the next one in
 /// turn (round-robin, no stickiness). The HTTP clients here send one request per connection,

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use shared::{Member, MessageText, RoomId, Username, valid_client_id};
@@ -78,12 +78,6 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "store_rejected", reason)
             }
         };
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "error": code, "reason": reason }).to_string(),
-        )
-            .into_response();
         let extra = match status {
             StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "Bearer")),
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -91,12 +85,7 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        if let Some((name, value)) = extra {
-            response
-                .headers_mut()
-                .insert(name, HeaderValue::from_static(value));
-        }
-        response
+        super::json_error(status, code, &reason, extra)
     }
 }
 

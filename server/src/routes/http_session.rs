@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -70,8 +70,8 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// The status and the JSON body.
-    fn parts(self) -> (StatusCode, String) {
+    /// The status, the code and the reason.
+    fn parts(self) -> (StatusCode, &'static str, String) {
         let (status, code, reason) = match self {
             Self::Origin(origin) => (
                 StatusCode::FORBIDDEN,
@@ -106,6 +106,12 @@ impl HttpError {
                 "the session is on another node and Redis is unreachable; retry".into(),
             ),
         };
+        (status, code, reason)
+    }
+
+    /// The status and the JSON body (what a forwarded request's answer carries back).
+    fn status_and_body(self) -> (StatusCode, String) {
+        let (status, code, reason) = self.parts();
         (
             status,
             serde_json::json!({ "error": code, "reason": reason }).to_string(),
@@ -115,15 +121,14 @@ impl HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let (status, body) = self.parts();
-        let mut response =
-            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        response
+        let (status, code, reason) = self.parts();
+        let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        super::json_error(
+            status,
+            code,
+            &reason,
+            retry.then_some((header::RETRY_AFTER, "5")),
+        )
     }
 }
 
@@ -316,7 +321,7 @@ pub async fn serve_forwarded(mut forwarded: mpsc::UnboundedReceiver<Forwarded>, 
                 state.tracker.clone().spawn(async move {
                     let (status, body) = match deliver(&state, &session, frames, leave).await {
                         Ok(()) => (StatusCode::NO_CONTENT, String::new()),
-                        Err(e) => e.parts(),
+                        Err(e) => e.status_and_body(),
                     };
                     cluster.answer(&reply_to, status.as_u16(), body).await;
                 });
@@ -330,7 +335,7 @@ pub async fn serve_forwarded(mut forwarded: mpsc::UnboundedReceiver<Forwarded>, 
                 state.tracker.clone().spawn(async move {
                     let (status, body) = match local_poll(&state, &session, last).await {
                         Ok(body) => (StatusCode::OK, body),
-                        Err(e) => e.parts(),
+                        Err(e) => e.status_and_body(),
                     };
                     cluster.answer(&reply_to, status.as_u16(), body).await;
                 });

@@ -37,6 +37,25 @@ pub fn upgrade_required(rejection: WebSocketUpgradeRejection) -> Response {
         .into_response()
 }
 
+/// A typed refusal of the JSON endpoints (`/v3/*`, `/api/v1/*`): `status` with the body
+/// `{"error": <code>, "reason": <text>}`, and one more header when given (`Retry-After`,
+/// `WWW-Authenticate`).
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    reason: &str,
+    extra: Option<(header::HeaderName, &'static str)>,
+) -> Response {
+    let body = serde_json::json!({ "error": code, "reason": reason }).to_string();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some((name, value)) = extra {
+        response
+            .headers_mut()
+            .insert(name, header::HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// Why a WebSocket request was refused before the upgrade.
 #[derive(Debug)]
 pub enum Refusal {

@@ -77,14 +77,6 @@ impl HttpSessions {
         self.map.lock().expect("sessions lock").get(secret).cloned()
     }
 
-    pub fn len(&self) -> usize {
-        self.map.lock().expect("sessions lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Open sessions per transport, by name.
     pub fn open_by_transport(&self) -> [(&'static str, usize); 2] {
         let map = self.map.lock().expect("sessions lock");

@@ -820,15 +820,17 @@ async fn the_server_api_works_on_any_node() {
         ("Authorization", "Bearer cluster-key-0123456789"),
         ("Content-Type", "application/json"),
     ];
-    let (status, _, body) = http_request(
-        &nodes[1],
-        "POST",
-        "/api/v1/rooms/ops/messages",
-        &auth,
-        r#"{"name":"pager","msg":"disk 91% on db-2","id":"alert-7"}"#,
-    )
-    .await
-    .unwrap();
+    let post_alert = |node: Endpoint| async move {
+        http_request(
+            &node,
+            "POST",
+            "/api/v1/rooms/ops/messages",
+            &auth,
+            r#"{"name":"pager","msg":"disk 91% on db-2","id":"alert-7"}"#,
+        )
+        .await
+    };
+    let (status, _, body) = post_alert(*nodes[1]).await.unwrap();
     assert_eq!(status, 201, "{body}");
     let chat = ada.chats(1).await.remove(0);
     assert_eq!(
@@ -836,15 +838,7 @@ async fn the_server_api_works_on_any_node() {
         ("pager", "disk 91% on db-2", 1)
     );
     // Retried on the other node: still stored once.
-    let (status, _, body) = http_request(
-        &nodes[0],
-        "POST",
-        "/api/v1/rooms/ops/messages",
-        &auth,
-        r#"{"name":"pager","msg":"disk 91% on db-2","id":"alert-7"}"#,
-    )
-    .await
-    .unwrap();
+    let (status, _, body) = post_alert(*nodes[0]).await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""duplicate":true"#), "{body}");
     // Presence converges: node 0 lists both members.
