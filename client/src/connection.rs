@@ -23,6 +23,7 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::endpoint;
 use crate::later::drop_later;
+use crate::token::{self, TokenError};
 use crate::transport::{self, HttpLink, LinkEvent, Transport};
 
 /// How long a way to the server has to deliver the server's `hello` before the next way down
@@ -166,6 +167,12 @@ struct Inner {
     probe_timer: Option<Timer>,
     probes_failed: u32,
     probe: Option<Link>,
+    /// Signed user tokens: where the page gets them (`<meta name="switchboard-token-url">`),
+    /// the last one fetched, and which fetch is the current one (an older one's late answer
+    /// is ignored).
+    token_url: Option<String>,
+    access_token: Option<String>,
+    fetches: u32,
 }
 
 type JsValueEvent = wasm_bindgen::JsValue;
@@ -217,6 +224,9 @@ impl Connection {
                 probe_timer: None,
                 probes_failed: 0,
                 probe: None,
+                token_url: token::token_url(),
+                access_token: None,
+                fetches: 0,
             })),
             listener: Rc::new(listener),
         };
@@ -302,8 +312,69 @@ impl Connection {
         self.inner.borrow_mut().online = Some(cb);
     }
 
-    /// One attempt, on the way in `transport`.
+    /// One attempt. With signed user tokens, a fresh token is fetched first: an attempt never
+    /// goes out with an expired one.
     fn connect(&self) {
+        let (url, fetch) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.fetches = inner.fetches.wrapping_add(1);
+            (inner.token_url.clone(), inner.fetches)
+        };
+        let Some(url) = url else {
+            return self.connect_now();
+        };
+        self.emit(ConnEvent::State(ConnState::Connecting));
+        let weak = self.clone_weak();
+        wasm_bindgen_futures::spawn_local(async move {
+            let token = token::fetch(&url).await;
+            let Some(conn) = weak.upgrade() else { return };
+            {
+                let inner = conn.inner.borrow();
+                if inner.stopped || inner.fetches != fetch {
+                    return;
+                }
+            }
+            match token {
+                Ok(token) => {
+                    conn.inner.borrow_mut().access_token = Some(token);
+                    conn.connect_now();
+                }
+                Err(TokenError::Refused(status)) => conn.finish(
+                    close_code::UNAUTHORIZED,
+                    format!("sign in again: the token URL answered {status}"),
+                ),
+                Err(TokenError::Unavailable(why)) => {
+                    conn.emit(ConnEvent::Closed {
+                        code: 1006,
+                        reason: why,
+                        clean: false,
+                    });
+                    conn.schedule_reconnect();
+                }
+            }
+        });
+    }
+
+    /// The server says the token is expiring: fetch a new one and send it as a `refresh`. If
+    /// none comes, the session closes at `exp` (4401) and the reconnect fetches one.
+    fn refresh_token(&self) {
+        let Some(url) = self.inner.borrow().token_url.clone() else {
+            return;
+        };
+        let weak = self.clone_weak();
+        wasm_bindgen_futures::spawn_local(async move {
+            let Ok(token) = token::fetch(&url).await else {
+                return;
+            };
+            if let Some(conn) = weak.upgrade() {
+                conn.inner.borrow_mut().access_token = Some(token.clone());
+                let _ = conn.send(&Command::Refresh { token });
+            }
+        });
+    }
+
+    /// One attempt, on the way in `transport`, now.
+    fn connect_now(&self) {
         let old = self.inner.borrow_mut().link.take();
         if let Some(old) = old {
             old.close(false);
@@ -312,7 +383,13 @@ impl Connection {
             let mut inner = self.inner.borrow_mut();
             inner.generation = inner.generation.wrapping_add(1);
             inner.hello_seen = false;
-            ((inner.url.clone())(), inner.transport, inner.generation)
+            let mut url = (inner.url.clone())();
+            if let Some(token) = &inner.access_token {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str("access_token=");
+                url.push_str(&endpoint::encode(token));
+            }
+            (url, inner.transport, inner.generation)
         };
         self.emit(ConnEvent::Transport(transport));
         self.emit(ConnEvent::State(ConnState::Connecting));
@@ -420,6 +497,7 @@ impl Connection {
                 self.inner.borrow_mut().retry_hint_ms = Some(*retry_after_ms as f64);
             }
             ServerMsg::Hello(_) => self.on_hello(),
+            ServerMsg::TokenExpiring { .. } => self.refresh_token(),
             _ => {}
         }
         self.emit(ConnEvent::Message(msg));
@@ -459,7 +537,9 @@ impl Connection {
             let can_fall_back = inner.forced.is_none()
                 && inner.worked.is_none()
                 && inner.transport.fallback().is_some();
-            (inner.stopped, inner.hello_seen, can_fall_back)
+            // Told to get a new token, with nowhere to get one: reconnecting cannot help.
+            let tokenless = code == close_code::UNAUTHORIZED && inner.token_url.is_none();
+            (inner.stopped || tokenless, inner.hello_seen, can_fall_back)
         };
         if stopped || !close_code::should_reconnect(code) {
             self.finish(code, reason);

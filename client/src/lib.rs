@@ -21,6 +21,7 @@ mod later;
 pub mod numbers;
 pub mod room;
 pub mod state;
+pub mod token;
 pub mod transport;
 
 /// The allocator (see client/Cargo.toml): talc, single-threaded (no `atomics` in this build).

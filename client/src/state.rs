@@ -409,6 +409,10 @@ impl Session {
                         ),
                     }));
                 }
+                // With signed user tokens the server names the user.
+                if let Some(name) = h.name {
+                    self.my_name.set_value(name);
+                }
                 self.hellos.update_value(|n| *n += 1);
                 self.peer_addr.set(Some(h.peer_addr));
                 self.server_version.set(Some(h.server_version));
@@ -518,6 +522,11 @@ impl Session {
                     title,
                     detail: reason,
                 }));
+            }
+            // The connection fetches and sends the new token itself.
+            ServerMsg::TokenExpiring { .. } => self.log_event("message", "token expiring".into()),
+            ServerMsg::TokenRefreshed { .. } => {
+                self.log_event("message", "token refreshed".into());
             }
             ServerMsg::Reload { reason, .. } => self.problem.set(Some(Problem {
                 title: "A new version is available \u{2014} reload".into(),

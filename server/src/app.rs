@@ -100,7 +100,12 @@ impl Application {
                 (Arc::new(store), None)
             }
         };
+        let auth = settings
+            .verifier()
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new);
         let state = AppState {
+            auth,
             hub,
             store,
             cluster,
@@ -197,6 +202,25 @@ impl Application {
     }
 }
 
+/// The client's page with `<meta name="switchboard-token-url" content=url>` added to its head
+/// (`None` if there is no page to serve).
+fn page_with_token_url(index: &std::path::Path, url: &str) -> Option<String> {
+    let html = std::fs::read_to_string(index).ok()?;
+    let escaped: String = url
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let meta = format!("<meta name=\"switchboard-token-url\" content=\"{escaped}\" />\n");
+    let at = html.find("</head>")?;
+    Some(format!("{}{meta}{}", &html[..at], &html[at..]))
+}
+
 fn router(state: AppState) -> Router {
     let static_dir = state.settings.static_dir.clone();
     let index = static_dir.join("index.html");
@@ -206,7 +230,14 @@ fn router(state: AppState) -> Router {
             "no client bundle (index.html) found; serving the API only. Build it with `trunk build --release`"
         );
     }
-    let spa = ServeDir::new(&static_dir).fallback(ServeFile::new(index));
+    // With `--jwt-token-url`, the page tells the client where to get user tokens: it is read
+    // once and served with the meta tag written in (for `/`, `/index.html` and every client
+    // route); everything else comes from the directory as is.
+    let page = state
+        .settings
+        .jwt_token_url
+        .as_deref()
+        .and_then(|url| page_with_token_url(&index, url));
     // A client bundle served from another host calls the API cross-origin: allow the same
     // origins that may open WebSockets.
     let origins = state.origins.clone();
@@ -230,22 +261,40 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/broadcast", post(routes::api_v1::broadcast))
         .route("/api/v1/openapi.json", get(routes::api_v1::openapi))
         .route("/api/v1/rooms/{room}/members", get(routes::api_v1::members))
+        .route(
+            "/api/v1/users/{sub}/disconnect",
+            post(routes::api_v1::disconnect_user),
+        )
         .route("/v3/sse", get(routes::http_session::sse))
         .route("/v3/poll", post(routes::http_session::poll))
         .route("/v3/send", post(routes::http_session::send))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors);
-    Router::new()
+    let router = Router::new()
         .route("/ws", get(routes::ws::handler))
         .route("/echo", get(routes::echo::handler))
         .route("/healthz", get(routes::health::handler))
         .route("/readyz", get(routes::health::ready))
         .route("/metrics", get(routes::metrics::handler))
         .route("/relay", get(routes::relay::handler))
-        .merge(api)
-        .fallback_service(spa)
-        .layer(CompressionLayer::new())
-        .with_state(state)
+        .merge(api);
+    let router = match page {
+        Some(page) => {
+            let page = axum::response::Html(page);
+            let serve = move || std::future::ready(page.clone());
+            let fallback: axum::routing::MethodRouter = get(serve.clone());
+            router
+                .route("/", get(serve.clone()))
+                .route("/index.html", get(serve))
+                .fallback_service(
+                    ServeDir::new(&static_dir)
+                        .append_index_html_on_directories(false)
+                        .fallback(fallback),
+                )
+        }
+        None => router.fallback_service(ServeDir::new(&static_dir).fallback(ServeFile::new(index))),
+    };
+    router.layer(CompressionLayer::new()).with_state(state)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

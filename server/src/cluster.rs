@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
 use crate::metrics::op;
-use crate::redis_keys::{self as keys, CHAT_CHANNEL, NODES, TYPING_CHANNEL};
+use crate::redis_keys::{self as keys, CHAT_CHANNEL, NODES, TYPING_CHANNEL, USERS_CHANNEL};
 use crate::store::redis::{RedisStore, unavailable, with_epoch};
 use crate::store::{Range, StoreError};
 
@@ -85,6 +85,9 @@ pub enum NodeMsg {
         reply_to: String,
         request: u64,
     },
+    /// Close every connection of the user `sub` (on [`USERS_CHANNEL`]; the server API's
+    /// `POST /api/v1/users/{sub}/disconnect`).
+    DisconnectUser { sub: String },
     /// The answer to a forwarded request: the HTTP status and body to give the client.
     Answer {
         request: u64,
@@ -370,6 +373,7 @@ impl Cluster {
         sink.subscribe(&[
             CHAT_CHANNEL,
             TYPING_CHANNEL,
+            USERS_CHANNEL,
             &keys::node_channel(&self.node),
         ])
         .await
@@ -433,6 +437,9 @@ impl Cluster {
                     id,
                     ts,
                 }]);
+            }
+            NodeMsg::DisconnectUser { sub } => {
+                self.hub.disconnect_user(&sub);
             }
             NodeMsg::Typing { node, room, name } => {
                 if node != self.node {
@@ -585,6 +592,21 @@ impl Cluster {
                 "the node holding the session did not answer in time",
             )),
         }
+    }
+
+    /// Tells every node to close the connections of the user `sub`.
+    pub async fn disconnect_user(&self, sub: &str) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&NodeMsg::DisconnectUser {
+            sub: sub.to_owned(),
+        })
+        .expect("a node message serializes");
+        let _: u64 = self
+            .conn
+            .clone()
+            .publish(USERS_CHANNEL, json)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Answers a request another node forwarded here.

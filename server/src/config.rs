@@ -141,6 +141,42 @@ pub struct Settings {
     )]
     pub api_keys: Vec<String>,
 
+    /// Signed user tokens (JWT, HS256) with this shared secret (at least 32 bytes): every
+    /// connection must then carry `?access_token=`, and names come from the tokens. Off by
+    /// default (anonymous mode). Exclusive with `--jwt-public-key`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_HS256_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// Signed user tokens checked with this public key (a PEM file): RS256 for an RSA key,
+    /// ES256 / ES384 for a P-256 / P-384 key, EdDSA for an Ed25519 key. Only the key's
+    /// algorithm is accepted. Off by default.
+    #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Clock skew tolerated on a token's `exp`, `nbf` and `iat`, in seconds.
+    #[arg(long, env = "SWITCHBOARD_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
+
+    /// How long before its token expires a session is sent `token_expiring`, in seconds (a
+    /// token that lives less than this gets it at once).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_REFRESH_WINDOW_SECS",
+        default_value_t = 60
+    )]
+    pub jwt_refresh_window_secs: u64,
+
+    /// Where the stock client fetches a fresh user token (GET, with the browser's cookies):
+    /// written into the served page as `<meta name="switchboard-token-url">`. A page hosted
+    /// elsewhere sets the meta tag itself. Default: none.
+    #[arg(long, env = "SWITCHBOARD_JWT_TOKEN_URL")]
+    pub jwt_token_url: Option<String>,
+
     /// Protocol v3: most rooms one connection may join at once; more get `join_refused`
     /// with `too_many_rooms`.
     #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_CONNECTION", default_value_t = 32, value_parser = at_least(1))]
@@ -290,12 +326,27 @@ impl Settings {
                 self.join_rate_burst, self.max_rooms_per_connection
             ));
         }
+        self.verifier()?;
         if let Some(url) = &self.redis_url
             && let Err(e) = redis::Client::open(url.as_str())
         {
             return Err(format!("invalid value {url:?} for --redis-url: {e}"));
         }
         Ok(())
+    }
+
+    /// The user-token verifier, when tokens are on (`--jwt-hs256-secret`, `--jwt-public-key`).
+    pub fn verifier(&self) -> Result<Option<crate::auth::Verifier>, String> {
+        use crate::auth::{KeySource, Verifier};
+        let window = Duration::from_secs(self.jwt_refresh_window_secs);
+        let (leeway, names) = (self.jwt_leeway_secs, self.max_name_chars);
+        match (&self.jwt_hs256_secret, &self.jwt_public_key) {
+            (Some(secret), _) => {
+                Verifier::new(KeySource::Hs256(secret.as_bytes()), leeway, window, names).map(Some)
+            }
+            (None, Some(path)) => Verifier::from_pem_file(path, leeway, window, names).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

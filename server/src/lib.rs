@@ -37,6 +37,7 @@
 //! - [`telemetry`] — logging.
 
 pub mod app;
+pub mod auth;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;

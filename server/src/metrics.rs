@@ -43,6 +43,12 @@ pub struct Metrics {
     pub backplane_errors: Family<KindLabel, Counter>,
     /// Chat sessions opened, by transport (`ws`, `sse`, `poll`).
     pub sessions_opened: Family<KindLabel, Counter>,
+    /// Connections and refreshes whose user token was refused, by error code.
+    pub auth_refused: Family<KindLabel, Counter>,
+    /// Sessions closed because their user token expired without a refresh.
+    pub tokens_expired: Counter,
+    /// User tokens refreshed in band.
+    pub tokens_refreshed: Counter,
     /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
     pub delivery_seconds: Histogram,
     connections: Gauge,
@@ -64,6 +70,9 @@ impl Metrics {
             store_errors: Family::default(),
             backplane_errors: Family::default(),
             sessions_opened: Family::default(),
+            auth_refused: Family::default(),
+            tokens_expired: Counter::default(),
+            tokens_refreshed: Counter::default(),
             // 50 µs .. ~1.6 s
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             connections: Gauge::default(),
@@ -111,6 +120,21 @@ impl Metrics {
             "sessions_opened",
             "Chat sessions opened, by transport (ws, sse, poll)",
             m.sessions_opened.clone(),
+        );
+        registry.register(
+            "auth_refused",
+            "Connections and refreshes whose user token was refused, by error code",
+            m.auth_refused.clone(),
+        );
+        registry.register(
+            "tokens_expired",
+            "Sessions closed because their user token expired without a refresh",
+            m.tokens_expired.clone(),
+        );
+        registry.register(
+            "tokens_refreshed",
+            "User tokens refreshed in band",
+            m.tokens_refreshed.clone(),
         );
         registry.register(
             "delivery_seconds",

@@ -11,6 +11,7 @@
 //! | `sb:nodes` | set | the nodes that have announced themselves | heartbeat (`SADD`); `SREM` on a clean stop or when a node's entry expired | never |
 //! | channel `sb:chat` | pub/sub | every stored message, as a [`NodeMsg::Chat`](crate::cluster::NodeMsg) in JSON | the append script | |
 //! | channel `sb:typing` | pub/sub | typing notices, as a [`NodeMsg::Typing`](crate::cluster::NodeMsg) in JSON | the node of the typist | |
+//! | channel `sb:users` | pub/sub | orders about users of signed tokens (`DisconnectUser`), as [`NodeMsg`](crate::cluster::NodeMsg) JSON | the node that took the server API call | |
 //! | channel `sb:to:{node}` | pub/sub | what other nodes forward to `node`'s HTTP sessions (`SessionInput`, `Poll`) and answers to its forwarded polls (`PollAnswer`), as [`NodeMsg`](crate::cluster::NodeMsg) JSON | any node | |
 
 use shared::{RoomId, Username};
@@ -19,6 +20,8 @@ use shared::{RoomId, Username};
 pub const CHAT_CHANNEL: &str = "sb:chat";
 /// The pub/sub channel typing notices travel on.
 pub const TYPING_CHANNEL: &str = "sb:typing";
+/// The pub/sub channel of orders about users (every node acts on them).
+pub const USERS_CHANNEL: &str = "sb:users";
 /// The history's identity.
 pub const EPOCH: &str = "sb:epoch";
 /// The set of nodes.

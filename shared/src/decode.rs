@@ -78,6 +78,8 @@ impl ServerMsg {
                 protocol: f.int("protocol")?,
                 reason: f.str("reason")?,
             },
+            "token_expiring" => Self::TokenExpiring { exp: f.u64("exp")? },
+            "token_refreshed" => Self::TokenRefreshed { exp: f.u64("exp")? },
             "subscribed" => Self::Subscribed(Subscribed {
                 room: f.str("room")?,
                 epoch: f.str("epoch")?,
@@ -195,6 +197,7 @@ impl Command {
                 .opt_str("id", id.as_deref()),
             Self::Typing { room } => w.str("type", "typing").str("room", room.as_str()),
             Self::Feed { enabled } => w.str("type", "feed").bool("enabled", *enabled),
+            Self::Refresh { token } => w.str("type", "refresh").str("token", token),
         }
         .finish()
     }

@@ -62,6 +62,9 @@ pub enum Command {
     Typing { room: RoomId },
     /// Turn the live feed ([`ServerMsg::Stats`]) on or off for the connection.
     Feed { enabled: bool },
+    /// A new signed user token for the same user (`sub`), sent after
+    /// [`ServerMsg::TokenExpiring`]; answered with [`ServerMsg::TokenRefreshed`].
+    Refresh { token: String },
 }
 
 impl Command {
@@ -83,7 +86,7 @@ impl Command {
             | Self::Leave { room }
             | Self::Chat { room, .. }
             | Self::Typing { room } => Some(room),
-            Self::Feed { .. } => None,
+            Self::Feed { .. } | Self::Refresh { .. } => None,
         }
     }
 }
@@ -104,6 +107,8 @@ pub enum ClientMsg {
     Typing,
     /// Turn the once-a-second [`ServerMsg::Stats`] feed on or off for this session.
     Feed { enabled: bool },
+    /// A new signed user token for the same user; see [`Command::Refresh`].
+    Refresh { token: String },
 }
 
 /// The longest client message id accepted.
@@ -229,6 +234,12 @@ pub enum ServerMsg {
     /// The client speaks a protocol this server does not: reload the page for the current
     /// client. Close [`close_code::PROTOCOL_VERSION`] follows.
     Reload { protocol: u32, reason: String },
+    /// The connection's user token expires at `exp` (seconds since the Unix epoch): send a
+    /// `refresh` with a new one before then, or the session closes with
+    /// [`close_code::UNAUTHORIZED`].
+    TokenExpiring { exp: u64 },
+    /// A `refresh` was accepted: the session now lasts until `exp`.
+    TokenRefreshed { exp: u64 },
 }
 
 impl ServerMsg {
@@ -462,7 +473,8 @@ pub enum ErrorCode {
     /// The history store refused the message for good (it refuses it again if resent, or its
     /// data needs an operator). The message was not stored; do not resend it.
     StoreRejected,
-    /// The token is missing characters or too long. Fatal.
+    /// The token is malformed: a name-holding `?token=` with wrong characters or length, or a
+    /// signed user token that does not verify (signature, algorithm, claims). Fatal.
     TokenInvalid,
     /// v3: the connection has joined `--max-rooms-per-connection` rooms already.
     TooManyRooms,
@@ -470,11 +482,20 @@ pub enum ErrorCode {
     NotJoined,
     /// v3: a `join` for a room the connection has joined already.
     AlreadyJoined,
+    /// The server requires a signed user token (`?access_token=`) and none was given.
+    TokenRequired,
+    /// The user token's `exp` has passed (at connect, in a `refresh`, or during the session:
+    /// then the session closes with [`close_code::UNAUTHORIZED`]).
+    TokenExpired,
+    /// The user token's `nbf` (or `iat`) is in the future.
+    TokenNotYetValid,
+    /// The user token does not allow this room (its `rooms` claim).
+    RoomForbidden,
 }
 
 impl ErrorCode {
     /// Every code (for reading a code by its name; a new code goes here too).
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 20] = [
         Self::Malformed,
         Self::InvalidMessage,
         Self::BinaryNotSupported,
@@ -491,6 +512,10 @@ impl ErrorCode {
         Self::TooManyRooms,
         Self::NotJoined,
         Self::AlreadyJoined,
+        Self::TokenRequired,
+        Self::TokenExpired,
+        Self::TokenNotYetValid,
+        Self::RoomForbidden,
     ];
 
     /// The code's name on the wire (as serde writes it).
@@ -512,6 +537,10 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::NotJoined => "not_joined",
             Self::AlreadyJoined => "already_joined",
+            Self::TokenRequired => "token_required",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::RoomForbidden => "room_forbidden",
         }
     }
 
@@ -544,6 +573,9 @@ pub mod close_code {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The client speaks a protocol version this server does not: reload, do not reconnect.
     pub const PROTOCOL_VERSION: u16 = 4426;
+    /// The user token expired without a refresh, or the app disconnected the user through the
+    /// server API. Get a new token before reconnecting; do not reconnect with the old one.
+    pub const UNAUTHORIZED: u16 = 4401;
 
     /// Whether a client should reconnect automatically after this close code.
     pub fn should_reconnect(code: u16) -> bool {
@@ -644,6 +676,8 @@ mod tests {
                 protocol: PROTOCOL_V3,
                 reason: "reload".into(),
             },
+            ServerMsg::TokenExpiring { exp: 1_900_000_000 },
+            ServerMsg::TokenRefreshed { exp: 1_900_000_060 },
             ServerMsg::Nack {
                 id: "c2".into(),
                 code: ErrorCode::StoreRejected,
@@ -762,6 +796,9 @@ mod tests {
             Command::Typing { room: room() },
             Command::Feed { enabled: true },
             Command::Feed { enabled: false },
+            Command::Refresh {
+                token: "eyJ.a.b".into(),
+            },
         ]
     }
 

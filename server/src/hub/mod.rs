@@ -78,6 +78,9 @@ pub enum Outbound {
 pub enum Identity {
     /// A client's secret token: its reconnects and other tabs share the name.
     Token(String),
+    /// A user of a signed token (its `sub`): the user's connections share the name, and
+    /// nobody else can take it.
+    User(String),
     /// A client without a token: the name belongs to this session alone.
     Session(SessionId),
 }
@@ -91,15 +94,20 @@ impl Identity {
     /// different compilers must agree during a rolling upgrade, and keys are stored).
     pub fn key(&self, instance: &str) -> String {
         match self {
-            Self::Token(token) => {
-                use sha2::{Digest, Sha256};
-                let digest = Sha256::digest(token.as_bytes());
-                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-                format!("t:{hex}")
-            }
+            Self::Token(token) => format!("t:{}", digest_hex(token)),
+            Self::User(sub) => format!("u:{}", digest_hex(sub)),
             Self::Session(session) => format!("s:{instance}:{session}"),
         }
     }
+}
+
+/// The first 16 bytes of a SHA-256, in hex.
+fn digest_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The hub's handle on one subscription (a v2 or plain session, or one room of a v3
@@ -435,6 +443,26 @@ impl Hub {
                 sub.kick.kick(code, reason, false);
             }
         }
+    }
+
+    /// Closes every connection of the user `sub` (signed tokens) on this node with 4401;
+    /// returns how many connections that was.
+    pub fn disconnect_user(&self, sub: &str) -> usize {
+        let mut connections = std::collections::HashSet::new();
+        for (_, cell) in self.all_rooms() {
+            for s in lock_room(&cell).subscribers.values() {
+                if matches!(&s.identity, Identity::User(u) if u == sub)
+                    && s.kick.kick(
+                        shared::close_code::UNAUTHORIZED,
+                        "disconnected by the app",
+                        true,
+                    )
+                {
+                    connections.insert(s.connection);
+                }
+            }
+        }
+        connections.len()
     }
 
     /// The session's room and who it is.

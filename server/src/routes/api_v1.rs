@@ -10,6 +10,8 @@
 //! - `GET /api/v1/rooms`: `{"rooms":[{"room","members"}]}`, the rooms with members (every
 //!   node's, clustered).
 //! - `GET /api/v1/rooms/{room}/members`: `{"room","members":[{"name","connections"}]}`.
+//! - `POST /api/v1/users/{sub}/disconnect`: closes every connection of the user `sub` (signed
+//!   tokens) with 4401, on every node; `{"sub","closed"}` counts this node's connections.
 //!
 //! Every request carries `Authorization: Bearer <key>` with one of the `--api-key` keys,
 //! compared in constant time; a wrong or missing key is 401. Rate limited per client address
@@ -382,7 +384,7 @@ pub struct ErrorBody {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard server API", description = "For the app's backend: post messages into rooms, list rooms and members."),
-    paths(post_message, broadcast, rooms, members),
+    paths(post_message, broadcast, rooms, members, disconnect_user),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]
@@ -440,6 +442,46 @@ pub async fn members(
         room: room.to_string(),
         members,
     }))
+}
+
+/// The answer to `POST /api/v1/users/{sub}/disconnect`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Disconnected {
+    pub sub: String,
+    /// Connections closed on the node that took the call (clustered, the other nodes close
+    /// theirs as they receive the order).
+    pub closed: usize,
+}
+
+/// Closes every connection of a user of signed tokens, on every node, with close 4401: the
+/// stock client then asks the app's token URL for a new token before reconnecting, so an app
+/// that stops issuing tokens to the user keeps them out.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{sub}/disconnect",
+    params(("sub" = String, Path, description = "The user (the tokens' `sub`)")),
+    responses(
+        (status = 200, description = "Disconnected", body = Disconnected),
+        (status = 401, description = "Missing or wrong key", body = ErrorBody),
+        (status = 503, description = "Clustered and Redis is unreachable: other nodes were not told", body = ErrorBody),
+    )
+)]
+pub async fn disconnect_user(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+) -> Result<Json<Disconnected>, ApiError> {
+    authorize(&state, &headers, peer)?;
+    let closed = state.hub.disconnect_user(&sub);
+    if let Some(cluster) = &state.cluster {
+        cluster
+            .disconnect_user(&sub)
+            .await
+            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    }
+    tracing::info!(sub = %sub, closed, "user disconnected by the server API");
+    Ok(Json(Disconnected { sub, closed }))
 }
 
 #[cfg(test)]

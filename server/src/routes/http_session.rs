@@ -44,6 +44,8 @@ use crate::session::{Incoming, Negotiated, SessionParams};
 pub struct OpenQuery {
     name: Option<String>,
     token: Option<String>,
+    /// A signed user token (JWT), required when the server has `--jwt-*` set.
+    access_token: Option<String>,
     /// `feed=0` (or `false`) opts out of the live stats feed.
     feed: Option<String>,
     /// A resume position for clients that cannot set `Last-Event-ID`.
@@ -67,6 +69,8 @@ pub enum HttpError {
     TooBig(String),
     /// Clustered: the session is on another node and the backplane is unreachable (503).
     Unavailable,
+    /// Tokens are on and this one is missing, invalid or expired (401).
+    Unauthorized(crate::auth::Refused),
 }
 
 impl HttpError {
@@ -100,6 +104,11 @@ impl HttpError {
             ),
             Self::BadRequest(reason) => (StatusCode::BAD_REQUEST, "bad_request", reason),
             Self::TooBig(reason) => (StatusCode::PAYLOAD_TOO_LARGE, "too_big", reason),
+            Self::Unauthorized(refused) => (
+                StatusCode::UNAUTHORIZED,
+                refused.code.name(),
+                refused.reason,
+            ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backplane_unavailable",
@@ -143,6 +152,9 @@ fn open(
     query: OpenQuery,
     transport: Transport,
 ) -> Result<std::sync::Arc<Channel>, HttpError> {
+    let user = state
+        .authenticate(query.access_token.as_deref())
+        .map_err(HttpError::Unauthorized)?;
     let permit = state
         .limiter
         .try_acquire(client.ip)
@@ -151,6 +163,7 @@ fn open(
     let params = SessionParams {
         name: query.name,
         token: query.token,
+        user,
         feed,
         ..state.session_params(client, permit, Negotiated::V3, transport.name())
     };

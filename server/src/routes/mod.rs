@@ -56,6 +56,27 @@ pub fn json_error(
     response
 }
 
+/// 401 for a connection whose user token was refused, with the typed code and reason (and
+/// `WWW-Authenticate`, as RFC 6750 asks).
+pub fn unauthorized(refused: &crate::auth::Refused) -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        refused.code.name(),
+        &refused.reason,
+        Some((header::WWW_AUTHENTICATE, "Bearer")),
+    )
+}
+
+/// 403 for a room the user token does not allow.
+pub fn room_forbidden(room: &shared::RoomId) -> Response {
+    json_error(
+        StatusCode::FORBIDDEN,
+        shared::ErrorCode::RoomForbidden.name(),
+        &format!("your token does not allow room \"{room}\" (its `rooms` claim)"),
+        None,
+    )
+}
+
 /// Why a WebSocket request was refused before the upgrade.
 #[derive(Debug)]
 pub enum Refusal {
@@ -65,11 +86,17 @@ pub enum Refusal {
     Origin(String),
     /// A connection cap was reached (503 or 429).
     Admission(AdmissionError),
+    /// Tokens are on and this one is missing, invalid or expired (401).
+    Unauthorized(crate::auth::Refused),
+    /// The token does not allow the query's room (403).
+    RoomForbidden(shared::RoomId),
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
+            Self::Unauthorized(refused) => unauthorized(&refused),
+            Self::RoomForbidden(room) => room_forbidden(&room),
             Self::NotUpgrade(rejection) => upgrade_required(rejection),
             Self::Origin(origin) => (
                 StatusCode::FORBIDDEN,

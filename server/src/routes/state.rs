@@ -34,6 +34,8 @@ pub struct AppState {
     pub limiter: Arc<ConnectionLimiter>,
     /// Whose forwarding headers name the client (`--trusted-proxies`).
     pub proxies: Arc<TrustedProxies>,
+    /// Checks signed user tokens, when they are on (`--jwt-*`).
+    pub auth: Option<Arc<crate::auth::Verifier>>,
     /// The HTTP API's rate limit, per client address.
     pub api_limiter: Arc<AddressLimiter>,
     /// Cancelled on SIGINT/SIGTERM: sessions send close 1001 and end.
@@ -46,6 +48,27 @@ impl AppState {
     /// A new session's parameters from the server's parts, counted as opened over `transport`
     /// (`ws`, `sse`, `poll`). Who connects (room, name, token, position) is left empty and the
     /// feed on, for the caller to fill in.
+    /// Checks a connection's signed user token when tokens are on: `Ok(None)` in anonymous
+    /// mode, the user otherwise.
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Option<crate::auth::User>, crate::auth::Refused> {
+        match &self.auth {
+            None => Ok(None),
+            Some(verifier) => {
+                let user = verifier.verify(token);
+                if let Err(refused) = &user {
+                    self.metrics
+                        .auth_refused
+                        .get_or_create(&crate::metrics::kind(refused.code.name()))
+                        .inc();
+                }
+                user.map(Some)
+            }
+        }
+    }
+
     pub fn session_params(
         &self,
         peer: ClientAddr,
@@ -64,6 +87,8 @@ impl AppState {
             room: None,
             name: None,
             token: None,
+            user: None,
+            auth: self.auth.clone(),
             position: None,
             feed: true,
             store: self.store.clone(),

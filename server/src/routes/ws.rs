@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
+use super::{AppState, Refusal};
 use crate::session::{self, Negotiated, SessionParams};
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +24,8 @@ pub struct WsQuery {
     feed: Option<String>,
     /// The client's secret: its name is held by this token across reconnects and tabs.
     token: Option<String>,
+    /// A signed user token (JWT), required when the server has `--jwt-*` set.
+    access_token: Option<String>,
     /// The client's last known position in the room: history `epoch` and last `seq` seen.
     epoch: Option<String>,
     seq: Option<u64>,
@@ -40,6 +42,10 @@ pub async fn handler(
     let (upgrade, permit) = match super::admit(&state, upgrade, &headers, peer) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
+    };
+    let user = match state.authenticate(query.access_token.as_deref()) {
+        Ok(user) => user,
+        Err(refused) => return Refusal::Unauthorized(refused).into_response(),
     };
     // A v3 client asks for `switchboard.v3`; the answer echoes what was picked.
     let offered = headers
@@ -59,12 +65,22 @@ pub async fn handler(
         None => upgrade,
     };
     // A plain client could not display the feed.
+    // One room from the query (v2, plain): a room the token does not allow is refused here.
+    if protocol != Negotiated::V3
+        && let Some(user) = &user
+        && let Ok(room) =
+            shared::RoomId::parse(query.room.as_deref().unwrap_or(shared::RoomId::DEFAULT))
+        && !user.rooms.allows(&room)
+    {
+        return Refusal::RoomForbidden(room).into_response();
+    }
     let feed = protocol != Negotiated::Plain
         && !matches!(query.feed.as_deref(), Some("0" | "false" | "off"));
     let params = SessionParams {
         room: query.room,
         name: query.name.or(query.username),
         token: query.token,
+        user,
         position: query.epoch.map(|epoch| (epoch, query.seq.unwrap_or(0))),
         feed,
         ..state.session_params(client, permit, protocol, "ws")

@@ -53,6 +53,10 @@ pub struct SessionParams {
     pub room: Option<String>,
     pub name: Option<String>,
     pub token: Option<String>,
+    /// The user of a verified signed token (`?access_token=`), when tokens are on.
+    pub user: Option<crate::auth::User>,
+    /// Checks the tokens of `refresh` frames, when tokens are on.
+    pub auth: Option<Arc<crate::auth::Verifier>>,
     /// The client's last known position in the room's history.
     pub position: Option<(String, u64)>,
     pub feed: bool,
@@ -306,6 +310,11 @@ fn identify(
     p: &SessionParams,
     session: SessionId,
 ) -> Result<(Option<Username>, Identity), Refused> {
+    if let Some(user) = &p.user {
+        // Signed tokens: the name is the token's, held by its user; `?name=` and `?token=`
+        // do not count.
+        return Ok((Some(user.name.clone()), Identity::User(user.sub.clone())));
+    }
     let name = match p.name.as_deref() {
         None => None,
         Some(raw) => Some(
@@ -338,6 +347,11 @@ fn valid_token(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A deadline that never comes (a timer that is not armed).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// Messages read from the store per page while replaying.
@@ -497,6 +511,11 @@ struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     plain: bool,
     /// v3: the room of the command being handled, named in its errors.
     about_room: Option<RoomId>,
+    /// Signed tokens: the verifier, the connection's user (replaced by each `refresh`), and
+    /// whether it was told its token is expiring.
+    auth: Option<&'a crate::auth::Verifier>,
+    user: Option<crate::auth::User>,
+    expiring_sent: bool,
 }
 
 impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
@@ -531,6 +550,9 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
             cluster: p.cluster.as_deref(),
             metrics: &p.metrics,
             rooms,
+            auth: p.auth.as_deref(),
+            user: p.user.clone(),
+            expiring_sent: false,
         }
     }
 }
@@ -550,8 +572,23 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         // it is gone, and it is closed right then, not at the next tick.
         let dead = tokio::time::sleep(dead_after);
         tokio::pin!(dead);
+        // Signed tokens: when to say the token is expiring, then when to close (re-armed by
+        // each refresh). Without tokens it never fires.
+        let mut armed = self.token_deadline();
+        let token_timer = tokio::time::sleep_until(armed.unwrap_or_else(far_future));
+        tokio::pin!(token_timer);
         loop {
+            let deadline = self.token_deadline();
+            if deadline != armed {
+                armed = deadline;
+                token_timer.as_mut().reset(armed.unwrap_or_else(far_future));
+            }
             tokio::select! {
+                () = &mut token_timer, if armed.is_some() => {
+                    if self.on_token_deadline(tx) {
+                        return End::Closing;
+                    }
+                }
                 frame = stream.next() => {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
@@ -593,6 +630,90 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         }
     }
 
+    /// The next moment the token needs attention: the `token_expiring` notice (the refresh
+    /// window before `exp`), then the close (`exp` plus the leeway).
+    fn token_deadline(&self) -> Option<Instant> {
+        let (auth, user) = (self.auth?, self.user.as_ref()?);
+        let at = if self.expiring_sent {
+            auth.closes_at(user.exp).saturating_mul(1000)
+        } else {
+            let window = u64::try_from(auth.refresh_window().as_millis()).unwrap_or(u64::MAX);
+            user.exp.saturating_mul(1000).saturating_sub(window)
+        };
+        Some(Instant::now() + Duration::from_millis(at.saturating_sub(unix_millis())))
+    }
+
+    /// The token timer fired: tell the client to refresh, or close the session (4401) if it
+    /// did not in time. `true` when the session ends.
+    fn on_token_deadline(&mut self, tx: &mpsc::Sender<Outbound>) -> bool {
+        let Some(user) = &self.user else {
+            return false;
+        };
+        if !self.expiring_sent {
+            self.expiring_sent = true;
+            let exp = user.exp;
+            queue_own(
+                tx,
+                self.kick,
+                self.metrics,
+                &ServerMsg::TokenExpiring { exp },
+            );
+            return false;
+        }
+        info!(exp = user.exp, "token expired without a refresh");
+        self.metrics.tokens_expired.inc();
+        self.reject(
+            ErrorCode::TokenExpired,
+            format!(
+                "your token expired (exp {}) and was not refreshed: get a new token and reconnect",
+                user.exp
+            ),
+        );
+        self.kick
+            .kick(close_code::UNAUTHORIZED, "token expired", true);
+        true
+    }
+
+    /// A `refresh`: a new token for the same user extends the session; anything else is a
+    /// typed error and the session goes on until its current token expires.
+    fn refresh(&mut self, token: &str, tx: &mpsc::Sender<Outbound>) {
+        let (Some(auth), Some(current)) = (self.auth, self.user.as_ref()) else {
+            return self.reject(
+                ErrorCode::InvalidMessage,
+                "this server does not use signed user tokens: there is nothing to refresh".into(),
+            );
+        };
+        let user = match auth.verify_refresh(current, token) {
+            Ok(user) => user,
+            Err(refused) => {
+                self.metrics
+                    .auth_refused
+                    .get_or_create(&kind(refused.code.name()))
+                    .inc();
+                return self.reject(refused.code, format!("refresh refused: {}", refused.reason));
+            }
+        };
+        self.metrics.tokens_refreshed.inc();
+        let exp = user.exp;
+        self.user = Some(user);
+        self.expiring_sent = false;
+        // The new token may allow fewer rooms: those are left.
+        if self.rooms.is_some() {
+            self.leave_forbidden_rooms(tx);
+        }
+        queue_own(
+            tx,
+            self.kick,
+            self.metrics,
+            &ServerMsg::TokenRefreshed { exp },
+        );
+    }
+
+    /// Whether the connection's user may join `room` (always, without signed tokens).
+    fn allowed(&self, room: &RoomId) -> bool {
+        self.user.as_ref().is_none_or(|u| u.rooms.allows(room))
+    }
+
     /// Decodes a frame, charges it to its kind's token bucket, and handles it.
     async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
         if self.rooms.is_some() {
@@ -605,6 +726,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 Ok(Inbound::Typed(ClientMsg::Chat { .. })) => "chat",
                 Ok(Inbound::Typed(ClientMsg::Typing)) => "typing",
                 Ok(Inbound::Typed(ClientMsg::Feed { .. })) => "feed",
+                Ok(Inbound::Typed(ClientMsg::Refresh { .. })) => "refresh",
                 Ok(Inbound::Legacy(_)) => "legacy",
                 Err(_) if self.plain => "text",
                 Err(_) => "invalid",
@@ -614,7 +736,9 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         // that do not decode) is charged to the message bucket.
         let control = matches!(
             frame,
-            Ok(Inbound::Typed(ClientMsg::Typing | ClientMsg::Feed { .. }))
+            Ok(Inbound::Typed(
+                ClientMsg::Typing | ClientMsg::Feed { .. } | ClientMsg::Refresh { .. }
+            ))
         );
         let bucket = if control {
             Bucket::Control
@@ -630,6 +754,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
                 self.hub.set_feed(self.session, enabled)
             }
+            Ok(Inbound::Typed(ClientMsg::Refresh { token })) => self.refresh(&token, tx),
             Ok(Inbound::Legacy(LegacyChat { name, msg })) => {
                 if self.speaker.name.is_none() && !self.take_name(&name).await {
                     return;
@@ -869,6 +994,8 @@ mod tests {
             room: None,
             name: Some("core".into()),
             token: Some("core-test-token-0001".into()),
+            user: None,
+            auth: None,
             position: None,
             feed: false,
             store: state.store.clone(),

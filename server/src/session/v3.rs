@@ -153,12 +153,15 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 Ok(Command::Chat { .. }) => "chat",
                 Ok(Command::Typing { .. }) => "typing",
                 Ok(Command::Feed { .. }) => "feed",
+                Ok(Command::Refresh { .. }) => "refresh",
                 Err(_) => "invalid",
             }))
             .inc();
         // Joins and leaves are charged in `join` and `leave`, once it is known what they do.
         let bucket = match &command {
-            Ok(Command::Typing { .. } | Command::Feed { .. }) => Some(Bucket::Control),
+            Ok(Command::Typing { .. } | Command::Feed { .. } | Command::Refresh { .. }) => {
+                Some(Bucket::Control)
+            }
             Ok(Command::Join { .. } | Command::Leave { .. }) => None,
             _ => Some(Bucket::Messages),
         };
@@ -190,6 +193,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 self.rooms().feed = enabled;
                 self.place_feed();
             }
+            Ok(Command::Refresh { token }) => self.refresh(&token, tx),
         }
     }
 
@@ -228,6 +232,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         tx: &mpsc::Sender<Outbound>,
     ) {
         let max = self.settings.max_rooms_per_connection;
+        let allowed = self.allowed(&room);
         let rooms = self.rooms();
         // A join refused outright costs a control token, so a client cannot loop refusals
         // for free; one that passes the room checks is charged to the joins' own bucket.
@@ -235,6 +240,11 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             Some((
                 ErrorCode::AlreadyJoined,
                 format!("room \"{room}\" is joined already"),
+            ))
+        } else if !allowed {
+            Some((
+                ErrorCode::RoomForbidden,
+                format!("your token does not allow room \"{room}\" (its `rooms` claim)"),
             ))
         } else if rooms.joined.len() >= max {
             Some((
@@ -377,6 +387,27 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             room: room.to_string(),
         };
         queue_own(tx, self.kick, self.metrics, &left);
+    }
+
+    /// Leaves the joined rooms the connection's (refreshed) token no longer allows, telling
+    /// the client why for each.
+    pub(super) fn leave_forbidden_rooms(&mut self, tx: &mpsc::Sender<Outbound>) {
+        let joined = self.rooms.as_ref().map(|r| &r.joined);
+        let forbidden: Vec<RoomId> = joined
+            .into_iter()
+            .flat_map(BTreeMap::keys)
+            .filter(|room| !self.allowed(room))
+            .cloned()
+            .collect();
+        for room in forbidden {
+            self.about_room = Some(room.clone());
+            self.reject(
+                ErrorCode::RoomForbidden,
+                format!("your new token does not allow room \"{room}\": it was left"),
+            );
+            self.about_room = None;
+            self.leave(&room, tx);
+        }
     }
 
     /// The hub sends the live feed through one subscription: the connection gets it once,

@@ -20,5 +20,6 @@ mod presence;
 mod proxies;
 mod server_api;
 mod static_files;
+mod tokens;
 mod transports;
 mod v3;

@@ -325,22 +325,32 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
                 "POST".to_owned(),
                 "/api/v1/rooms/{room}/messages".to_owned()
             ),
+            (
+                "POST".to_owned(),
+                "/api/v1/users/{sub}/disconnect".to_owned()
+            ),
         ]
     );
-    // Each documented route is served: with the key, a GET answers 200 and a POST with an
-    // empty object answers the documented 400 (not a missing route).
-    for (method, path) in &documented {
-        let path = path.replace("{room}", "lobby");
+    // Each documented route is served: with the key, a GET (and the body-less disconnect)
+    // answers 200 and a POST with an empty object answers the documented 400 (not a missing
+    // route).
+    for (method, template) in &documented {
+        let path = template
+            .replace("{room}", "lobby")
+            .replace("{sub}", "nobody");
         let (status, body) = call(&app, method, &path, Some(OLD_KEY), "{}").await;
-        let expected = if method == "GET" { 200 } else { 400 };
+        let expected = if method == "GET" || template.ends_with("/disconnect") {
+            200
+        } else {
+            400
+        };
         assert_eq!(status, expected, "{method} {path}: {body}");
-        if method == "POST" {
+        if expected == 400 {
             assert_eq!(body["error"], "bad_request", "{method} {path}: {body}");
         }
         assert!(
-            doc["paths"][path.replace("lobby", "{room}")][method.to_lowercase()]["responses"]
-                [expected.to_string()]
-            .is_object(),
+            doc["paths"][template][method.to_lowercase()]["responses"][expected.to_string()]
+                .is_object(),
             "{method} {path} documents its {expected}"
         );
     }
