@@ -10,12 +10,31 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use leptos::prelude::*;
-use shared::{ChatMsg, GapReason, Member, Resume, RoomId, Subscribed, TYPING_TTL_MS};
+use shared::{ChatMsg, DataMsg, GapReason, Member, Resume, RoomId, Subscribed, TYPING_TTL_MS};
 
 use crate::identity::{self, Pending};
 
 /// Lines kept per room.
 const MAX_LINES: usize = 1000;
+
+/// How far back a data key's chart reaches, in milliseconds.
+pub const DATA_WINDOW_MS: f64 = 5.0 * 60_000.0;
+/// Points kept per data key (a point a second fills the window).
+const MAX_POINTS: usize = 300;
+/// Data keys shown per room.
+const MAX_KEYS: usize = 50;
+
+/// One data key of a room: its latest value and, when numeric, its recent values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub key: String,
+    /// The latest value, as its JSON text.
+    pub text: String,
+    /// When the latest value was published (server time, ms).
+    pub ts: u64,
+    /// `(ts, value)` of numeric values in the window, oldest first.
+    pub points: Vec<(f64, f64)>,
+}
 
 /// A page-wide counter for keyed rendering.
 pub(crate) fn next_id() -> u64 {
@@ -72,6 +91,8 @@ pub struct RoomState {
     pub last_seq: RwSignal<u64>,
     /// Whether older history can be loaded (`seq` of the oldest line shown > 1).
     pub has_older: RwSignal<bool>,
+    /// The room's data publications, by key (in order of first arrival).
+    pub data: RwSignal<Vec<Series>>,
     /// Whether this room was subscribed before (a later `subscribed` is a resume).
     subscribed_before: StoredValue<bool>,
     /// Messages of a first join's replay still to come: history, not unread news.
@@ -93,6 +114,7 @@ impl RoomState {
             epoch: RwSignal::new(None),
             last_seq: RwSignal::new(0),
             has_older: RwSignal::new(false),
+            data: RwSignal::new(Vec::new()),
             subscribed_before: StoredValue::new(false),
             history_left: StoredValue::new(0),
         }
@@ -169,12 +191,64 @@ impl RoomState {
         }
     }
 
-    /// Prepends a page of older history (from the HTTP API).
+    /// A data publication. A durable one holds a place in the history (a replayed one is not
+    /// applied twice); an older value than the one shown (a `latest` snapshot overtaken by a
+    /// live value) only joins the chart.
+    pub fn data(&self, d: DataMsg) {
+        if let Some(seq) = d.seq {
+            if seq <= self.last_seq.get_untracked() {
+                return;
+            }
+            self.last_seq.set(seq);
+            if self.history_left.get_value() > 0 {
+                self.history_left.update_value(|n| *n -= 1);
+            }
+        }
+        let text = d.data.as_str();
+        // A JSON number starts so; its value comes from the browser's parser (Rust's float
+        // parsing is not in the bundle).
+        let number = text
+            .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            .then(|| js_sys::Number::parse_float(text))
+            .filter(|v| v.is_finite());
+        let ts = d.ts as f64;
+        self.data.update(|all| {
+            let at = match all.iter().position(|s| s.key == d.key) {
+                Some(at) => at,
+                None if all.len() >= MAX_KEYS => return,
+                None => {
+                    all.push(Series {
+                        key: d.key.clone(),
+                        text: String::new(),
+                        ts: 0,
+                        points: Vec::new(),
+                    });
+                    all.len() - 1
+                }
+            };
+            let series = &mut all[at];
+            if d.ts >= series.ts {
+                series.ts = d.ts;
+                series.text = text.to_owned();
+            }
+            if let Some(v) = number {
+                let place = series.points.partition_point(|(t, _)| *t <= ts);
+                series.points.insert(place, (ts, v));
+                let newest = series.points.last().map_or(ts, |p| p.0);
+                series.points.retain(|(t, _)| newest - t <= DATA_WINDOW_MS);
+                let extra = series.points.len().saturating_sub(MAX_POINTS);
+                series.points.drain(..extra);
+            }
+        });
+    }
+
+    /// Prepends a page of older history (from the HTTP API); data points in it are not chat
+    /// lines.
     pub fn prepend(&self, page: Vec<ChatMsg>, has_more: bool) {
         let oldest = self.oldest_seq();
         let older: Vec<Line> = page
             .into_iter()
-            .filter(|m| oldest.is_none_or(|o| m.seq < o))
+            .filter(|m| m.key.is_none() && oldest.is_none_or(|o| m.seq < o))
             .map(|m| Line {
                 id: next_id(),
                 kind: self.chat_line(m),

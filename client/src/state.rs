@@ -480,6 +480,11 @@ impl Session {
                     room.typing(name);
                 }
             }
+            ServerMsg::Data(d) => {
+                if let Some(room) = room_of(&d.room) {
+                    room.data(d);
+                }
+            }
             ServerMsg::Stats(s) => self.stats.update(|points| {
                 points.push_back(s);
                 while points.len() > CHART_POINTS {

@@ -257,6 +257,10 @@ fn router(state: AppState) -> Router {
             "/api/v1/rooms/{room}/messages",
             post(routes::api_v1::post_message),
         )
+        .route(
+            "/api/v1/rooms/{room}/data",
+            post(routes::api_data::post_data),
+        )
         .route("/api/v1/rooms", get(routes::api_v1::rooms))
         .route("/api/v1/broadcast", post(routes::api_v1::broadcast))
         .route("/api/v1/openapi.json", get(routes::api_v1::openapi))

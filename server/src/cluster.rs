@@ -41,7 +41,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::{Backplane, Hub, Identity, NameTaken, RemoteMembers};
 use crate::metrics::op;
-use crate::redis_keys::{self as keys, CHAT_CHANNEL, NODES, TYPING_CHANNEL, USERS_CHANNEL};
+use crate::redis_keys::{
+    self as keys, CHAT_CHANNEL, DATA_CHANNEL, NODES, TYPING_CHANNEL, USERS_CHANNEL,
+};
 use crate::store::redis::{RedisStore, unavailable, with_epoch};
 use crate::store::{Range, StoreError};
 
@@ -61,7 +63,13 @@ pub enum NodeMsg {
         id: Option<String>,
         name: String,
         msg: String,
+        /// A durable data point's key (then `msg` is its JSON).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
+    /// A `latest` or `volatile` data point published on `node` (on [`DATA_CHANNEL`]): the
+    /// other nodes deliver it to their members of the room.
+    Data { node: String, data: shared::DataMsg },
     /// A member of `room` held on `node` is typing (on [`TYPING_CHANNEL`]).
     Typing {
         node: String,
@@ -374,6 +382,7 @@ impl Cluster {
             CHAT_CHANNEL,
             TYPING_CHANNEL,
             USERS_CHANNEL,
+            DATA_CHANNEL,
             &keys::node_channel(&self.node),
         ])
         .await
@@ -423,6 +432,7 @@ impl Cluster {
                 id,
                 name,
                 msg,
+                key,
             } => {
                 if let Some(floor) = self.hub.room_floor(&room)
                     && seq > floor + 1
@@ -436,7 +446,13 @@ impl Cluster {
                     msg,
                     id,
                     ts,
+                    key,
                 }]);
+            }
+            NodeMsg::Data { node, data } => {
+                if node != self.node {
+                    self.hub.publish_data(data);
+                }
             }
             NodeMsg::DisconnectUser { sub } => {
                 self.hub.disconnect_user(&sub);
@@ -592,6 +608,23 @@ impl Cluster {
                 "the node holding the session did not answer in time",
             )),
         }
+    }
+
+    /// Tells the other nodes of a `latest` or `volatile` data point (this node delivered it to
+    /// its own members already).
+    pub async fn publish_data(&self, data: shared::DataMsg) -> Result<(), StoreError> {
+        let msg = NodeMsg::Data {
+            node: self.node.clone(),
+            data,
+        };
+        let json = serde_json::to_string(&msg).expect("a node message serializes");
+        let _: u64 = self
+            .conn
+            .clone()
+            .publish(DATA_CHANNEL, json)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Tells every node to close the connections of the user `sub`.

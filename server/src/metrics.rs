@@ -37,6 +37,11 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Clients dropped because their outbound queue overflowed.
     pub slow_consumers: Counter,
+    /// Volatile data points not delivered to a reader that was behind (or replaying).
+    pub volatile_dropped: Counter,
+    /// Data publications through the server API, by delivery (`durable`, `latest`,
+    /// `volatile`).
+    pub data_published: Family<KindLabel, Counter>,
     /// Store requests that failed, by kind (`unavailable`, `rejected`, `corrupt`).
     pub store_errors: Family<KindLabel, Counter>,
     /// Backplane (Redis) requests that failed, by operation.
@@ -67,6 +72,8 @@ impl Metrics {
             persisted: Counter::default(),
             rate_limited: Counter::default(),
             slow_consumers: Counter::default(),
+            volatile_dropped: Counter::default(),
+            data_published: Family::default(),
             store_errors: Family::default(),
             backplane_errors: Family::default(),
             sessions_opened: Family::default(),
@@ -105,6 +112,16 @@ impl Metrics {
             "slow_consumers_dropped",
             "Clients dropped because their outbound queue overflowed",
             m.slow_consumers.clone(),
+        );
+        registry.register(
+            "volatile_dropped",
+            "Volatile data points not delivered to a reader that was behind",
+            m.volatile_dropped.clone(),
+        );
+        registry.register(
+            "data_published",
+            "Data publications through the server API, by delivery",
+            m.data_published.clone(),
         );
         registry.register(
             "store_errors",

@@ -8,8 +8,8 @@
 
 use crate::json::{self, Object, Value, Writer};
 use crate::protocol::{
-    ChatMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, HttpClose, Limits,
-    Member, PollAnswer, Resume, ServerMsg, Stats, Subscribed, Welcome,
+    ChatMsg, Command, DataMsg, DecodeError, Delivery, ErrorCode, GapReason, Hello, HistoryPage,
+    HttpClose, Limits, Member, PollAnswer, RawJson, Resume, ServerMsg, Stats, Subscribed, Welcome,
 };
 
 fn invalid(what: String) -> DecodeError {
@@ -71,6 +71,23 @@ impl ServerMsg {
                 room: f.str("room")?,
             },
             "stats" => Self::Stats(stats(value)?),
+            "data" => Self::Data(DataMsg {
+                room: f.str("room")?,
+                key: f.str("key")?,
+                data: {
+                    // `null` is a value here, not an absent member.
+                    let mut text = String::new();
+                    json::write_value(&mut text, f.raw("data")?);
+                    RawJson::from_trusted(text)
+                },
+                delivery: {
+                    let name = f.str("delivery")?;
+                    Delivery::from_name(&name)
+                        .ok_or_else(|| invalid(format!("unknown delivery `{name}`")))?
+                },
+                seq: f.opt_u64("seq")?,
+                ts: f.u64("ts")?,
+            }),
             "shutdown" => Self::Shutdown {
                 retry_after_ms: f.u64("retry_after_ms")?,
             },
@@ -211,6 +228,7 @@ fn chat(f: &Object<'_>) -> Result<ChatMsg, DecodeError> {
         msg: f.str("msg")?,
         id: f.opt_str("id")?,
         ts: f.u64("ts")?,
+        key: f.opt_str("key")?,
     })
 }
 

@@ -17,8 +17,9 @@ pub enum Value {
     Bool(bool),
     /// A non-negative integer that fits in a `u64`.
     Uint(u64),
-    /// Any other number: syntactically valid, not representable here.
-    OtherNumber,
+    /// Any other number (negative, fractional, with an exponent, or too big): its literal
+    /// text, which has no value here but is written back as read.
+    OtherNumber(String),
     Str(String),
     Array(Vec<Value>),
     /// Members in document order.
@@ -141,6 +142,7 @@ impl Reader<'_> {
 
     /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
     fn number(&mut self) -> Result<Value, DecodeError> {
+        let number = self.at;
         let negative = self.bytes[self.at] == b'-';
         if negative {
             self.at += 1;
@@ -175,8 +177,11 @@ impl Reader<'_> {
             }
             exact = false;
         }
+        let literal = || {
+            Value::OtherNumber(String::from_utf8_lossy(&self.bytes[number..self.at]).into_owned())
+        };
         if !exact {
-            return Ok(Value::OtherNumber);
+            return Ok(literal());
         }
         let mut n: u64 = 0;
         for &b in &self.bytes[start..start + whole] {
@@ -185,7 +190,7 @@ impl Reader<'_> {
                 .and_then(|n| n.checked_add(u64::from(b - b'0')))
             {
                 Some(next) => n = next,
-                None => return Ok(Value::OtherNumber),
+                None => return Ok(literal()),
             }
         }
         Ok(Value::Uint(n))
@@ -295,6 +300,16 @@ impl<'a> Object<'a> {
             return Err(invalid(format!("duplicate field `{key}`")));
         }
         Ok(first.filter(|v| !matches!(v, Value::Null)))
+    }
+
+    /// A required member, `null` included.
+    pub fn raw(&self, key: &str) -> Result<&'a Value, DecodeError> {
+        let mut found = self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+        match (found.next(), found.next()) {
+            (Some(value), None) => Ok(value),
+            (Some(_), Some(_)) => Err(invalid(format!("duplicate field `{key}`"))),
+            (None, _) => Err(invalid(format!("missing field `{key}`"))),
+        }
     }
 
     /// A required member.
@@ -414,6 +429,13 @@ impl Writer {
         self
     }
 
+    /// A member whose value is JSON text already (written as is).
+    pub fn raw(mut self, key: &str, json: &str) -> Self {
+        self.key(key);
+        self.out.push_str(json);
+        self
+    }
+
     /// The object ends; its text.
     pub fn finish(mut self) -> String {
         self.out.push('}');
@@ -462,6 +484,40 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Writes a value as compact JSON (members in their order, strings escaped as serde_json
+/// does, numbers as read).
+pub fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Uint(n) => push_u64(out, *n),
+        Value::OtherNumber(literal) => out.push_str(literal),
+        Value::Str(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            out.push('{');
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, k);
+                out.push(':');
+                write_value(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,7 +528,9 @@ mod tests {
         match v {
             serde_json::Value::Null => Value::Null,
             serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => n.as_u64().map_or(Value::OtherNumber, Value::Uint),
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map_or_else(|| Value::OtherNumber(String::new()), Value::Uint),
             serde_json::Value::String(s) => Value::Str(s.clone()),
             serde_json::Value::Array(a) => Value::Array(a.iter().map(from_serde).collect()),
             serde_json::Value::Object(o) => {
@@ -498,9 +556,15 @@ mod tests {
                         m.iter_mut().for_each(|(_, v)| sort(v));
                     }
                     Value::Array(a) => a.iter_mut().for_each(sort),
+                    // serde_json writes such numbers its own way; the literal is checked by
+                    // `write_value`'s round trip.
+                    Value::OtherNumber(literal) => literal.clear(),
                     _ => {}
                 }
             }
+            let mut written = String::new();
+            write_value(&mut written, &ours);
+            assert_eq!(parse(&written).as_ref(), Ok(&ours), "{text} → {written}");
             sort(&mut ours);
             assert_eq!(ours, from_serde(&serde), "{text}");
         }

@@ -14,8 +14,9 @@ pub mod protocol;
 
 pub use model::{MessageText, RoomId, Username, ValidationError, is_deceptive_char};
 pub use protocol::{
-    ChatMsg, ClientMsg, Command, DecodeError, ErrorCode, GapReason, Hello, HistoryPage, HttpClose,
-    Inbound, LegacyChat, Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_V3, PROTOCOL_VERSION,
-    PollAnswer, Resume, SUBPROTOCOL_PREFIX, SUBPROTOCOL_V2, SUBPROTOCOL_V3, ServerMsg, SessionId,
-    Stats, Subscribed, TYPING_INTERVAL_MS, TYPING_TTL_MS, Welcome, close_code, valid_client_id,
+    ChatMsg, ClientMsg, Command, DataMsg, DecodeError, Delivery, ErrorCode, GapReason, Hello,
+    HistoryPage, HttpClose, Inbound, LegacyChat, Limits, MAX_CLIENT_ID_CHARS, Member, PROTOCOL_V3,
+    PROTOCOL_VERSION, PollAnswer, RawJson, Resume, SUBPROTOCOL_PREFIX, SUBPROTOCOL_V2,
+    SUBPROTOCOL_V3, ServerMsg, SessionId, Stats, Subscribed, TYPING_INTERVAL_MS, TYPING_TTL_MS,
+    Welcome, close_code, valid_client_id,
 };

@@ -208,6 +208,9 @@ pub enum ServerMsg {
     Typing { room: String, name: String },
     /// The live feed, once a second.
     Stats(Stats),
+    /// A data publication in a room (see [`DataMsg`]): live, replayed (durable), or the
+    /// latest value per key right after a join (latest).
+    Data(DataMsg),
     /// A request could not be served. Unless the code is fatal the session continues. In
     /// protocol v3 an error about a room-scoped command names the `room`.
     Error {
@@ -421,6 +424,92 @@ pub struct ChatMsg {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Server time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// Set on a stored data point (a `durable` publication) instead of a chat message: its
+    /// key, with its JSON in `msg`. Live and replayed, such an entry is sent as a
+    /// [`ServerMsg::Data`] frame, never as a chat; a history page carries it as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// How a data publication reaches a room's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Stored with the room's next `seq`, replayed on resume like a chat message.
+    Durable,
+    /// The last value per key is kept and sent to each member on join.
+    Latest,
+    /// Never stored; the first thing dropped for a reader that falls behind.
+    Volatile,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Durable => "durable",
+            Self::Latest => "latest",
+            Self::Volatile => "volatile",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Durable, Self::Latest, Self::Volatile]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
+/// Any JSON value, carried as its compact text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawJson(String);
+
+impl RawJson {
+    /// The compact text of a parsed value.
+    pub fn of(value: &serde_json::Value) -> Self {
+        Self(value.to_string())
+    }
+
+    /// Text known to be one JSON value (read from the store, or written by
+    /// [`crate::json::write_value`]).
+    pub fn from_trusted(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.clone())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+/// Read as a value and written compact (a raw value cannot be read inside `ServerMsg`: serde
+/// buffers an internally tagged enum's content first).
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(|v| Self::of(&v))
+    }
+}
+
+/// A data publication in a room (`POST /api/v1/rooms/{room}/data`): the app's own live data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataMsg {
+    pub room: String,
+    /// What the value is of (a metric's name, a document's id): the latest value per key is
+    /// what a live panel shows.
+    pub key: String,
+    pub data: RawJson,
+    pub delivery: Delivery,
+    /// The room's `seq` of a durable publication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Server time of the publication, milliseconds since the Unix epoch.
     pub ts: u64,
 }
 
@@ -636,6 +725,7 @@ mod tests {
                 msg: "hi".into(),
                 id: Some("c1".into()),
                 ts: 2,
+                key: None,
             }),
             ServerMsg::Ack {
                 id: "c1".into(),
@@ -677,6 +767,24 @@ mod tests {
                 reason: "reload".into(),
             },
             ServerMsg::TokenExpiring { exp: 1_900_000_000 },
+            ServerMsg::Data(DataMsg {
+                room: "ops".into(),
+                key: "load".into(),
+                data: RawJson::of(
+                    &serde_json::json!({"one": 0.42, "cpus": [1, -2, 3.5e-7], "ok": true, "x": null, "s": "é\n"}),
+                ),
+                delivery: Delivery::Durable,
+                seq: Some(7),
+                ts: 1_764_650_000_000,
+            }),
+            ServerMsg::Data(DataMsg {
+                room: "ops".into(),
+                key: "mem".into(),
+                data: RawJson::of(&serde_json::json!(null)),
+                delivery: Delivery::Volatile,
+                seq: None,
+                ts: 1,
+            }),
             ServerMsg::TokenRefreshed { exp: 1_900_000_060 },
             ServerMsg::Nack {
                 id: "c2".into(),
@@ -816,14 +924,26 @@ mod tests {
         let page = HistoryPage {
             room: "lobby".into(),
             epoch: "e1".into(),
-            messages: vec![ChatMsg {
-                room: "lobby".into(),
-                seq: 3,
-                name: "ada".into(),
-                msg: "hi".into(),
-                id: None,
-                ts: 7,
-            }],
+            messages: vec![
+                ChatMsg {
+                    room: "lobby".into(),
+                    seq: 3,
+                    name: "ada".into(),
+                    msg: "hi".into(),
+                    id: None,
+                    ts: 7,
+                    key: None,
+                },
+                ChatMsg {
+                    room: "lobby".into(),
+                    seq: 4,
+                    name: "api".into(),
+                    msg: "{\"cpu\":0.5}".into(),
+                    id: None,
+                    ts: 8,
+                    key: Some("load".into()),
+                },
+            ],
             has_more: true,
         };
         let json = serde_json::to_string(&page).unwrap();
@@ -993,7 +1113,7 @@ mod tests {
 
         #[test]
         fn any_chat_broadcast_round_trips(msg in any::<String>(), name in any::<String>(), ts in any::<u64>()) {
-            let out = ServerMsg::Chat(ChatMsg { room: "r".into(), seq: ts / 2, name, msg, id: None, ts });
+            let out = ServerMsg::Chat(ChatMsg { room: "r".into(), seq: ts / 2, name, msg, id: None, ts, key: None });
             prop_assert_eq!(serde_json::from_str::<ServerMsg>(&out.to_json()).unwrap(), out.clone());
             prop_assert_eq!(ServerMsg::decode(&out.to_json()).unwrap(), out);
         }

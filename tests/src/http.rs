@@ -142,6 +142,27 @@ pub async fn http_request(
     ))
 }
 
+/// A server API call (`/api/v1`) with the key as a bearer token, if any, and a JSON body:
+/// the status and the parsed JSON answer.
+pub async fn api_call(
+    app: &Endpoint,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    let (status, _, body) = http_request(app, method, path, &headers, body)
+        .await
+        .unwrap();
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, json)
+}
+
 /// `POST /v3/send` with these frames. Returns the status and body.
 pub async fn send_frames(
     endpoint: &Endpoint,

@@ -2,6 +2,7 @@
 
 pub mod composer;
 pub mod connection_badge;
+pub mod data_panel;
 pub mod diagnostics;
 pub mod join_form;
 pub mod live_panel;

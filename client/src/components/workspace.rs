@@ -1,8 +1,9 @@
 use leptos::prelude::*;
 
 use crate::components::{
-    composer::Composer, connection_badge::ConnectionBadge, diagnostics::Diagnostics,
-    live_panel::LivePanel, member_list::MemberList, message_list::MessageList, room_list::RoomList,
+    composer::Composer, connection_badge::ConnectionBadge, data_panel::DataPanel,
+    diagnostics::Diagnostics, live_panel::LivePanel, member_list::MemberList,
+    message_list::MessageList, room_list::RoomList,
 };
 use crate::connection::ConnState;
 use crate::endpoint;
@@ -98,6 +99,7 @@ pub fn Workspace(
                 </Show>
             </section>
             <aside class="insights">
+                {move || shown_room().map(|room| view! { <DataPanel room=room /> })}
                 <LivePanel stats=session.stats />
                 <Diagnostics session=session server=server />
             </aside>

@@ -8,30 +8,63 @@ pub fn encode(msg: &ServerMsg) -> Utf8Bytes {
     Utf8Bytes::from(msg.to_json())
 }
 
+/// A stored entry's frame: a chat message, or (with a key) a durable data point. `true` for
+/// a data point.
+pub fn entry_frame(msg: ChatMsg) -> (Utf8Bytes, bool) {
+    match msg.key {
+        None => (encode(&ServerMsg::Chat(msg)), false),
+        Some(key) => {
+            let data = shared::DataMsg {
+                room: msg.room,
+                key,
+                data: shared::RawJson::from_trusted(msg.msg),
+                delivery: shared::Delivery::Durable,
+                seq: Some(msg.seq),
+                ts: msg.ts,
+            };
+            (encode(&ServerMsg::Data(data)), true)
+        }
+    }
+}
+
 /// Queues a frame for one session, or holds it back while the session replays history. A full
-/// queue (or too much held back) kicks the session: the slow-consumer policy.
+/// queue (or too much held back) kicks the session: the slow-consumer policy. A volatile data
+/// point is dropped instead.
 pub(super) fn deliver(
     sub: &mut Subscriber,
     id: SessionId,
     frame: &Utf8Bytes,
-    chat: Option<Committed>,
+    live: Live,
     hub: &Hub,
 ) {
-    if let (Some((seq, _)), None) = (chat, &sub.held) {
+    if let (Live::Entry((seq, _), _), None) = (live, &sub.held) {
         if seq <= sub.last_seq {
             return;
         }
         sub.last_seq = seq;
     }
-    let overflow = match &mut sub.held {
-        Some(held) => {
-            held.push((chat, frame.clone()));
+    let overflow = match (&mut sub.held, live) {
+        // A replaying session has no use for a passing value.
+        (Some(_), Live::Volatile) => {
+            hub.metrics.volatile_dropped.inc();
+            false
+        }
+        (Some(held), _) => {
+            held.push((live, frame.clone()));
             held.len() > hub.held_limit
         }
-        None => matches!(
-            sub.tx.try_send(match chat {
-                Some((_, at)) => Outbound::Chat(frame.clone(), at),
-                None => Outbound::Frame(frame.clone()),
+        (None, Live::Volatile) => {
+            let half_full = sub.tx.capacity() * 2 < sub.tx.max_capacity();
+            if half_full || sub.tx.try_send(Outbound::Data(frame.clone())).is_err() {
+                hub.metrics.volatile_dropped.inc();
+            }
+            false
+        }
+        (None, _) => matches!(
+            sub.tx.try_send(match live {
+                Live::Entry((_, at), false) => Outbound::Chat(frame.clone(), at),
+                Live::Entry(_, true) => Outbound::Data(frame.clone()),
+                _ => Outbound::Frame(frame.clone()),
             }),
             Err(mpsc::error::TrySendError::Full(_))
         ),
@@ -56,6 +89,22 @@ pub fn drop_slow_consumer(kick: &Kick, metrics: &Metrics) -> bool {
 }
 
 impl Hub {
+    /// Fans out a data point that is not stored in history (`latest`, `volatile`) to the
+    /// room's members on this node. Returns how many subscriptions it went to.
+    pub fn publish_data(&self, data: shared::DataMsg) -> usize {
+        let Some(cell) = RoomId::parse(&data.room).ok().and_then(|r| self.room(&r)) else {
+            return 0;
+        };
+        let live = match data.delivery {
+            shared::Delivery::Volatile => Live::Volatile,
+            _ => Live::Frame,
+        };
+        let frame = encode(&ServerMsg::Data(data));
+        let mut room = lock_room(&cell);
+        room.fan_out(&frame, live, self);
+        room.subscribers.len()
+    }
+
     /// Ends a session's replay: queues the frames held back since it registered, skipping chat
     /// messages with `seq <= replayed_to` (the replay already sent them).
     pub fn go_live(&self, session: SessionId, replayed_to: u64) {
@@ -64,9 +113,9 @@ impl Hub {
                 return;
             };
             sub.last_seq = sub.last_seq.max(replayed_to);
-            // `deliver` skips the chat frames the replay already sent.
-            for (chat, frame) in sub.held.take().unwrap_or_default() {
-                deliver(sub, session, &frame, chat, self);
+            // `deliver` skips the entries the replay already sent.
+            for (live, frame) in sub.held.take().unwrap_or_default() {
+                deliver(sub, session, &frame, live, self);
             }
         });
     }
@@ -86,9 +135,9 @@ impl Hub {
             let Some(cell) = RoomId::parse(&msg.room).ok().and_then(|r| self.room(&r)) else {
                 continue; // nobody in the room on this node
             };
-            let chat = Some((msg.seq, committed_at));
-            let frame = encode(&ServerMsg::Chat(msg));
-            lock_room(&cell).fan_out(&frame, chat, self);
+            let seq = msg.seq;
+            let (frame, data) = entry_frame(msg);
+            lock_room(&cell).fan_out(&frame, Live::Entry((seq, committed_at), data), self);
         }
     }
 
@@ -128,9 +177,9 @@ impl Room {
             .min()
     }
 
-    pub(super) fn fan_out(&mut self, frame: &Utf8Bytes, chat: Option<Committed>, hub: &Hub) {
+    pub(super) fn fan_out(&mut self, frame: &Utf8Bytes, live: Live, hub: &Hub) {
         for (id, sub) in &mut self.subscribers {
-            deliver(sub, *id, frame, chat, hub);
+            deliver(sub, *id, frame, live, hub);
         }
     }
 }

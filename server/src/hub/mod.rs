@@ -52,10 +52,23 @@ mod stats;
 mod typing;
 
 use delivery::deliver;
-pub use delivery::{drop_slow_consumer, encode};
+pub use delivery::{drop_slow_consumer, encode, entry_frame};
 
 /// A chat message's `seq` and commit time, carried with its frame.
 type Committed = (u64, Instant);
+
+/// What a live frame is, for its delivery.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Live {
+    /// Any other frame (presence, typing, a `latest` data point, …).
+    Frame,
+    /// A stored entry with its `seq` and commit time: a chat message, or a durable data point
+    /// (`data`). Skipped when the session has it already; held back during a replay.
+    Entry(Committed, bool),
+    /// A volatile data point: never held back, and dropped rather than queued when the
+    /// session's queue is half full (the first thing a slow reader loses).
+    Volatile,
+}
 
 /// What a writer task sends.
 #[derive(Debug, Clone)]
@@ -66,6 +79,9 @@ pub enum Outbound {
     Chat(Utf8Bytes, Instant),
     /// A serialized chat message from history (a replay).
     History(Utf8Bytes),
+    /// A serialized data publication (live or replayed): for typed clients only (a plain
+    /// client could not display it).
+    Data(Utf8Bytes),
     /// A notice for a plain client: an object with string `name` and `msg`, like a chat
     /// message, so a tutorial page can show it.
     Notice(Utf8Bytes),
@@ -123,7 +139,7 @@ struct Subscriber {
     /// Receives the once-a-second live feed.
     feed: bool,
     /// While the session replays history, live frames wait here (with the `seq` of chat frames).
-    held: Option<Vec<(Option<Committed>, Utf8Bytes)>>,
+    held: Option<Vec<(Live, Utf8Bytes)>>,
     /// The newest chat `seq` queued for this session; older or equal ones are skipped.
     last_seq: u64,
     last_typing: Option<Instant>,
@@ -418,7 +434,7 @@ impl Hub {
                     room: room_id.to_string(),
                     member,
                 };
-                room.fan_out(&encode(&msg), None, self);
+                room.fan_out(&encode(&msg), Live::Frame, self);
             }
             if keep {
                 let hub = Arc::clone(self);

@@ -56,7 +56,7 @@ impl Hub {
                 member,
             },
         };
-        room.fan_out(&encode(&msg), None, self);
+        room.fan_out(&encode(&msg), Live::Frame, self);
         self.unlock_room(room_id, &cell, room);
         if let Some(backplane) = &self.backplane {
             backplane.released(room_id, name, holder.identity.key(&self.instance));
@@ -108,7 +108,7 @@ impl Room {
                 }
             }
         };
-        self.fan_out(&encode(&msg), None, hub);
+        self.fan_out(&encode(&msg), Live::Frame, hub);
         Ok(())
     }
 }

@@ -56,7 +56,7 @@ impl Hub {
                 frames.push(encode(&msg));
             }
             for frame in frames {
-                room.fan_out(&frame, None, self);
+                room.fan_out(&frame, Live::Frame, self);
             }
         }
     }

@@ -33,7 +33,7 @@ impl Hub {
         for (_, cell) in self.all_rooms() {
             for (id, sub) in &mut lock_room(&cell).subscribers {
                 if sub.feed {
-                    deliver(sub, *id, &frame, None, self);
+                    deliver(sub, *id, &frame, Live::Frame, self);
                 }
             }
         }

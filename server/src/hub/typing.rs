@@ -42,7 +42,7 @@ impl Room {
         });
         for (id, sub) in &mut self.subscribers {
             if sub.name.as_ref() != Some(name) {
-                deliver(sub, *id, &frame, None, hub);
+                deliver(sub, *id, &frame, Live::Frame, hub);
             }
         }
     }

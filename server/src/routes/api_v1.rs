@@ -35,7 +35,7 @@ use crate::store::NewMessage;
 
 /// Whose message ids the API's messages are: one sender for the whole API, so an `id` is
 /// deduplicated across every call and every node.
-const API_SENDER: &str = "api";
+pub(super) const API_SENDER: &str = "api";
 
 /// A typed refusal of the server API.
 #[derive(Debug)]
@@ -52,6 +52,8 @@ pub enum ApiError {
     StoreUnavailable(String),
     /// The history store refused the message for good (500).
     StoreRejected(String),
+    /// The body is over the limit (413).
+    TooLarge(String),
 }
 
 impl IntoResponse for ApiError {
@@ -79,6 +81,7 @@ impl IntoResponse for ApiError {
             Self::StoreRejected(reason) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "store_rejected", reason)
             }
+            Self::TooLarge(reason) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason),
         };
         let extra = match status {
             StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "Bearer")),
@@ -97,7 +100,11 @@ fn same_key(given: &[u8], key: &[u8]) -> bool {
 }
 
 /// Checks the API is on, the address is under its rate, and the request carries a key.
-fn authorize(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+pub(super) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), ApiError> {
     let keys = &state.settings.api_keys;
     if keys.is_empty() {
         return Err(ApiError::Disabled);
@@ -126,7 +133,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<
     }
 }
 
-fn room_id(raw: &str) -> Result<RoomId, ApiError> {
+pub(super) fn room_id(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(raw).map_err(|e| ApiError::Invalid("room_invalid", format!("room {e}")))
 }
 
@@ -190,29 +197,33 @@ async fn store(state: &AppState, room: RoomId, m: &Checked) -> Result<Posted, Ap
         sender: API_SENDER.into(),
         client_id: m.id.clone(),
         ts: unix_millis(),
+        key: None,
     };
-    match state.store.append(new).await {
-        Ok(appended) => Ok(Posted {
-            room: room.to_string(),
-            seq: appended.seq,
-            ts: appended.ts,
-            id: m.id.clone(),
-            duplicate: appended.duplicate,
-        }),
-        Err(e) => {
-            state.metrics.store_error(e.kind());
-            Err(if e.is_transient() {
-                ApiError::StoreUnavailable(format!(
-                    "{e}; the message was not stored, send it again"
-                ))
-            } else {
-                ApiError::StoreRejected(format!("{e}; the message was not stored"))
-            })
-        }
+    let appended = state
+        .store
+        .append(new)
+        .await
+        .map_err(|e| store_failed(state, &e))?;
+    Ok(Posted {
+        room: room.to_string(),
+        seq: appended.seq,
+        ts: appended.ts,
+        id: m.id.clone(),
+        duplicate: appended.duplicate,
+    })
+}
+
+/// A store error as the API tells it (counted).
+pub(super) fn store_failed(state: &AppState, e: &crate::store::StoreError) -> ApiError {
+    state.metrics.store_error(e.kind());
+    if e.is_transient() {
+        ApiError::StoreUnavailable(format!("{e}; it was not stored, send it again"))
+    } else {
+        ApiError::StoreRejected(format!("{e}; it was not stored"))
     }
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Invalid("bad_request", format!("body: {e}")))
 }
@@ -374,8 +385,8 @@ impl From<Member> for MemberDoc {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The code: `api_disabled`, `unauthorized`, `rate_limited`, `room_invalid`,
-    /// `rooms_invalid`, `name_invalid`, `text_invalid`, `id_invalid`, `bad_request`,
-    /// `store_unavailable`, `store_rejected`.
+    /// `rooms_invalid`, `name_invalid`, `text_invalid`, `id_invalid`, `key_invalid`,
+    /// `bad_request`, `too_large`, `store_unavailable`, `store_rejected`.
     pub error: String,
     pub reason: String,
 }
@@ -384,7 +395,7 @@ pub struct ErrorBody {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard server API", description = "For the app's backend: post messages into rooms, list rooms and members."),
-    paths(post_message, broadcast, rooms, members, disconnect_user),
+    paths(post_message, super::api_data::post_data, broadcast, rooms, members, disconnect_user),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]

@@ -2,6 +2,7 @@
 //! do not get through), `/echo`, `/healthz`, `/readyz`, `/metrics`, `/api` history,
 //! and the state they share ([`AppState`]).
 
+pub mod api_data;
 pub mod api_v1;
 pub mod echo;
 pub mod health;

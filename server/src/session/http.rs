@@ -240,6 +240,7 @@ impl Channel {
             Outbound::Frame(text)
             | Outbound::Chat(text, _)
             | Outbound::History(text)
+            | Outbound::Data(text)
             | Outbound::Notice(text) => {
                 mb.last += 1;
                 let n = mb.last;

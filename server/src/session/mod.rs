@@ -442,7 +442,10 @@ async fn replay_range(
                     Err(mpsc::error::TrySendError::Closed(())) => return Ok(false),
                 }
             };
-            slot.send(Outbound::History(encode(&ServerMsg::Chat(msg))));
+            slot.send(match crate::hub::entry_frame(msg) {
+                (frame, false) => Outbound::History(frame),
+                (frame, true) => Outbound::Data(frame),
+            });
         }
     }
     Ok(true)
@@ -887,6 +890,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             sender: self.speaker.key.clone(),
             client_id: id.clone(),
             ts: unix_millis(),
+            key: None,
         };
         match self.store.append(new).await {
             Ok(appended) => {

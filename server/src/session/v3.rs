@@ -360,8 +360,44 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             .map_err(|e| (true, e))?
         {
             self.hub.go_live(sub, bounds.last);
+            self.send_latest(room, tx).await;
         }
         Ok(())
+    }
+
+    /// Sends the latest value of each of the room's data keys (`latest` publications). Live
+    /// ones may overtake them: a client keeps the newest by `ts`. A store that cannot say is
+    /// logged; the join stands.
+    async fn send_latest(&self, room: &RoomId, tx: &mpsc::Sender<Outbound>) {
+        let latest = match self.store.latest(room).await {
+            Ok(latest) => latest,
+            Err(e) => {
+                self.metrics.store_error(e.kind());
+                tracing::warn!(room = %room, error = %e, "latest data values not sent");
+                return;
+            }
+        };
+        for l in latest {
+            let data = ServerMsg::Data(shared::DataMsg {
+                room: room.to_string(),
+                key: l.key,
+                data: shared::RawJson::from_trusted(l.data),
+                delivery: shared::Delivery::Latest,
+                seq: None,
+                ts: l.ts,
+            });
+            // A client that takes nothing for the heartbeat deadline is a slow consumer, as in
+            // a replay (the reader that notices dead peers waits meanwhile).
+            let deadline = self.settings.heartbeat_interval() + self.settings.heartbeat_timeout();
+            match tokio::time::timeout(deadline, tx.send(Outbound::Data(encode(&data)))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    drop_slow_consumer(self.kick, self.metrics);
+                    return;
+                }
+            }
+        }
     }
 
     fn leave(&mut self, room: &RoomId, tx: &mpsc::Sender<Outbound>) {

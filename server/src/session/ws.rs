@@ -140,7 +140,7 @@ async fn write_loop(
                     committed.push(*at);
                 }
                 // A plain client is sent only what it can display.
-                if !(plain && matches!(item, Outbound::Frame(_))) {
+                if !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_))) {
                     sink.feed(to_message(item)).await?;
                     frames += 1;
                 }
@@ -196,7 +196,7 @@ async fn write_loop(
     };
     let goodbye = async {
         while let Ok(item) = rx.try_recv() {
-            if !(plain && matches!(item, Outbound::Frame(_))) {
+            if !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_))) {
                 sink.feed(to_message(item)).await?;
             }
         }
@@ -226,6 +226,7 @@ fn to_message(item: Outbound) -> Message {
         Outbound::Frame(text)
         | Outbound::Chat(text, _)
         | Outbound::History(text)
+        | Outbound::Data(text)
         | Outbound::Notice(text) => Message::Text(text),
         Outbound::Ping => Message::Ping(Default::default()),
     }

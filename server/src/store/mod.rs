@@ -29,6 +29,8 @@ pub struct NewMessage {
     pub client_id: Option<String>,
     /// Server time, milliseconds since the Unix epoch.
     pub ts: u64,
+    /// A durable data publication instead of a chat message: its key (`text` is its JSON).
+    pub key: Option<String>,
 }
 
 /// Where a message landed.
@@ -122,6 +124,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(Vec<ChatMsg>, Bounds), StoreError>>;
 
     fn bounds(&self, room: &RoomId) -> BoxFuture<'_, Result<Bounds, StoreError>>;
+
+    /// Keeps `data` (JSON text) as the latest value of `key` in the room (a `latest` data
+    /// publication), replacing the one before.
+    fn put_latest(&self, latest: Latest) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The latest value of every key in the room, by key.
+    fn latest(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<Latest>, StoreError>>;
+}
+
+/// The latest value of a key in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    pub room: RoomId,
+    pub key: String,
+    /// JSON text.
+    pub data: String,
+    /// When it was published, milliseconds since the Unix epoch.
+    pub ts: u64,
 }
 
 /// A room's stored messages with `after < seq <= upto`, read page by page: a session's replay

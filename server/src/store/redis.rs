@@ -30,7 +30,7 @@ use redis::{Script, Value};
 use shared::{ChatMsg, RoomId};
 use tokio::sync::watch;
 
-use super::{Appended, Bounds, NewMessage, Store, StoreError};
+use super::{Appended, Bounds, Latest, NewMessage, Store, StoreError};
 use crate::redis_keys as keys;
 
 /// The pub/sub channel every append is published on.
@@ -56,10 +56,15 @@ if id ~= '' then
 end
 local seq = redis.call('INCR', KEYS[2])
 local maxlen = tonumber(ARGV[6])
+local entry = {'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 'id', id}
+if ARGV[10] ~= '' then
+  table.insert(entry, 'k')
+  table.insert(entry, ARGV[10])
+end
 if maxlen > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', maxlen, seq .. '-0', 'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 'id', id)
+  redis.call('XADD', KEYS[3], 'MAXLEN', maxlen, seq .. '-0', unpack(entry))
 else
-  redis.call('XADD', KEYS[3], seq .. '-0', 'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 'id', id)
+  redis.call('XADD', KEYS[3], seq .. '-0', unpack(entry))
 end
 if id ~= '' then
   redis.call('SET', KEYS[4], seq .. ':' .. ARGV[4], 'EX', ARGV[7])
@@ -67,6 +72,9 @@ end
 local published = {type = 'chat', room = ARGV[8], seq = seq, ts = tonumber(ARGV[4]), name = ARGV[2], msg = ARGV[3]}
 if id ~= '' then
   published.id = id
+end
+if ARGV[10] ~= '' then
+  published.key = ARGV[10]
 end
 redis.call('PUBLISH', ARGV[9], cjson.encode(published))
 return {epoch, tostring(seq), ARGV[4], 0}
@@ -162,6 +170,7 @@ impl RedisStore {
             .arg(self.config.dedup_ttl.as_secs().max(1))
             .arg(room)
             .arg(keys::CHAT_CHANNEL)
+            .arg(msg.key.as_deref().unwrap_or(""))
             .invoke_async(&mut self.conn.clone())
             .await
     }
@@ -310,6 +319,47 @@ impl Store for RedisStore {
             Ok(Bounds { first, last })
         })
     }
+
+    fn put_latest(&self, latest: Latest) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let value = format!("{}:{}", latest.ts, latest.data);
+            let reply: redis::RedisResult<()> = redis::cmd("HSET")
+                .arg(keys::room_latest(&latest.room))
+                .arg(&latest.key)
+                .arg(value)
+                .query_async(&mut self.conn.clone())
+                .await;
+            self.record(reply)
+        })
+    }
+
+    fn latest(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<Latest>, StoreError>> {
+        let room = room.clone();
+        Box::pin(async move {
+            let reply: redis::RedisResult<std::collections::BTreeMap<String, String>> =
+                redis::cmd("HGETALL")
+                    .arg(keys::room_latest(&room))
+                    .query_async(&mut self.conn.clone())
+                    .await;
+            self.record(reply)?
+                .into_iter()
+                .map(|(key, value)| {
+                    let (ts, data) = value
+                        .split_once(':')
+                        .and_then(|(ts, data)| Some((ts.parse().ok()?, data.to_owned())))
+                        .ok_or_else(|| {
+                            corrupt(format!("latest value of {key:?} is not ts:json"))
+                        })?;
+                    Ok(Latest {
+                        room: room.clone(),
+                        key,
+                        data,
+                        ts,
+                    })
+                })
+                .collect()
+        })
+    }
 }
 
 /// Connection trouble is worth retrying; a script or type error is not.
@@ -348,6 +398,7 @@ fn decode_entry(room: &RoomId, entry: redis::streams::StreamId) -> Result<ChatMs
         ts: field("ts")?
             .parse()
             .map_err(|_| corrupt("stream entry has a bad ts"))?,
+        key: entry.get::<String>("k"),
     })
 }
 

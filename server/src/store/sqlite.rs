@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use shared::{ChatMsg, RoomId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, Bounds, CommitListener, NewMessage, Retention, Store, StoreError};
+use super::{Appended, Bounds, CommitListener, Latest, NewMessage, Retention, Store, StoreError};
 
 /// Requests waiting for the writer; a full queue makes appends wait (backpressure).
 const QUEUE: usize = 8192;
@@ -54,6 +54,16 @@ const MIGRATIONS: &[&str] = &[
      DROP INDEX messages_client_id;
      CREATE UNIQUE INDEX messages_sender_client_id ON messages (room, sender, client_id)
          WHERE client_id IS NOT NULL;",
+    // Data publications: a durable one is a history entry with its key; the latest value of
+    // each key of a room is kept apart.
+    "ALTER TABLE messages ADD COLUMN data_key TEXT;
+     CREATE TABLE latest (
+         room TEXT NOT NULL,
+         key TEXT NOT NULL,
+         data TEXT NOT NULL,
+         ts INTEGER NOT NULL,
+         PRIMARY KEY (room, key)
+     ) WITHOUT ROWID;",
 ];
 
 /// Rooms whose last seq the writer keeps in memory; beyond this the cache starts again (it only
@@ -230,6 +240,7 @@ fn row_to_msg(room: &str) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Cha
             name: r.get(2)?,
             msg: r.get(3)?,
             id: r.get(4)?,
+            key: r.get(5)?,
         })
     }
 }
@@ -259,7 +270,7 @@ impl Store for SqliteStore {
         let room = room.to_string();
         Box::pin(self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, ts, name, text, client_id FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "SELECT seq, ts, name, text, client_id, data_key FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             stmt.query_map(params![room, after, limit as i64], row_to_msg(&room))?.collect()
         }))
@@ -277,7 +288,7 @@ impl Store for SqliteStore {
             c.execute_batch("BEGIN")?;
             let page = (|| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT seq, ts, name, text, client_id FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+                    "SELECT seq, ts, name, text, client_id, data_key FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
                 )?;
                 let mut page: Vec<ChatMsg> = stmt
                     .query_map(params![room, before, limit as i64], row_to_msg(&room))?
@@ -293,6 +304,42 @@ impl Store for SqliteStore {
     fn bounds(&self, room: &RoomId) -> BoxFuture<'_, Result<Bounds, StoreError>> {
         let room = room.to_string();
         Box::pin(self.read(move |c| read_bounds(c, &room)))
+    }
+
+    fn put_latest(&self, latest: Latest) -> BoxFuture<'_, Result<(), StoreError>> {
+        // On the API's connection: latest values come from the server API, and a write there
+        // waits for the writer's transaction (busy timeout) without holding up the sessions.
+        Box::pin(read_on(self.api_reader.clone(), move |c| {
+            c.prepare_cached(
+                "INSERT INTO latest (room, key, data, ts) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (room, key) DO UPDATE SET data = excluded.data, ts = excluded.ts
+                 WHERE excluded.ts >= latest.ts",
+            )?
+            .execute(params![
+                latest.room.as_str(),
+                latest.key,
+                latest.data,
+                latest.ts
+            ])?;
+            Ok(())
+        }))
+    }
+
+    fn latest(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<Latest>, StoreError>> {
+        let room = room.clone();
+        Box::pin(self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT key, data, ts FROM latest WHERE room = ?1 ORDER BY key")?;
+            stmt.query_map([room.as_str()], |r| {
+                Ok(Latest {
+                    room: room.clone(),
+                    key: r.get(0)?,
+                    data: r.get(1)?,
+                    ts: r.get(2)?,
+                })
+            })?
+            .collect()
+        }))
     }
 }
 
@@ -376,7 +423,7 @@ impl Writer {
                 "SELECT seq, ts FROM messages WHERE room = ?1 AND sender = ?2 AND client_id = ?3",
             )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, seq, ts, name, text, client_id, sender) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO messages (room, seq, ts, name, text, client_id, sender, data_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut last_seq = tx.prepare_cached(LAST_SEQ)?;
             for (msg, _) in batch {
@@ -409,7 +456,8 @@ impl Writer {
                     msg.name,
                     msg.text,
                     msg.client_id,
-                    msg.sender
+                    msg.sender,
+                    msg.key
                 ]);
                 match inserted.map_err(classify) {
                     Ok(_) => tx.execute_batch("RELEASE message")?,
@@ -435,6 +483,7 @@ impl Writer {
                     msg: msg.text.clone(),
                     id: msg.client_id.clone(),
                     ts: msg.ts,
+                    key: msg.key.clone(),
                 });
             }
             let mut upsert = tx.prepare_cached(

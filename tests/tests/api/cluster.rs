@@ -861,3 +861,97 @@ async fn the_server_api_works_on_any_node() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Data publications and a user's disconnect reach the other node: durable through the
+/// stream (with its seq), latest and volatile over the data channel, the latest value from
+/// Redis to a member joining on another node, and the disconnect order to every node.
+#[tokio::test]
+async fn data_and_user_disconnects_reach_every_node() {
+    use serde_json::json;
+    use switchboard_tests::http::api_call;
+
+    const SECRET: &str = "cluster-secret-of-at-least-32-bytes-0123";
+    let redis = RedisServer::start().await;
+    let args: Vec<String> = [
+        ("--redis-url", redis.url()),
+        ("--api-key", "cluster-key-0123456789".to_owned()),
+        ("--jwt-hs256-secret", SECRET.to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect();
+    let nodes = [
+        ServerProcess::start("127.0.0.1:0", &args).await,
+        ServerProcess::start("127.0.0.1:0", &args).await,
+    ];
+    let token = |sub: &str| {
+        let exp = jsonwebtoken::get_current_timestamp() + 600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({ "sub": sub, "exp": exp }),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let (mut ada, _) = nodes[1]
+        .connect_v3(&format!("?feed=0&access_token={}", token("ada")))
+        .await;
+    ada.join_room("ops", None).await;
+    let publish = |node: Endpoint, body: serde_json::Value| async move {
+        api_call(
+            &node,
+            "POST",
+            "/api/v1/rooms/ops/data",
+            Some("cluster-key-0123456789"),
+            &body.to_string(),
+        )
+        .await
+    };
+    let data = |msg: ServerMsg| match msg {
+        ServerMsg::Data(d) => Some((d.key, d.data.as_str().to_owned(), d.delivery, d.seq)),
+        _ => None,
+    };
+    for (delivery, status, seq) in [
+        (shared::Delivery::Durable, 201, Some(1)),
+        (shared::Delivery::Latest, 201, None),
+        (shared::Delivery::Volatile, 202, None),
+    ] {
+        let body = json!({"key": "load", "data": 0.5, "delivery": delivery.name()});
+        let (got, answer) = publish(*nodes[0], body).await;
+        assert_eq!(got, status, "{answer}");
+        assert_eq!(
+            ada.recv_until(data).await,
+            ("load".to_owned(), "0.5".to_owned(), delivery, seq)
+        );
+    }
+    // A member joining on the other node gets the latest value, kept in Redis.
+    let (mut bob, _) = nodes[0]
+        .connect_v3(&format!("?feed=0&access_token={}", token("bob")))
+        .await;
+    bob.join_room("ops", None).await;
+    let (key, value, delivery, _) = loop {
+        let d = bob.recv_until(data).await;
+        if d.2 == shared::Delivery::Latest {
+            break d;
+        }
+    };
+    assert_eq!(
+        (key.as_str(), value.as_str(), delivery),
+        ("load", "0.5", shared::Delivery::Latest)
+    );
+    // Ada is on node 1; the disconnect is asked of node 0.
+    let (status, answer) = api_call(
+        &nodes[0],
+        "POST",
+        "/api/v1/users/ada/disconnect",
+        Some("cluster-key-0123456789"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["closed"]),
+        (200, &json!(0)),
+        "none on node 0"
+    );
+    assert_eq!(ada.close_code().await, shared::close_code::UNAUTHORIZED);
+}

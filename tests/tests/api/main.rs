@@ -4,6 +4,7 @@ mod advisories;
 mod battery;
 mod chat;
 mod cluster;
+mod data;
 mod data_safety;
 mod durability;
 mod echo_and_feed;

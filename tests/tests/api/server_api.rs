@@ -3,30 +3,11 @@
 //! 400s, and the rooms and members as the server sees them.
 
 use shared::ServerMsg;
-use switchboard_tests::http::http_request;
-use switchboard_tests::{Endpoint, spawn_app, spawn_app_with};
+use switchboard_tests::http::api_call as call;
+use switchboard_tests::{spawn_app, spawn_app_with};
 
 const OLD_KEY: &str = "old-key-0123456789abcdef";
 const NEW_KEY: &str = "new-key-fedcba9876543210";
-
-async fn call(
-    app: &Endpoint,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(auth) = &auth {
-        headers.push(("Authorization", auth));
-    }
-    let (status, _, body) = http_request(app, method, path, &headers, body)
-        .await
-        .unwrap();
-    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    (status, json)
-}
 
 #[tokio::test]
 async fn without_a_key_the_api_is_off() {
