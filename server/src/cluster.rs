@@ -867,6 +867,7 @@ mod tests {
                 id: None,
                 name: "ada".into(),
                 msg: "a/b é \n two lines".into(),
+                key: None,
             }
         );
         let typing = NodeMsg::Typing {

@@ -48,6 +48,7 @@ async fn persist(concurrency: usize, per_task: usize) -> anyhow::Result<f64> {
                         sender: format!("t:{t}"),
                         client_id: Some(format!("{t}-{i}")),
                         ts: 0,
+                        key: None,
                     };
                     store.append(msg).await.expect("append");
                 }

@@ -543,6 +543,7 @@ mod tests {
                 Outbound::Frame(f)
                 | Outbound::Chat(f, _)
                 | Outbound::History(f)
+                | Outbound::Data(f)
                 | Outbound::Notice(f) => Some(serde_json::from_str(f.as_str()).unwrap()),
                 Outbound::Ping => self.next(),
             }
@@ -590,6 +591,7 @@ mod tests {
             msg: format!("m{seq}"),
             id: None,
             ts: 0,
+            key: None,
         }
     }
 

@@ -568,6 +568,7 @@ mod tests {
             sender: "t:ada".into(),
             client_id: id.map(Into::into),
             ts,
+            key: None,
         }
     }
 

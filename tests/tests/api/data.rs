@@ -170,7 +170,7 @@ async fn latest_data_is_the_last_value_per_key_sent_on_join_and_kept_across_a_re
             let subscribed = c.join_room("ops", None).await;
             // Latest values are not history: nothing to replay.
             assert_eq!(subscribed.resume, shared::Resume::Fresh { count: 0 });
-            let mut got = vec![next_data(&mut c).await, next_data(&mut c).await];
+            let mut got = [next_data(&mut c).await, next_data(&mut c).await];
             got.sort_by(|a, b| a.key.cmp(&b.key));
             got.iter()
                 .map(|d| (d.key.clone(), json_of(d), d.delivery))
