@@ -302,6 +302,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             ("GET".to_owned(), "/api/v1/rooms".to_owned()),
             ("GET".to_owned(), "/api/v1/rooms/{room}/members".to_owned()),
             ("POST".to_owned(), "/api/v1/broadcast".to_owned()),
+            ("POST".to_owned(), "/api/v1/rooms/{room}/data".to_owned()),
             (
                 "POST".to_owned(),
                 "/api/v1/rooms/{room}/messages".to_owned()
