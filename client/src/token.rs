@@ -92,9 +92,10 @@ pub fn name_of(token: &str) -> Option<String> {
         b64.push('=');
     }
     let binary = web_sys::window()?.atob(&b64).ok()?;
-    // `atob` gives one char per byte: back to bytes, then UTF-8.
-    let bytes: Vec<u8> = binary.chars().map(|c| c as u32 as u8).collect();
-    let text = String::from_utf8(bytes).ok()?;
+    // `atob` gives one character per byte; the browser turns the bytes back into UTF-8 text
+    // (percent-encoded, then decoded).
+    let escaped = String::from(js_sys::escape(&binary));
+    let text: String = js_sys::decode_uri_component(&escaped).ok()?.into();
     let value = shared::json::parse(&text).ok()?;
     let claims = shared::json::Object::of(&value, "claims").ok()?;
     match claims.opt_str("name").ok()? {

@@ -177,8 +177,14 @@ impl Reader<'_> {
             }
             exact = false;
         }
+        // A number is ASCII: its bytes are its characters.
         let literal = || {
-            Value::OtherNumber(String::from_utf8_lossy(&self.bytes[number..self.at]).into_owned())
+            Value::OtherNumber(
+                self.bytes[number..self.at]
+                    .iter()
+                    .map(|&b| char::from(b))
+                    .collect(),
+            )
         };
         if !exact {
             return Ok(literal());

@@ -4,7 +4,10 @@
 //
 // The goal is 150 KB (issue "One connection, many rooms"); the ceiling is today's size plus a
 // little headroom, lowered as the bundle shrinks. It was 157 KB before the fallback transports
-// (SSE with POSTs, long-polling, the ladder and the WebSocket probe), which added 11.6 KB.
+// (SSE with POSTs, long-polling, the ladder and the WebSocket probe), which added 11.6 KB, and
+// 167.7 KB before signed user tokens (token URL, refresh, the sign-in screen) and the room data
+// panel, which added 10.3 KB together (after cutting 3.5 KB they had brought in: a string
+// slice's panic formatting, a lossy UTF-8 decoder, Rust's UTF-8 check for the token payload).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +17,7 @@ import { gzipSync } from 'node:zlib';
 import { repo } from './harness.mjs';
 
 const GOAL_KB = 150;
-const CEILING_KB = 169;
+const CEILING_KB = 179;
 
 test(`the release bundle (wasm + JS, gzip) stays under ${CEILING_KB} KB`, () => {
   const dist = process.env.SWITCHBOARD_DIST ?? path.join(repo, 'dist');

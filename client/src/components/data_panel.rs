@@ -35,13 +35,15 @@ fn sparkline(points: &[(f64, f64)]) -> String {
         .join(" ")
 }
 
-/// A value as shown: JSON text, shortened.
+/// A value as shown: JSON text, shortened. (By characters, not by slicing: a slice brings
+/// its panic message's formatting into the bundle.)
 fn shown(text: &str) -> String {
     const MAX: usize = 60;
-    match text.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}\u{2026}", &text[..at]),
-        None => text.to_owned(),
+    let mut out: String = text.chars().take(MAX).collect();
+    if out.len() < text.len() {
+        out.push('\u{2026}');
     }
+    out
 }
 
 /// The room's live data: the latest value per key, and a chart of the last minutes for
