@@ -112,21 +112,42 @@ pub async fn post_data(
     authorize(&state, &headers, peer)?;
     let room = room_id(&room)?;
     let req: PostData = body(&bytes)?;
-    if !valid_key(&req.key) {
+    let point = check(&state, req.key, &req.data, req.delivery, req.id)?;
+    let (status, posted) = publish(&state, room, &point).await?;
+    Ok((status, Json(posted)))
+}
+
+/// A data point checked and ready to publish (in any number of rooms).
+pub(super) struct Point {
+    key: String,
+    data: RawJson,
+    delivery: DataDelivery,
+    id: Option<String>,
+}
+
+/// Checks a data point: its key, its id (durable only), its size.
+pub(super) fn check(
+    state: &AppState,
+    key: String,
+    data: &serde_json::Value,
+    delivery: DataDelivery,
+    id: Option<String>,
+) -> Result<Point, ApiError> {
+    if !valid_key(&key) {
         return Err(ApiError::Invalid(
             "key_invalid",
             format!("key must be 1 to {MAX_KEY_CHARS} characters of A-Z a-z 0-9 . _ - :"),
         ));
     }
-    if let Some(id) = &req.id
-        && !(valid_client_id(id) && matches!(req.delivery, DataDelivery::Durable))
+    if let Some(id) = &id
+        && !(valid_client_id(id) && matches!(delivery, DataDelivery::Durable))
     {
         return Err(ApiError::Invalid(
             "id_invalid",
             "id is for durable data only, 1 to 64 printable ASCII characters".into(),
         ));
     }
-    let data = RawJson::of(&req.data);
+    let data = RawJson::of(data);
     let max = state.settings.max_message_bytes;
     if data.as_str().len() > max {
         return Err(ApiError::TooLarge(format!(
@@ -134,87 +155,95 @@ pub async fn post_data(
             data.as_str().len()
         )));
     }
+    Ok(Point {
+        key,
+        data,
+        delivery,
+        id,
+    })
+}
+
+/// Publishes a checked data point in a room: the status to answer and what to say.
+pub(super) async fn publish(
+    state: &AppState,
+    room: RoomId,
+    point: &Point,
+) -> Result<(StatusCode, PostedData), ApiError> {
+    let delivery = Delivery::from(point.delivery);
     state
         .metrics
         .data_published
-        .get_or_create(&crate::metrics::kind(Delivery::from(req.delivery).name()))
+        .get_or_create(&crate::metrics::kind(delivery.name()))
         .inc();
     let ts = unix_millis();
     let mut posted = PostedData {
         room: room.to_string(),
-        key: req.key.clone(),
-        delivery: req.delivery,
+        key: point.key.clone(),
+        delivery: point.delivery,
         seq: None,
         ts,
         id: None,
         duplicate: false,
     };
-    match req.delivery {
+    let status = match point.delivery {
         DataDelivery::Durable => {
             // A history entry: the store's commit broadcasts it (on every node), in seq order
             // with the room's chat.
             let new = NewMessage {
                 room,
                 name: API_SENDER.into(),
-                text: data.as_str().to_owned(),
+                text: point.data.as_str().to_owned(),
                 sender: API_SENDER.into(),
-                client_id: req.id.clone(),
+                client_id: point.id.clone(),
                 ts,
-                key: Some(req.key),
+                key: Some(point.key.clone()),
             };
             let appended = state
                 .store
                 .append(new)
                 .await
-                .map_err(|e| store_failed(&state, &e))?;
+                .map_err(|e| store_failed(state, &e))?;
             posted.seq = Some(appended.seq);
             posted.ts = appended.ts;
-            posted.id = req.id;
+            posted.id.clone_from(&point.id);
             posted.duplicate = appended.duplicate;
-            let status = if appended.duplicate {
+            if appended.duplicate {
                 StatusCode::OK
             } else {
                 StatusCode::CREATED
-            };
-            Ok((status, Json(posted)))
+            }
         }
         DataDelivery::Latest => {
             let latest = Latest {
                 room: room.clone(),
-                key: req.key.clone(),
-                data: data.as_str().to_owned(),
+                key: point.key.clone(),
+                data: point.data.as_str().to_owned(),
                 ts,
             };
             state
                 .store
                 .put_latest(latest)
                 .await
-                .map_err(|e| store_failed(&state, &e))?;
-            broadcast(&state, room, req.key, data, Delivery::Latest, ts).await?;
-            Ok((StatusCode::CREATED, Json(posted)))
+                .map_err(|e| store_failed(state, &e))?;
+            broadcast(state, room, point, ts).await?;
+            StatusCode::CREATED
         }
         DataDelivery::Volatile => {
-            broadcast(&state, room, req.key, data, Delivery::Volatile, ts).await?;
-            Ok((StatusCode::ACCEPTED, Json(posted)))
+            broadcast(state, room, point, ts).await?;
+            StatusCode::ACCEPTED
         }
-    }
+    };
+    Ok((status, posted))
 }
 
 /// Sends a data point that is not a history entry to the room's members on this node, and
 /// clustered, to the other nodes'.
-async fn broadcast(
-    state: &AppState,
-    room: RoomId,
-    key: String,
-    data: RawJson,
-    delivery: Delivery,
-    ts: u64,
-) -> Result<(), ApiError> {
+async fn broadcast(state: &AppState, room: RoomId, point: &Point, ts: u64) -> Result<(), ApiError> {
     let msg = DataMsg {
         room: room.to_string(),
-        key,
-        data,
-        delivery,
+        key: point.key.clone(),
+        data: point.data.clone(),
+        delivery: point.delivery.into(),
         seq: None,
         ts,
     };

@@ -262,31 +262,49 @@ pub async fn post_message(
     Ok((status, Json(posted)))
 }
 
-/// The body of `POST /api/v1/broadcast`.
+/// The body of `POST /api/v1/broadcast`: a chat message (`name`, `msg`) or a data point
+/// (`key`, `data`, `delivery`, as `POST /api/v1/rooms/{room}/data` takes it) for each room.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Broadcast {
     pub rooms: Vec<String>,
-    pub name: String,
-    pub msg: String,
-    /// Makes the call idempotent, room by room.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub msg: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+    #[serde(default)]
+    pub delivery: Option<super::api_data::DataDelivery>,
+    /// Makes the call idempotent, room by room (messages and durable data).
     #[serde(default)]
     pub id: Option<String>,
 }
 
+/// What a broadcast posted in one room.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BroadcastPosted {
-    pub posted: Vec<Posted>,
+#[serde(untagged)]
+pub enum PostedAny {
+    Message(Posted),
+    Data(super::api_data::PostedData),
 }
 
-/// Posts one message into several rooms.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BroadcastPosted {
+    pub posted: Vec<PostedAny>,
+}
+
+/// Posts one message or data point into several rooms.
 #[utoipa::path(
     post,
     path = "/api/v1/broadcast",
     request_body = Broadcast,
     responses(
         (status = 200, description = "Stored in every room, one answer per room", body = BroadcastPosted),
-        (status = 400, description = "Invalid rooms, name, text or id: nothing stored", body = ErrorBody),
+        (status = 400, description = "Invalid rooms, name, text, key, data or id, or neither a message nor a data point: nothing stored", body = ErrorBody),
         (status = 401, description = "Missing or wrong key", body = ErrorBody),
     )
 )]
@@ -312,10 +330,44 @@ pub async fn broadcast(
             rooms.push(room);
         }
     }
-    let checked = check(&state, &req.name, &req.msg, req.id)?;
+    // Everything is checked before anything is written.
     let mut posted = Vec::with_capacity(rooms.len());
-    for room in rooms {
-        posted.push(store(&state, room, &checked).await?);
+    match req {
+        Broadcast {
+            name: Some(name),
+            msg: Some(msg),
+            key: None,
+            data: None,
+            delivery: None,
+            id,
+            ..
+        } => {
+            let checked = check(&state, &name, &msg, id)?;
+            for room in rooms {
+                posted.push(PostedAny::Message(store(&state, room, &checked).await?));
+            }
+        }
+        Broadcast {
+            name: None,
+            msg: None,
+            key: Some(key),
+            data: Some(data),
+            delivery: Some(delivery),
+            id,
+            ..
+        } => {
+            let point = super::api_data::check(&state, key, &data, delivery, id)?;
+            for room in rooms {
+                let (_, one) = super::api_data::publish(&state, room, &point).await?;
+                posted.push(PostedAny::Data(one));
+            }
+        }
+        _ => {
+            return Err(ApiError::Invalid(
+                "bad_request",
+                "a broadcast carries either name and msg, or key, data and delivery".into(),
+            ));
+        }
     }
     Ok(Json(BroadcastPosted { posted }))
 }

@@ -357,3 +357,73 @@ async fn bad_publications_get_typed_errors() {
     .await;
     assert_eq!((got, answer["error"].as_str()), (401, Some("unauthorized")));
 }
+
+#[tokio::test]
+async fn a_broadcast_carries_a_data_point_to_many_rooms() {
+    let app = app_with(|_| {}).await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("eu", None).await;
+    ada.join_room("us", None).await;
+    let broadcast = |body: Value| {
+        let app = *app;
+        async move {
+            api_call(
+                &app,
+                "POST",
+                "/api/v1/broadcast",
+                Some(KEY),
+                &body.to_string(),
+            )
+            .await
+        }
+    };
+    let (status, body) = broadcast(
+        json!({"rooms": ["eu", "us", "eu"], "key": "price", "data": 101.5, "delivery": "durable", "id": "p-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let posted: Vec<(String, u64)> = body["posted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["room"].as_str().unwrap().to_owned(),
+                p["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(posted, [("eu".to_owned(), 1), ("us".to_owned(), 1)]);
+    let mut rooms = vec![
+        next_data(&mut ada).await.room,
+        next_data(&mut ada).await.room,
+    ];
+    rooms.sort();
+    assert_eq!(rooms, ["eu", "us"]);
+    // Neither shape, or both: refused before anything is written.
+    for body in [
+        json!({"rooms": ["eu"], "key": "price", "data": 1}),
+        json!({"rooms": ["eu"], "name": "bot", "msg": "hi", "key": "price", "data": 1, "delivery": "latest"}),
+        json!({"rooms": ["eu"]}),
+    ] {
+        let (status, answer) = broadcast(body.clone()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("bad_request")),
+            "{body}"
+        );
+    }
+    let (status, answer) = broadcast(
+        json!({"rooms": ["eu", "Bad Room"], "key": "price", "data": 1, "delivery": "latest"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("room_invalid"))
+    );
+    assert_eq!(
+        app.history("eu", "").await.messages.len(),
+        1,
+        "nothing more stored"
+    );
+}
