@@ -12,10 +12,15 @@ pub async fn older(
     before: u64,
     limit: usize,
 ) -> Result<HistoryPage, String> {
-    let url = format!(
+    let mut url = format!(
         "{http_base}/api/rooms/{}/messages?before={before}&limit={limit}",
         encode(room)
     );
+    // With signed user tokens, history is for the users who may join the room.
+    if let Some(token) = crate::token::current() {
+        url.push_str("&access_token=");
+        url.push_str(&encode(&token));
+    }
     let resp = Request::get(&url)
         .send()
         .await

@@ -6,8 +6,20 @@
 //! (`token_expiring`), to send it as a `refresh`. The answer is the token as text, or JSON with
 //! a `token` (or `access_token`) member.
 
+use std::cell::RefCell;
+
 use gloo_net::http::Request;
 use web_sys::RequestCredentials;
+
+thread_local! {
+    /// The last token fetched, for the page's other requests to the server (older history).
+    static CURRENT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The last token fetched, if tokens are in use.
+pub fn current() -> Option<String> {
+    CURRENT.with(|c| c.borrow().clone())
+}
 
 /// Where the page says tokens come from, if it does.
 pub fn token_url() -> Option<String> {
@@ -50,7 +62,10 @@ pub async fn fetch(url: &str) -> Result<String, TokenError> {
         .text()
         .await
         .map_err(|_| TokenError::Unavailable("the token URL's answer was cut off".into()))?;
-    read_token(&body).ok_or_else(|| TokenError::Unavailable("the token URL sent no token".into()))
+    let token = read_token(&body)
+        .ok_or_else(|| TokenError::Unavailable("the token URL sent no token".into()))?;
+    CURRENT.with(|c| *c.borrow_mut() = Some(token.clone()));
+    Ok(token)
 }
 
 /// The token in a token URL's answer: plain text, or JSON `{"token": …}` /

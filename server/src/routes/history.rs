@@ -17,6 +17,8 @@ pub struct HistoryQuery {
     before: Option<u64>,
     /// Page size; default 50, at most `--max-history-page`.
     limit: Option<usize>,
+    /// With signed user tokens on: the reader's token (or `Authorization: Bearer`).
+    access_token: Option<String>,
 }
 
 pub async fn handler(
@@ -44,6 +46,16 @@ pub async fn handler(
         Ok(room) => room,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("room {e}\n")).into_response(),
     };
+    // With signed user tokens, history is for the users who may join the room.
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match state.authenticate(query.access_token.as_deref().or(bearer)) {
+        Ok(Some(user)) if !user.rooms.allows(&room) => return super::room_forbidden(&room),
+        Ok(_) => {}
+        Err(refused) => return super::unauthorized(&refused),
+    }
     let limit = query
         .limit
         .unwrap_or(50)

@@ -511,6 +511,53 @@ async fn the_server_api_disconnects_every_connection_of_a_user() {
 }
 
 #[tokio::test]
+async fn history_is_for_the_users_who_may_join_the_room() {
+    let app = hs256_app(|_| {}).await;
+    let token = hs256(&claims("ada", 600, json!({ "rooms": ["team-a"] })));
+    let get = |path: String, auth: Option<String>| {
+        let app = *app;
+        async move {
+            let auth = auth.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            let (status, _, body) = http_request(&app, "GET", &path, &headers, "")
+                .await
+                .unwrap();
+            (status, body)
+        }
+    };
+    let (status, body) = get("/api/rooms/team-a/messages".into(), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"token_required\""), "{body}");
+    let expired = hs256(&claims("ada", -60, json!({})));
+    let (status, body) = get(
+        format!("/api/rooms/team-a/messages?access_token={expired}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"token_expired\""), "{body}");
+    let (status, body) = get(
+        format!("/api/rooms/secret/messages?access_token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("\"room_forbidden\""), "{body}");
+    for (path, auth) in [
+        (
+            format!("/api/rooms/team-a/messages?access_token={token}"),
+            None,
+        ),
+        ("/api/rooms/team-a/messages".to_owned(), Some(token.clone())),
+    ] {
+        let (status, body) = get(path, auth).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"room\":\"team-a\""), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn the_http_transports_take_the_token_and_refresh_too() {
     let app = hs256_app(|_| {}).await;
     let token = hs256(&claims("ada", 600, json!({ "name": "Ada" })));
