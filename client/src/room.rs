@@ -93,6 +93,9 @@ pub struct RoomState {
     pub has_older: RwSignal<bool>,
     /// The room's data publications, by key (in order of first arrival).
     pub data: RwSignal<Vec<Series>>,
+    /// The smallest `seq` of a history entry seen that is not a chat line (a durable data
+    /// point), so loading older history moves past pages of them.
+    oldest_entry: StoredValue<Option<u64>>,
     /// Whether this room was subscribed before (a later `subscribed` is a resume).
     subscribed_before: StoredValue<bool>,
     /// Messages of a first join's replay still to come: history, not unread news.
@@ -115,6 +118,7 @@ impl RoomState {
             last_seq: RwSignal::new(0),
             has_older: RwSignal::new(false),
             data: RwSignal::new(Vec::new()),
+            oldest_entry: StoredValue::new(None),
             subscribed_before: StoredValue::new(false),
             history_left: StoredValue::new(0),
         }
@@ -196,6 +200,10 @@ impl RoomState {
     /// live value) only joins the chart.
     pub fn data(&self, d: DataMsg) {
         if let Some(seq) = d.seq {
+            if self.oldest_seq().is_none() {
+                self.has_older.set(seq > 1);
+            }
+            self.note_entry(seq);
             if seq <= self.last_seq.get_untracked() {
                 return;
             }
@@ -231,7 +239,9 @@ impl RoomState {
                 series.ts = d.ts;
                 series.text = text.to_owned();
             }
-            if let Some(v) = number {
+            // A `latest` value sent again on a rejoin is one point, not two.
+            let known = series.points.iter().any(|(t, _)| *t == ts);
+            if let Some(v) = number.filter(|_| !known) {
                 let place = series.points.partition_point(|(t, _)| *t <= ts);
                 series.points.insert(place, (ts, v));
                 let newest = series.points.last().map_or(ts, |p| p.0);
@@ -246,6 +256,9 @@ impl RoomState {
     /// lines.
     pub fn prepend(&self, page: Vec<ChatMsg>, has_more: bool) {
         let oldest = self.oldest_seq();
+        if let Some(first) = page.first() {
+            self.note_entry(first.seq);
+        }
         let older: Vec<Line> = page
             .into_iter()
             .filter(|m| m.key.is_none() && oldest.is_none_or(|o| m.seq < o))
@@ -260,14 +273,24 @@ impl RoomState {
         self.has_older.set(has_more);
     }
 
-    /// The smallest `seq` shown.
+    fn note_entry(&self, seq: u64) {
+        self.oldest_entry
+            .update_value(|o| *o = Some(o.map_or(seq, |o| o.min(seq))));
+    }
+
+    /// The smallest `seq` shown, or of a history entry seen that is not shown (a durable data
+    /// point): where older history continues.
     pub fn oldest_seq(&self) -> Option<u64> {
-        self.lines.with_untracked(|lines| {
+        let chat = self.lines.with_untracked(|lines| {
             lines.iter().find_map(|l| match l.kind {
                 LineKind::Chat { seq, .. } => Some(seq),
                 LineKind::Notice(_) => None,
             })
-        })
+        });
+        match (chat, self.oldest_entry.get_value()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The answer to a join: history position, resume outcome, members.

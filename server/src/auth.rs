@@ -54,11 +54,19 @@ struct Claims {
     sub: String,
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
+    /// Absent: every room. Present, it must be a list (`null` is refused, not read as "all").
+    #[serde(default, deserialize_with = "present")]
     rooms: Option<Vec<String>>,
     exp: u64,
     #[serde(default)]
     iat: Option<u64>,
+}
+
+/// A claim that is present must have a value: `null` is an error, not an absence.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// A verified user.
@@ -70,6 +78,8 @@ pub struct User {
     pub rooms: Rooms,
     /// When the token expires (seconds since the Unix epoch).
     pub exp: u64,
+    /// When it was issued, if it says.
+    pub iat: Option<u64>,
 }
 
 /// Which rooms a user may join.
@@ -181,6 +191,23 @@ impl Verifier {
         })
     }
 
+    /// Also requires `aud` to name `audience` and `iss` to be `issuer` (`--jwt-audience`,
+    /// `--jwt-issuer`): with an identity provider's key, tokens it issued for other apps are
+    /// refused.
+    pub fn expecting(mut self, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        let mut required = vec!["exp", "sub"];
+        if let Some(audience) = audience {
+            self.validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        if let Some(issuer) = issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self
+    }
+
     /// Reads the key file of `--jwt-public-key`.
     pub fn from_pem_file(
         path: &Path,
@@ -240,6 +267,14 @@ impl Verifier {
                         self.algorithm
                     ),
                 ),
+                ErrorKind::InvalidAudience => Refused::new(
+                    ErrorCode::TokenInvalid,
+                    "the token is for another audience (aud)",
+                ),
+                ErrorKind::InvalidIssuer => Refused::new(
+                    ErrorCode::TokenInvalid,
+                    "the token is from another issuer (iss)",
+                ),
                 ErrorKind::MissingRequiredClaim(claim) => Refused::new(
                     ErrorCode::TokenInvalid,
                     format!("the token has no `{claim}` claim"),
@@ -285,6 +320,7 @@ impl Verifier {
             name,
             rooms,
             exp: claims.exp,
+            iat: claims.iat,
         })
     }
 

@@ -93,9 +93,9 @@ pub enum NodeMsg {
         reply_to: String,
         request: u64,
     },
-    /// Close every connection of the user `sub` (on [`USERS_CHANNEL`]; the server API's
-    /// `POST /api/v1/users/{sub}/disconnect`).
-    DisconnectUser { sub: String },
+    /// The user `sub` was signed out at `at` (on [`USERS_CHANNEL`]; the server API's
+    /// `POST /api/v1/users/{sub}/disconnect`): close its connections, refuse its older tokens.
+    DisconnectUser { sub: String, at: u64 },
     /// The answer to a forwarded request: the HTTP status and body to give the client.
     Answer {
         request: u64,
@@ -454,8 +454,8 @@ impl Cluster {
                     self.hub.publish_data(data);
                 }
             }
-            NodeMsg::DisconnectUser { sub } => {
-                self.hub.disconnect_user(&sub);
+            NodeMsg::DisconnectUser { sub, at } => {
+                self.hub.users.sign_out(&sub, at);
             }
             NodeMsg::Typing { node, room, name } => {
                 if node != self.node {
@@ -627,10 +627,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Tells every node to close the connections of the user `sub`.
-    pub async fn disconnect_user(&self, sub: &str) -> Result<(), StoreError> {
+    /// Tells every node that the user `sub` was signed out at `at`: they close its
+    /// connections and refuse its tokens issued until then.
+    pub async fn disconnect_user(&self, sub: &str, at: u64) -> Result<(), StoreError> {
         let json = serde_json::to_string(&NodeMsg::DisconnectUser {
             sub: sub.to_owned(),
+            at,
         })
         .expect("a node message serializes");
         let _: u64 = self

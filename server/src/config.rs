@@ -158,6 +158,15 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// Signed user tokens must name this audience in `aud` (as an identity provider issues
+    /// tokens for several apps). Default: `aud` is not checked.
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Signed user tokens must carry this `iss`. Default: `iss` is not checked.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
     /// Clock skew tolerated on a token's `exp`, `nbf` and `iat`, in seconds.
     #[arg(long, env = "SWITCHBOARD_JWT_LEEWAY_SECS", default_value_t = 5)]
     pub jwt_leeway_secs: u64,
@@ -340,13 +349,17 @@ impl Settings {
         use crate::auth::{KeySource, Verifier};
         let window = Duration::from_secs(self.jwt_refresh_window_secs);
         let (leeway, names) = (self.jwt_leeway_secs, self.max_name_chars);
-        match (&self.jwt_hs256_secret, &self.jwt_public_key) {
+        let verifier = match (&self.jwt_hs256_secret, &self.jwt_public_key) {
             (Some(secret), _) => {
-                Verifier::new(KeySource::Hs256(secret.as_bytes()), leeway, window, names).map(Some)
+                Verifier::new(KeySource::Hs256(secret.as_bytes()), leeway, window, names)?
             }
-            (None, Some(path)) => Verifier::from_pem_file(path, leeway, window, names).map(Some),
-            (None, None) => Ok(None),
-        }
+            (None, Some(path)) => Verifier::from_pem_file(path, leeway, window, names)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(verifier.expecting(
+            self.jwt_audience.as_deref(),
+            self.jwt_issuer.as_deref(),
+        )))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -50,6 +50,7 @@ mod names;
 mod presence;
 mod stats;
 mod typing;
+pub mod users;
 
 use delivery::deliver;
 pub use delivery::{drop_slow_consumer, encode, entry_frame};
@@ -210,6 +211,8 @@ pub struct Hub {
     held_limit: usize,
     /// The cluster's ear, when clustered.
     backplane: Option<Arc<dyn Backplane>>,
+    /// Users of signed tokens: their connections here, and who was signed out.
+    pub users: users::Users,
 }
 
 /// Another person holds the name in this room.
@@ -261,6 +264,7 @@ impl Hub {
             grace,
             held_limit,
             backplane,
+            users: users::Users::default(),
         })
     }
 
@@ -459,26 +463,6 @@ impl Hub {
                 sub.kick.kick(code, reason, false);
             }
         }
-    }
-
-    /// Closes every connection of the user `sub` (signed tokens) on this node with 4401;
-    /// returns how many connections that was.
-    pub fn disconnect_user(&self, sub: &str) -> usize {
-        let mut connections = std::collections::HashSet::new();
-        for (_, cell) in self.all_rooms() {
-            for s in lock_room(&cell).subscribers.values() {
-                if matches!(&s.identity, Identity::User(u) if u == sub)
-                    && s.kick.kick(
-                        shared::close_code::UNAUTHORIZED,
-                        "disconnected by the app",
-                        true,
-                    )
-                {
-                    connections.insert(s.connection);
-                }
-            }
-        }
-        connections.len()
     }
 
     /// The session's room and who it is.

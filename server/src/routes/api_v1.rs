@@ -10,8 +10,9 @@
 //! - `GET /api/v1/rooms`: `{"rooms":[{"room","members"}]}`, the rooms with members (every
 //!   node's, clustered).
 //! - `GET /api/v1/rooms/{room}/members`: `{"room","members":[{"name","connections"}]}`.
-//! - `POST /api/v1/users/{sub}/disconnect`: closes every connection of the user `sub` (signed
-//!   tokens) with 4401, on every node; `{"sub","closed"}` counts this node's connections.
+//! - `POST /api/v1/users/{sub}/disconnect`: signs the user `sub` (signed tokens) out on every
+//!   node: its connections close with 4401 and its tokens issued until now are refused;
+//!   `{"sub","closed"}` counts this node's connections.
 //!
 //! Every request carries `Authorization: Bearer <key>` with one of the `--api-key` keys,
 //! compared in constant time; a wrong or missing key is 401. Rate limited per client address
@@ -274,7 +275,8 @@ pub struct Broadcast {
     pub msg: Option<String>,
     #[serde(default)]
     pub key: Option<String>,
-    #[serde(default)]
+    /// Present (even `null`) for a data point.
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
     #[serde(default)]
@@ -282,6 +284,11 @@ pub struct Broadcast {
     /// Makes the call idempotent, room by room (messages and durable data).
     #[serde(default)]
     pub id: Option<String>,
+}
+
+/// A member that is present is `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// What a broadcast posted in one room.
@@ -536,10 +543,11 @@ pub async fn disconnect_user(
     Path(sub): Path<String>,
 ) -> Result<Json<Disconnected>, ApiError> {
     authorize(&state, &headers, peer)?;
-    let closed = state.hub.disconnect_user(&sub);
+    let at = crate::auth::now_secs();
+    let closed = state.hub.users.sign_out(&sub, at);
     if let Some(cluster) = &state.cluster {
         cluster
-            .disconnect_user(&sub)
+            .disconnect_user(&sub, at)
             .await
             .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     }

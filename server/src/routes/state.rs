@@ -57,7 +57,9 @@ impl AppState {
         match &self.auth {
             None => Ok(None),
             Some(verifier) => {
-                let user = verifier.verify(token);
+                let user = verifier
+                    .verify(token)
+                    .and_then(|user| self.not_signed_out(user));
                 if let Err(refused) = &user {
                     self.metrics
                         .auth_refused
@@ -67,6 +69,20 @@ impl AppState {
                 user.map(Some)
             }
         }
+    }
+
+    /// Refuses a token issued before its user was signed out through the server API.
+    fn not_signed_out(
+        &self,
+        user: crate::auth::User,
+    ) -> Result<crate::auth::User, crate::auth::Refused> {
+        if self.hub.users.is_revoked(&user.sub, user.iat) {
+            return Err(crate::auth::Refused {
+                code: shared::ErrorCode::TokenInvalid,
+                reason: "you were signed out: this token was issued before; get a new one".into(),
+            });
+        }
+        Ok(user)
     }
 
     pub fn session_params(

@@ -105,6 +105,11 @@ pub(crate) async fn serve(
     kick: &Kick,
 ) -> End {
     let plain = p.protocol == Negotiated::Plain;
+    // A user of a signed token is found by the server API's disconnect, whatever it joined.
+    let _tracked = p
+        .user
+        .as_ref()
+        .map(|user| p.hub.users.track(&user.sub, session, kick.clone()));
     // `room`: the room a v3 command was about, named in the error.
     let send_error = |code: ErrorCode, reason: String, room: Option<&RoomId>| {
         if plain {
@@ -519,6 +524,8 @@ struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     auth: Option<&'a crate::auth::Verifier>,
     user: Option<crate::auth::User>,
     expiring_sent: bool,
+    /// When the current token was accepted (ms since the Unix epoch).
+    token_since: u64,
 }
 
 impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
@@ -556,6 +563,7 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
             auth: p.auth.as_deref(),
             user: p.user.clone(),
             expiring_sent: false,
+            token_since: unix_millis(),
         }
     }
 }
@@ -637,11 +645,16 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     /// window before `exp`), then the close (`exp` plus the leeway).
     fn token_deadline(&self) -> Option<Instant> {
         let (auth, user) = (self.auth?, self.user.as_ref()?);
+        let exp = user.exp.saturating_mul(1000);
         let at = if self.expiring_sent {
             auth.closes_at(user.exp).saturating_mul(1000)
         } else {
+            // The refresh window before `exp`, but never before half the token's life here:
+            // a token that lives no longer than the window would otherwise be "expiring" again
+            // at once after each refresh.
             let window = u64::try_from(auth.refresh_window().as_millis()).unwrap_or(u64::MAX);
-            user.exp.saturating_mul(1000).saturating_sub(window)
+            let half_life = self.token_since + exp.saturating_sub(self.token_since) / 2;
+            exp.saturating_sub(window).max(half_life.min(exp))
         };
         Some(Instant::now() + Duration::from_millis(at.saturating_sub(unix_millis())))
     }
@@ -686,7 +699,17 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 "this server does not use signed user tokens: there is nothing to refresh".into(),
             );
         };
-        let user = match auth.verify_refresh(current, token) {
+        let revoked = |user: crate::auth::User| {
+            if self.hub.users.is_revoked(&user.sub, user.iat) {
+                Err(crate::auth::Refused {
+                    code: ErrorCode::TokenInvalid,
+                    reason: "you were signed out: this token was issued before".into(),
+                })
+            } else {
+                Ok(user)
+            }
+        };
+        let user = match auth.verify_refresh(current, token).and_then(revoked) {
             Ok(user) => user,
             Err(refused) => {
                 self.metrics
@@ -700,9 +723,21 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         let exp = user.exp;
         self.user = Some(user);
         self.expiring_sent = false;
-        // The new token may allow fewer rooms: those are left.
+        self.token_since = unix_millis();
+        // The new token may allow fewer rooms: those are left (a one-room session, whose room
+        // is the connection's, is closed).
         if self.rooms.is_some() {
             self.leave_forbidden_rooms(tx);
+        } else if let Some(home) = self.speaker.home.clone()
+            && !self.allowed(&home)
+        {
+            self.reject(
+                ErrorCode::RoomForbidden,
+                format!("your new token does not allow room \"{home}\""),
+            );
+            self.kick
+                .kick(close_code::UNAUTHORIZED, "room no longer allowed", true);
+            return;
         }
         queue_own(
             tx,

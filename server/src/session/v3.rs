@@ -386,17 +386,17 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 seq: None,
                 ts: l.ts,
             });
-            // A client that takes nothing for the heartbeat deadline is a slow consumer, as in
-            // a replay (the reader that notices dead peers waits meanwhile).
+            // As a replay: half the queue stays free for live frames and the connection's own
+            // replies (a room with many keys must not overflow it), and a client that takes
+            // nothing for the heartbeat deadline is a slow consumer.
             let deadline = self.settings.heartbeat_interval() + self.settings.heartbeat_timeout();
-            match tokio::time::timeout(deadline, tx.send(Outbound::Data(encode(&data)))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
+            if !wait_for_room(tx, deadline).await {
+                if !tx.is_closed() {
                     drop_slow_consumer(self.kick, self.metrics);
-                    return;
                 }
+                return;
             }
+            let _ = tx.try_send(Outbound::Data(encode(&data)));
         }
     }
 

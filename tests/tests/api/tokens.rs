@@ -252,11 +252,12 @@ async fn a_public_key_accepts_only_its_own_algorithm() {
     let keys = [
         ("rsa-public.pem", "rsa-private.pem", Algorithm::RS256),
         ("ec-public.pem", "ec-private.pem", Algorithm::ES256),
+        ("ec384-public.pem", "ec384-private.pem", Algorithm::ES384),
         ("ed-public.pem", "ed-private.pem", Algorithm::EdDSA),
     ];
     let signer = |private: &str, alg: Algorithm| match alg {
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&fixture(private)).unwrap(),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&fixture(private)).unwrap(),
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&fixture(private)).unwrap(),
         _ => EncodingKey::from_ed_pem(&fixture(private)).unwrap(),
     };
     let ada = claims("ada", 600, json!({}));
@@ -443,6 +444,28 @@ async fn a_refresh_keeps_the_session_and_its_rooms_past_the_first_tokens_exp() {
 }
 
 #[tokio::test]
+async fn a_one_room_session_whose_new_token_drops_its_room_is_closed() {
+    let app = hs256_app(|_| {}).await;
+    let token = hs256(&claims("ada", 600, json!({ "rooms": ["team-a"] })));
+    let mut v2 = app
+        .connect(&format!("/ws?room=team-a&feed=0&access_token={token}"))
+        .await
+        .unwrap();
+    v2.welcome().await;
+    let narrower = hs256(&claims("ada", 600, json!({ "rooms": ["ops"] })));
+    v2.send(&shared::ClientMsg::Refresh { token: narrower })
+        .await;
+    let code = v2
+        .recv_until(|m| match m {
+            ServerMsg::Error { code, .. } => Some(code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::RoomForbidden);
+    assert_eq!(v2.close_code().await, close_code::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn without_a_refresh_the_session_closes_with_4401_at_exp() {
     let app = hs256_app(|s| s.jwt_leeway_secs = 0).await;
     let (mut ada, _) = v3_as(&app, &hs256(&claims("ada", 2, json!({})))).await;
@@ -473,6 +496,8 @@ async fn the_server_api_disconnects_every_connection_of_a_user() {
     tab1.join_room("ops", None).await;
     let (mut tab2, _) = v3_as(&app, &ada_token).await;
     tab2.join_room("lobby", None).await;
+    // A connection in no room is hers all the same.
+    let (mut idle, _) = v3_as(&app, &ada_token).await;
     let (mut bob, _) = v3_as(&app, &hs256(&claims("bob", 600, json!({})))).await;
     bob.join_room("lobby", None).await;
     let auth = "Bearer api-key-0123456789abcdef";
@@ -487,10 +512,21 @@ async fn the_server_api_disconnects_every_connection_of_a_user() {
     .unwrap();
     assert_eq!(
         (status, body.as_str()),
-        (200, r#"{"sub":"ada","closed":2}"#)
+        (200, r#"{"sub":"ada","closed":3}"#)
     );
     assert_eq!(tab1.close_code().await, close_code::UNAUTHORIZED);
     assert_eq!(tab2.close_code().await, close_code::UNAUTHORIZED);
+    assert_eq!(idle.close_code().await, close_code::UNAUTHORIZED);
+    // Her old token no longer lets her in; one the app issues after the sign-out does.
+    assert_eq!(
+        try_v3(&app, &format!("?access_token={ada_token}"))
+            .await
+            .map(|_| ()),
+        refused(ErrorCode::TokenInvalid)
+    );
+    let fresh = hs256(&claims("ada", 600, json!({ "iat": now() + 1 })));
+    let (_, hello) = v3_as(&app, &fresh).await;
+    assert_eq!(hello.name.as_deref(), Some("ada"));
     // Bob is still connected and chatting.
     bob.chat_in("lobby", "still here", "b1").await;
     assert_eq!(bob.ack("b1").await, 1);
