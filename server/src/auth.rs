@@ -198,6 +198,7 @@ impl Verifier {
         let mut required = vec!["exp", "sub"];
         if let Some(audience) = audience {
             self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
             required.push("aud");
         }
         if let Some(issuer) = issuer {

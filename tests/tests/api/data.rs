@@ -413,6 +413,17 @@ async fn a_broadcast_carries_a_data_point_to_many_rooms() {
             "{body}"
         );
     }
+    // `null` is a value.
+    let (status, body) =
+        broadcast(json!({"rooms": ["eu"], "key": "state", "data": null, "delivery": "volatile"}))
+            .await;
+    assert_eq!(
+        (status, body["posted"][0]["key"].as_str()),
+        (200, Some("state")),
+        "{body}"
+    );
+    let d = next_data(&mut ada).await;
+    assert_eq!((d.key.as_str(), d.data.as_str()), ("state", "null"));
     let (status, answer) = broadcast(
         json!({"rooms": ["eu", "Bad Room"], "key": "price", "data": 1, "delivery": "latest"}),
     )
@@ -426,4 +437,28 @@ async fn a_broadcast_carries_a_data_point_to_many_rooms() {
         1,
         "nothing more stored"
     );
+}
+
+#[tokio::test]
+async fn more_latest_keys_than_the_queue_holds_all_reach_a_joiner() {
+    let app = app_with(|s| s.outbound_queue = 16).await;
+    for i in 0..100 {
+        let (status, body) = publish(
+            &app,
+            "ops",
+            json!({"key": format!("k{i}"), "data": i, "delivery": "latest"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (mut joiner, _) = app.connect_v3("?name=joiner&feed=0").await;
+    joiner.join_room("ops", None).await;
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        keys.insert(next_data(&mut joiner).await.key);
+    }
+    assert_eq!(keys.len(), 100);
+    // Still connected.
+    joiner.chat_in("ops", "all here", "j-1").await;
+    assert_eq!(joiner.ack("j-1").await, 1);
 }

@@ -636,3 +636,51 @@ async fn the_page_names_the_token_url_when_one_is_set() {
         assert!(body.contains(meta), "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn an_audience_and_an_issuer_when_set_are_required() {
+    let app = hs256_app(|s| {
+        s.jwt_audience = Some("chat-app".into());
+        s.jwt_issuer = Some("https://id.example.com".into());
+    })
+    .await;
+    let iss = "https://id.example.com";
+    for (what, extra, expected) in [
+        ("neither", json!({}), refused(ErrorCode::TokenInvalid)),
+        (
+            "another audience",
+            json!({"aud": "billing", "iss": iss}),
+            refused(ErrorCode::TokenInvalid),
+        ),
+        (
+            "another issuer",
+            json!({"aud": "chat-app", "iss": "https://evil.example.com"}),
+            refused(ErrorCode::TokenInvalid),
+        ),
+        (
+            "no issuer",
+            json!({"aud": "chat-app"}),
+            refused(ErrorCode::TokenInvalid),
+        ),
+        ("both right", json!({"aud": "chat-app", "iss": iss}), Ok(())),
+        (
+            "the audience in a list",
+            json!({"aud": ["billing", "chat-app"], "iss": iss}),
+            Ok(()),
+        ),
+    ] {
+        let token = hs256(&claims("ada", 600, extra));
+        let got = try_v3(&app, &format!("?access_token={token}"))
+            .await
+            .map(|_| ());
+        assert_eq!(got, expected, "{what}");
+    }
+    // A rooms claim of null is refused, not read as every room (`claims` drops null members:
+    // this one is set by hand).
+    let mut c = claims("ada", 600, json!({"aud": "chat-app", "iss": iss}));
+    c["rooms"] = Value::Null;
+    let got = try_v3(&app, &format!("?access_token={}", hs256(&c)))
+        .await
+        .map(|_| ());
+    assert_eq!(got, refused(ErrorCode::TokenInvalid), "rooms: null");
+}
