@@ -76,9 +76,24 @@ impl Users {
         })
     }
 
+    /// The user of a verified token, unless it was signed out after the token was issued: at
+    /// connect and in a `refresh` alike.
+    pub fn not_signed_out(
+        &self,
+        user: crate::auth::User,
+    ) -> Result<crate::auth::User, crate::auth::Refused> {
+        if self.is_revoked(&user.sub, user.iat) {
+            return Err(crate::auth::Refused {
+                code: shared::ErrorCode::TokenInvalid,
+                reason: "you were signed out: this token was issued before; get a new one".into(),
+            });
+        }
+        Ok(user)
+    }
+
     /// Whether a token of `sub` issued at `iat` was signed out since (a token without `iat`
     /// counts as issued before).
-    pub fn is_revoked(&self, sub: &str, iat: Option<u64>) -> bool {
+    fn is_revoked(&self, sub: &str, iat: Option<u64>) -> bool {
         let revoked = self.revoked.lock().expect("users lock");
         revoked
             .get(sub)

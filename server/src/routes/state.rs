@@ -59,7 +59,7 @@ impl AppState {
             Some(verifier) => {
                 let user = verifier
                     .verify(token)
-                    .and_then(|user| self.not_signed_out(user));
+                    .and_then(|user| self.hub.users.not_signed_out(user));
                 if let Err(refused) = &user {
                     self.metrics
                         .auth_refused
@@ -69,20 +69,6 @@ impl AppState {
                 user.map(Some)
             }
         }
-    }
-
-    /// Refuses a token issued before its user was signed out through the server API.
-    fn not_signed_out(
-        &self,
-        user: crate::auth::User,
-    ) -> Result<crate::auth::User, crate::auth::Refused> {
-        if self.hub.users.is_revoked(&user.sub, user.iat) {
-            return Err(crate::auth::Refused {
-                code: shared::ErrorCode::TokenInvalid,
-                reason: "you were signed out: this token was issued before; get a new one".into(),
-            });
-        }
-        Ok(user)
     }
 
     pub fn session_params(

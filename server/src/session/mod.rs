@@ -699,17 +699,10 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 "this server does not use signed user tokens: there is nothing to refresh".into(),
             );
         };
-        let revoked = |user: crate::auth::User| {
-            if self.hub.users.is_revoked(&user.sub, user.iat) {
-                Err(crate::auth::Refused {
-                    code: ErrorCode::TokenInvalid,
-                    reason: "you were signed out: this token was issued before".into(),
-                })
-            } else {
-                Ok(user)
-            }
-        };
-        let user = match auth.verify_refresh(current, token).and_then(revoked) {
+        let user = match auth
+            .verify_refresh(current, token)
+            .and_then(|user| self.hub.users.not_signed_out(user))
+        {
             Ok(user) => user,
             Err(refused) => {
                 self.metrics
