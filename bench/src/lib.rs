@@ -9,6 +9,10 @@
 //!   the server can relay N × (N − 1) deliveries per round.
 //! - [`idle`]: many connections held; the server's resident memory per connection.
 //! - [`setup`]: connection setup rate: many connects, a fixed number in flight.
+//! - [`members`]: many members joining one room (named or nameless): time to join, presence
+//!   frames, memory per member once quiet.
+//! - [`rooms`]: many rooms of a few members each, several rooms per connection, traffic in
+//!   every room.
 //!
 //! Client sockets bind round-robin to 127.0.0.2–127.0.0.9 so ephemeral ports do not run out.
 //! Three paths: `raw` (the server's `/echo` and `/relay`, which every peer implements),
@@ -68,8 +72,14 @@ pub struct Report {
     pub p999_us: u64,
     pub max_us: u64,
     pub secs: f64,
-    /// Idle scenario: the server's resident memory per open connection, KiB.
+    /// Idle and members: the server's resident memory per open connection, KiB.
     pub rss_per_conn_kib: Option<f64>,
+    /// Members: seconds until every connection was in the room.
+    pub join_secs: Option<f64>,
+    /// Members: seconds until the room fell quiet after the joins.
+    pub settled_secs: Option<f64>,
+    /// Members: frames the members received while joining and settling (presence).
+    pub presence_frames: Option<u64>,
 }
 
 /// Small buffers: the load generator holds many connections.
@@ -240,6 +250,9 @@ impl Run {
             max_us: hist.max(),
             secs,
             rss_per_conn_kib: None,
+            join_secs: None,
+            settled_secs: None,
+            presence_frames: None,
         }
     }
 }
@@ -691,4 +704,243 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// Members of one room: `conns` connections join one fresh room on the chat path, 64 at a
+/// time, each with a unique name (`named`) or as a nameless listener, every one reading from
+/// the moment it is in. Measures how long until all are in (`join_secs`), every frame the
+/// clients received until the room fell quiet (no frame for a second: the presence traffic of
+/// the joins, `presence_frames`), the server's resident memory per connection once quiet, and
+/// that all are alive: one chat from one more member reaches every one (`delivered`).
+pub async fn members(
+    addr: SocketAddr,
+    path: PathKind,
+    conns: usize,
+    named: bool,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Report> {
+    let run_id = epoch_nanos() % 1_000_000_000_000;
+    let room = format!("members-{run_id}");
+    let rss_before = server_pid.and_then(rss_kib);
+    let frames = Arc::new(AtomicU64::new(0));
+    let got = Arc::new(AtomicU64::new(0));
+    let marker = format!("alive-{run_id}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(conns);
+    for chunk in (0..conns).collect::<Vec<_>>().chunks(64) {
+        let batch = chunk.iter().map(|&c| {
+            // Unique names, as real users have.
+            let params = if named {
+                format!("name=m{c}-{run_id}&feed=0")
+            } else {
+                "feed=0".to_owned()
+            };
+            let room = &room;
+            async move { open(addr, path, "/relay", &params, room, c).await }
+        });
+        for ws in futures_util::future::join_all(batch).await {
+            let mut ws = ws?;
+            let (frames, got, marker, mut stop) =
+                (frames.clone(), got.clone(), marker.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        frame = ws.next() => match frame {
+                            Some(Ok(Message::Text(t))) => {
+                                if t.contains(&marker) {
+                                    got.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    frames.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            _ => break,
+                        },
+                        _ = stop.changed() => break,
+                    }
+                }
+                ws
+            }));
+        }
+    }
+    let join_secs = start.elapsed().as_secs_f64();
+    // Quiet: no frame for a second (bounded at two minutes).
+    let mut seen = frames.load(Ordering::Relaxed);
+    let quiet_deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = frames.load(Ordering::Relaxed);
+        if now == seen || Instant::now() > quiet_deadline {
+            break;
+        }
+        seen = now;
+    }
+    let settled_secs = start.elapsed().as_secs_f64() - 1.0;
+    let presence_frames = frames.load(Ordering::Relaxed);
+    let rss_after = server_pid.and_then(rss_kib);
+    let publisher = open(
+        addr,
+        path,
+        "/relay",
+        &format!("name=publisher-{run_id}&feed=0"),
+        &room,
+        conns,
+    )
+    .await?;
+    let (mut pub_tx, mut pub_rx) = publisher.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = pub_rx.next().await {} });
+    let sent_at = Instant::now();
+    pub_tx
+        .send(Message::text(frame(path, &room, marker.clone())?))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (got.load(Ordering::Relaxed) as usize) < conns && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut hist = histogram();
+    hist.record(sent_at.elapsed().as_micros().max(1) as u64)?;
+    let _ = stop_tx.send(true);
+    drain.abort();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let run = Run {
+        scenario: if named { "members" } else { "members-nameless" },
+        path,
+        connections: conns,
+        payload: 0,
+        rate: None,
+    };
+    let mut report = run.report(
+        1,
+        conns as u64,
+        got.load(Ordering::Relaxed),
+        &hist,
+        start.elapsed().as_secs_f64(),
+    );
+    report.rss_per_conn_kib = match (rss_before, rss_after) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / conns as f64),
+        _ => None,
+    };
+    report.join_secs = Some(join_secs);
+    report.settled_secs = Some(settled_secs);
+    report.presence_frames = Some(presence_frames);
+    Ok(report)
+}
+
+/// Many rooms: `conns` named connections, each in `per_conn` rooms, so `conns` rooms of
+/// `per_conn` members each (connection `c` joins rooms `c + k × (conns / per_conn)` modulo
+/// `conns`, for `k` below `per_conn`: every room gets exactly `per_conn` members, each room's
+/// members spread over the connections). Open loop: `rate` chat messages a second in all, the rooms taking
+/// turns, each sent by the room's first member; every member (the sender included) must get
+/// each. Latency from the scheduled send time, as in [`fanout`].
+pub async fn rooms(
+    addr: SocketAddr,
+    conns: usize,
+    per_conn: usize,
+    rate: u64,
+    payload: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        (1..=conns).contains(&per_conn),
+        "each connection joins 1 to --conns rooms"
+    );
+    let stride = conns / per_conn;
+    let epoch = Instant::now();
+    let run_id = epoch_nanos() % 1_000_000_000_000;
+    let room_of = |r: usize| format!("r{run_id}-{r}");
+    let received = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut sinks = Vec::with_capacity(conns);
+    let mut tasks = Vec::with_capacity(conns);
+    for chunk in (0..conns).collect::<Vec<_>>().chunks(64) {
+        let batch = chunk.iter().map(|&c| {
+            let room_of = &room_of;
+            async move {
+                let mut ws =
+                    join(addr, &format!("?name=u{c}-{run_id}&feed=0"), &room_of(c), c).await?;
+                for k in 1..per_conn {
+                    let join = shared::Command::Join {
+                        room: shared::RoomId::parse(&room_of((c + k * stride) % conns))?,
+                        epoch: None,
+                        seq: None,
+                    };
+                    ws.send(Message::text(serde_json::to_string(&join)?))
+                        .await?;
+                }
+                anyhow::Ok(ws)
+            }
+        });
+        for ws in futures_util::future::join_all(batch).await {
+            let (sink, mut stream) = ws?.split();
+            sinks.push(sink);
+            let (received, mut stop) = (received.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut hist = histogram();
+                loop {
+                    let frame = tokio::select! {
+                        frame = stream.next() => match frame {
+                            Some(Ok(frame)) => frame,
+                            _ => break,
+                        },
+                        _ = stop.changed() => break,
+                    };
+                    let Message::Text(text) = &frame else {
+                        continue;
+                    };
+                    if !text.starts_with("{\"type\":\"chat\"") {
+                        continue;
+                    }
+                    let Some(scheduled_us) = scheduled(text, PathKind::Switchboard) else {
+                        continue;
+                    };
+                    let now = epoch.elapsed().as_micros() as u64;
+                    hist.record(now.saturating_sub(scheduled_us).max(1))?;
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(hist)
+            }));
+        }
+    }
+    // Let the last joins' `subscribed` and presence settle before the clock starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pad = "x".repeat(payload.saturating_sub(24));
+    let total = rate * duration.as_secs().max(1);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = epoch.elapsed();
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(epoch + due)).await;
+        let r = i as usize % conns;
+        let body = format!("{} {pad}", due.as_micros());
+        let frame = frame(PathKind::Switchboard, &room_of(r), body)?;
+        sinks[r].send(Message::text(frame)).await?;
+    }
+    let expected = total * per_conn as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = (epoch.elapsed() - start).as_secs_f64();
+    let _ = stop_tx.send(true);
+    let mut hist = histogram();
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    let run = Run {
+        scenario: "rooms",
+        path: PathKind::Switchboard,
+        connections: conns,
+        payload,
+        rate: Some(rate),
+    };
+    Ok(run.report(
+        total,
+        expected,
+        received.load(Ordering::Relaxed),
+        &hist,
+        secs,
+    ))
 }

@@ -82,6 +82,9 @@ pub struct RoomState {
     /// Messages not yet seen broadcast, oldest first.
     pub outbox: RwSignal<Vec<Pending>>,
     pub members: RwSignal<Vec<Member>>,
+    /// How many members the room has: more than `members` holds in a room too large for
+    /// the server to list (its list is paged).
+    pub online: RwSignal<u32>,
     /// Who is typing, with when the notice expires (`Date.now()` ms).
     pub typing: RwSignal<Vec<(String, f64)>>,
     /// Chat messages from others that arrived while another room was shown.
@@ -112,6 +115,7 @@ impl RoomState {
             lines: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(outbox),
             members: RwSignal::new(Vec::new()),
+            online: RwSignal::new(0),
             typing: RwSignal::new(Vec::new()),
             unread: RwSignal::new(0),
             epoch: RwSignal::new(None),
@@ -306,6 +310,7 @@ impl RoomState {
         for member in s.members {
             insert_sorted(&mut members, member);
         }
+        self.online.set(s.online.max(members.len() as u32));
         self.members.set(members);
         self.status.set(RoomStatus::Joined);
         // What a reconnect recovers was missed, so it counts as unread; a first join's
@@ -371,24 +376,72 @@ impl RoomState {
 
     pub fn joined(&self, member: Member) {
         self.notice(format!("{} joined", member.name));
-        self.members.update(|m| {
-            m.retain(|x| x.name != member.name);
-            insert_sorted(m, member);
-        });
+        self.presence(member);
     }
 
+    /// A member's connections changed (or it arrived); the count follows the list, as the
+    /// server sends single changes only in rooms it lists.
     pub fn presence(&self, member: Member) {
-        self.members
-            .update(|m| match m.iter_mut().find(|x| x.name == member.name) {
-                Some(x) => *x = member,
-                None => insert_sorted(m, member),
-            })
+        self.members.update(|m| upsert(m, member));
+        self.online
+            .set(self.members.with_untracked(|m| m.len() as u32));
     }
 
     pub fn left(&self, member: Member) {
         self.notice(format!("{} left", member.name));
-        self.members.update(|m| m.retain(|x| x.name != member.name));
-        self.typing.update(|t| t.retain(|(n, _)| *n != member.name));
+        self.gone(&member.name);
+        self.online
+            .set(self.members.with_untracked(|m| m.len() as u32));
+    }
+
+    fn gone(&self, name: &str) {
+        self.members.update(|m| m.retain(|x| x.name != name));
+        self.typing.update(|t| t.retain(|(n, _)| n != name));
+    }
+
+    /// Several changes at once (`presence_batch`); in a room too large to list, only the
+    /// count. Arrivals and departures are summed up in one notice.
+    pub fn presence_batch(&self, online: u32, changed: Vec<Member>, left: Vec<String>, full: bool) {
+        if full {
+            self.members.set(Vec::new());
+        }
+        let known = |name: &str| {
+            self.members
+                .with_untracked(|m| m.iter().any(|x| x.name == name))
+        };
+        let arrived = changed.iter().filter(|m| !known(&m.name)).count();
+        let departed = left.iter().filter(|n| known(n)).count();
+        for name in &left {
+            self.gone(name);
+        }
+        self.members.update(|m| {
+            for member in changed {
+                upsert(m, member);
+            }
+        });
+        self.online.set(online);
+        if !full {
+            let mut parts = Vec::new();
+            if arrived > 0 {
+                parts.push(format!("{arrived} joined"));
+            }
+            if departed > 0 {
+                parts.push(format!("{departed} left"));
+            }
+            if !parts.is_empty() {
+                self.notice(parts.join(", "));
+            }
+        }
+    }
+
+    /// A page of a large room's member list (the answer to `members`).
+    pub fn members_page(&self, page: Vec<Member>, online: u32) {
+        self.members.update(|m| {
+            for member in page {
+                upsert(m, member);
+            }
+        });
+        self.online.set(online);
     }
 
     pub fn typing(&self, name: String) {
@@ -417,6 +470,14 @@ impl RoomState {
             self.typing
                 .update(|t| t.retain(|(_, until)| *until > now_ms));
         }
+    }
+}
+
+/// Adds or replaces a member, keeping the list sorted by name.
+fn upsert(members: &mut Vec<Member>, member: Member) {
+    match members.iter_mut().find(|x| x.name == member.name) {
+        Some(x) => *x = member,
+        None => insert_sorted(members, member),
     }
 }
 

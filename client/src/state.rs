@@ -279,6 +279,17 @@ impl Session {
         Ok(())
     }
 
+    /// Asks for the next page of a large room's member list.
+    pub fn more_members(&self, room: &RoomState) {
+        let after = room
+            .members
+            .with_untracked(|m| m.last().map(|m| m.name.clone()));
+        self.send(&Command::Members {
+            room: room.id(),
+            after,
+        });
+    }
+
     pub fn typing(&self) {
         if let Some(room) = self.active.get_untracked() {
             self.send(&Command::Typing { room });
@@ -473,6 +484,27 @@ impl Session {
             ServerMsg::Left { room, member } => {
                 if let Some(room) = room_of(&room) {
                     room.left(member);
+                }
+            }
+            ServerMsg::PresenceBatch {
+                room,
+                online,
+                changed,
+                left,
+                full,
+            } => {
+                if let Some(room) = room_of(&room) {
+                    room.presence_batch(online, changed, left, full);
+                }
+            }
+            ServerMsg::Members {
+                room,
+                members,
+                online,
+                ..
+            } => {
+                if let Some(room) = room_of(&room) {
+                    room.members_page(members, online);
                 }
             }
             ServerMsg::Typing { room, name } => {

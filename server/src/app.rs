@@ -58,6 +58,7 @@ impl Application {
             settings.outbound_queue.max(64) * 4,
             metrics.clone(),
             backplane,
+            settings.presence(),
         );
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -252,6 +252,23 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Milliseconds between a room's presence announcements: the first change after a quiet
+    /// spell goes out at once, the changes within this interval after it go out together
+    /// (one `presence_batch` frame). 0 announces every change at once.
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_INTERVAL_MS", default_value_t = 100)]
+    pub presence_interval_ms: u64,
+
+    /// Rooms with more members than this announce their member count instead of each
+    /// member's arrival and departure, and send joiners the first page of members only (the
+    /// rest is paged with the `members` command): N members joining then cost O(N) frames.
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_LIST_MAX", value_parser = at_least(1), default_value_t = 1000)]
+    pub presence_list_max: usize,
+
+    /// Members per page of a room's member list (`members` command, and what a joiner of a
+    /// room too large to list gets).
+    #[arg(long, env = "SWITCHBOARD_MEMBERS_PAGE", value_parser = at_least(1), default_value_t = 100)]
+    pub members_page: usize,
+
     /// Clustered: seconds a node's presence entry and name claims live without a refresh (each
     /// node refreshes every third of it). A crashed node's members leave within this plus one
     /// refresh interval (TTL + TTL/3).
@@ -287,6 +304,15 @@ impl Settings {
 
     pub fn name_grace(&self) -> Duration {
         Duration::from_secs(self.name_grace_secs)
+    }
+
+    /// How the hub announces presence.
+    pub fn presence(&self) -> crate::hub::PresenceOptions {
+        crate::hub::PresenceOptions {
+            interval: Duration::from_millis(self.presence_interval_ms),
+            list_max: self.presence_list_max,
+            page: self.members_page,
+        }
     }
 
     pub fn retention(&self) -> crate::store::Retention {

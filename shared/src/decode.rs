@@ -102,7 +102,24 @@ impl ServerMsg {
                 epoch: f.str("epoch")?,
                 resume: resume(f.need("resume")?)?,
                 members: f.array("members", member)?,
+                online: match f.get("online")? {
+                    Some(_) => f.int("online")?,
+                    None => 0,
+                },
             }),
+            "presence_batch" => Self::PresenceBatch {
+                room: f.str("room")?,
+                online: f.int("online")?,
+                changed: f.array("changed", member)?,
+                left: f.array("left", |v| json::as_str(v, "left"))?,
+                full: f.opt_bool("full")?.unwrap_or(false),
+            },
+            "members" => Self::Members {
+                room: f.str("room")?,
+                members: f.array("members", member)?,
+                online: f.int("online")?,
+                next: f.opt_str("next")?,
+            },
             "hello" => Self::Hello(Hello {
                 protocol: f.int("protocol")?,
                 server_version: f.str("server_version")?,
@@ -215,6 +232,10 @@ impl Command {
             Self::Typing { room } => w.str("type", "typing").str("room", room.as_str()),
             Self::Feed { enabled } => w.str("type", "feed").bool("enabled", *enabled),
             Self::Refresh { token } => w.str("type", "refresh").str("token", token),
+            Self::Members { room, after } => w
+                .str("type", "members")
+                .str("room", room.as_str())
+                .opt_str("after", after.as_deref()),
         }
         .finish()
     }

@@ -346,9 +346,15 @@ impl<'a> Object<'a> {
     }
 
     pub fn bool(&self, key: &str) -> Result<bool, DecodeError> {
-        match self.need(key)? {
-            Value::Bool(b) => Ok(*b),
-            _ => Err(invalid(format!("`{key}` must be a boolean"))),
+        self.opt_bool(key)?
+            .ok_or_else(|| invalid(format!("missing field `{key}`")))
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, DecodeError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(invalid(format!("`{key}` must be a boolean"))),
         }
     }
 
@@ -365,7 +371,7 @@ impl<'a> Object<'a> {
     }
 }
 
-fn as_str(value: &Value, key: &str) -> Result<String, DecodeError> {
+pub(crate) fn as_str(value: &Value, key: &str) -> Result<String, DecodeError> {
     match value {
         Value::Str(s) => Ok(s.clone()),
         _ => Err(invalid(format!("`{key}` must be a string"))),

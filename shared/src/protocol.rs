@@ -65,6 +65,14 @@ pub enum Command {
     /// A new signed user token for the same user (`sub`), sent after
     /// [`ServerMsg::TokenExpiring`]; answered with [`ServerMsg::TokenRefreshed`].
     Refresh { token: String },
+    /// A page of a joined room's members, in name order after `after` (from the start
+    /// without it); answered with [`ServerMsg::Members`]. For rooms too large to list in
+    /// [`Subscribed::members`] and presence changes ([`ServerMsg::PresenceBatch`]).
+    Members {
+        room: RoomId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
 }
 
 impl Command {
@@ -85,7 +93,8 @@ impl Command {
             Self::Join { room, .. }
             | Self::Leave { room }
             | Self::Chat { room, .. }
-            | Self::Typing { room } => Some(room),
+            | Self::Typing { room }
+            | Self::Members { room, .. } => Some(room),
             Self::Feed { .. } | Self::Refresh { .. } => None,
         }
     }
@@ -204,6 +213,30 @@ pub enum ServerMsg {
     Presence { room: String, member: Member },
     /// Somebody left the room (their last connection has been gone for the grace period).
     Left { room: String, member: Member },
+    /// Several presence changes in a room at once, sent at most once per presence interval
+    /// per room (a single change goes out as `joined`, `presence` or `left`). `online` is the
+    /// room's member count after them. `changed`: members who arrived or whose connection
+    /// count changed (0: reconnecting, the name held for a grace period); `left`: names gone.
+    /// With `full`, `changed` is the whole member list, to replace the one the client holds.
+    /// In a room of more members than the server lists (`--presence-list-max`), `changed` and
+    /// `left` are empty: only the count is announced, and the list is paged with `members`.
+    PresenceBatch {
+        room: String,
+        online: u32,
+        changed: Vec<Member>,
+        left: Vec<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        full: bool,
+    },
+    /// v3: a page of a room's members, in name order (the answer to `members`); `next`, when
+    /// there are more, is the `after` of the next page.
+    Members {
+        room: String,
+        members: Vec<Member>,
+        online: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
     /// Somebody is typing; show it for [`TYPING_TTL_MS`] unless refreshed.
     Typing { room: String, name: String },
     /// The live feed, once a second.
@@ -243,6 +276,10 @@ pub enum ServerMsg {
     TokenExpiring { exp: u64 },
     /// A `refresh` was accepted: the session now lasts until `exp`.
     TokenRefreshed { exp: u64 },
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl ServerMsg {
@@ -325,8 +362,12 @@ pub struct Subscribed {
     pub epoch: String,
     /// What follows this frame, as `chat` frames of this room in `seq` order.
     pub resume: Resume,
-    /// Members online in the room, this connection included when it has a name.
+    /// Members online in the room, this connection included when it has a name; in a room
+    /// of more than the server lists, the first page (then `online` is larger).
     pub members: Vec<Member>,
+    /// How many members the room has.
+    #[serde(default)]
+    pub online: u32,
 }
 
 /// Limits that the client should respect to avoid errors.
@@ -753,7 +794,40 @@ mod tests {
                 epoch: "e1".into(),
                 resume: Resume::Recovered { count: 3 },
                 members: vec![member()],
+                online: 1,
             }),
+            ServerMsg::PresenceBatch {
+                room: "lobby".into(),
+                online: 2,
+                changed: vec![
+                    member(),
+                    Member {
+                        name: "bo".into(),
+                        connections: 0,
+                    },
+                ],
+                left: vec!["cy".into()],
+                full: false,
+            },
+            ServerMsg::PresenceBatch {
+                room: "lobby".into(),
+                online: 5000,
+                changed: vec![],
+                left: vec![],
+                full: true,
+            },
+            ServerMsg::Members {
+                room: "lobby".into(),
+                members: vec![member()],
+                online: 5000,
+                next: Some("ada".into()),
+            },
+            ServerMsg::Members {
+                room: "lobby".into(),
+                members: vec![],
+                online: 0,
+                next: None,
+            },
             ServerMsg::Unsubscribed {
                 room: "lobby".into(),
             },
@@ -906,6 +980,14 @@ mod tests {
             Command::Feed { enabled: false },
             Command::Refresh {
                 token: "eyJ.a.b".into(),
+            },
+            Command::Members {
+                room: room(),
+                after: None,
+            },
+            Command::Members {
+                room: room(),
+                after: Some("ada \"b\"".into()),
             },
         ]
     }

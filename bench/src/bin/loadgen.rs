@@ -4,6 +4,8 @@
 //! loadgen --addr 127.0.0.1:3000 --scenario echo --path raw --conns 100 --payload 20 --secs 10
 //! loadgen --addr 127.0.0.1:3000 --scenario fanout --path switchboard --conns 1000 --rate 200
 //! loadgen --addr 127.0.0.1:3001 --scenario fanout --path switchboard-v2 --conns 1000 --rate 200
+//! loadgen --addr 127.0.0.1:3000 --scenario members --path switchboard --conns 10000
+//! loadgen --addr 127.0.0.1:3000 --scenario rooms --conns 10000 --per-conn 10 --rate 2000
 //! ```
 //! With `--server-pid`, the server's CPU use over the run is read from `/proc`; the
 //! load generator's own is always reported, and the run is flagged `client_bound` when the
@@ -12,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bench::{PathKind, chat_room, cpu_secs, echo, fanout, idle, setup};
+use bench::{PathKind, chat_room, cpu_secs, echo, fanout, idle, members, rooms, setup};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -24,6 +26,13 @@ enum Scenario {
     Chat,
     /// `--conns` connects, `--inflight` at a time.
     Setup,
+    /// `--conns` named members joining one room (chat path).
+    Members,
+    /// `--conns` nameless listeners joining one room (chat path).
+    MembersNameless,
+    /// `--conns` rooms of `--per-conn` members, each connection in `--per-conn` rooms,
+    /// `--rate` messages a second in all (chat path, protocol v3).
+    Rooms,
 }
 
 #[derive(Debug, Parser)]
@@ -49,6 +58,9 @@ struct Args {
     /// Connects in flight at once (setup).
     #[arg(long, default_value_t = 64)]
     inflight: usize,
+    /// Rooms each connection joins (rooms).
+    #[arg(long, default_value_t = 10)]
+    per_conn: usize,
     /// Seconds of load.
     #[arg(long, default_value_t = 10)]
     secs: u64,
@@ -86,6 +98,21 @@ async fn main() -> anyhow::Result<()> {
             chat_room(args.addr, args.path, args.conns, args.payload, duration).await?
         }
         Scenario::Setup => setup(args.addr, args.path, args.conns, args.inflight).await?,
+        Scenario::Members | Scenario::MembersNameless => {
+            let named = matches!(args.scenario, Scenario::Members);
+            members(args.addr, args.path, args.conns, named, args.server_pid).await?
+        }
+        Scenario::Rooms => {
+            rooms(
+                args.addr,
+                args.conns,
+                args.per_conn,
+                args.rate,
+                args.payload,
+                duration,
+            )
+            .await?
+        }
     };
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = match (pid.as_deref().and_then(cpu_secs), server_cpu_before) {

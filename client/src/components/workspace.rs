@@ -59,7 +59,10 @@ pub fn Workspace(
         <main class="room">
             <aside class="sidebar">
                 <RoomList session=session />
-                {move || shown_room().map(|room| view! { <MemberList members=room.members my_name=my_name.clone() /> })}
+                {move || shown_room().map(|room| view! {
+                    <MemberList members=room.members online=room.online my_name=my_name.clone()
+                        on_more=move |_| session.more_members(&room) />
+                })}
             </aside>
             <section class="conversation" aria-label="Conversation">
                 {move || match shown_room() {

@@ -92,7 +92,10 @@ impl Hub {
     /// Fans out a data point that is not stored in history (`latest`, `volatile`) to the
     /// room's members on this node. Returns how many subscriptions it went to.
     pub fn publish_data(&self, data: shared::DataMsg) -> usize {
-        let Some(cell) = RoomId::parse(&data.room).ok().and_then(|r| self.room(&r)) else {
+        let Ok(room_id) = RoomId::parse(&data.room) else {
+            return 0;
+        };
+        let Some(cell) = self.room(&room_id) else {
             return 0;
         };
         let live = match data.delivery {
@@ -101,6 +104,7 @@ impl Hub {
         };
         let frame = encode(&ServerMsg::Data(data));
         let mut room = lock_room(&cell);
+        self.presence_before_message(&room_id, &mut room);
         room.fan_out(&frame, live, self);
         room.subscribers.len()
     }
@@ -132,12 +136,17 @@ impl Hub {
     pub fn publish_recovered(&self, messages: Vec<ChatMsg>) {
         let committed_at = Instant::now();
         for msg in messages {
-            let Some(cell) = RoomId::parse(&msg.room).ok().and_then(|r| self.room(&r)) else {
+            let Ok(room_id) = RoomId::parse(&msg.room) else {
+                continue;
+            };
+            let Some(cell) = self.room(&room_id) else {
                 continue; // nobody in the room on this node
             };
             let seq = msg.seq;
             let (frame, data) = entry_frame(msg);
-            lock_room(&cell).fan_out(&frame, Live::Entry((seq, committed_at), data), self);
+            let mut room = lock_room(&cell);
+            self.presence_before_message(&room_id, &mut room);
+            room.fan_out(&frame, Live::Entry((seq, committed_at), data), self);
         }
     }
 

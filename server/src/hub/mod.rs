@@ -48,6 +48,7 @@ use crate::metrics::Metrics;
 mod delivery;
 mod names;
 mod presence;
+pub use presence::PresenceOptions;
 mod stats;
 mod typing;
 pub mod users;
@@ -144,6 +145,8 @@ struct Subscriber {
     /// The newest chat `seq` queued for this session; older or equal ones are skipped.
     last_seq: u64,
     last_typing: Option<Instant>,
+    /// The room's presence announcements when it registered (see `presence::Pending`).
+    presence_since: u64,
 }
 
 #[derive(Debug)]
@@ -162,6 +165,8 @@ struct Room {
     /// It emptied: marked under its own lock, then taken out of the registry; whoever locks
     /// it meanwhile looks it up again (and finds a fresh room).
     closed: bool,
+    /// Presence changes waiting for the room's next announcement.
+    presence: presence::Pending,
 }
 
 /// Members held on other nodes, by room: name → connections there.
@@ -213,6 +218,9 @@ pub struct Hub {
     backplane: Option<Arc<dyn Backplane>>,
     /// Users of signed tokens: their connections here, and who was signed out.
     pub users: users::Users,
+    presence: PresenceOptions,
+    /// The hub itself, for the tasks it starts (a batch of presence changes due later).
+    me: std::sync::Weak<Hub>,
 }
 
 /// Another person holds the name in this room.
@@ -235,7 +243,10 @@ pub struct Registration {
 /// What the session learns from registering, to build its welcome.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// The room's members, or the first page of a room too large to list.
     pub members: Vec<Member>,
+    /// How many members the room has.
+    pub online: u32,
     pub recent_stats: Vec<Stats>,
 }
 
@@ -250,8 +261,9 @@ impl Hub {
         held_limit: usize,
         metrics: Arc<Metrics>,
         backplane: Option<Arc<dyn Backplane>>,
+        presence: PresenceOptions,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             rooms: RwLock::default(),
             index: RwLock::default(),
             remote: RwLock::default(),
@@ -265,6 +277,8 @@ impl Hub {
             held_limit,
             backplane,
             users: users::Users::default(),
+            presence,
+            me: me.clone(),
         })
     }
 
@@ -359,7 +373,7 @@ impl Hub {
     /// Adds a session to its room, holding live frames back until [`go_live`](Self::go_live),
     /// and announces it to the others.
     pub fn register(&self, session: SessionId, reg: Registration) -> Result<Snapshot, NameTaken> {
-        let members = loop {
+        let (members, online) = loop {
             let cell = self.room_or_create(&reg.room);
             let mut room = lock_room(&cell);
             if room.closed {
@@ -374,6 +388,7 @@ impl Hub {
                 self.unlock_room(&reg.room, &cell, room);
                 return Err(NameTaken);
             }
+            let presence_since = room.presence.flushes;
             room.subscribers.insert(
                 session,
                 Subscriber {
@@ -386,9 +401,10 @@ impl Hub {
                     held: Some(Vec::new()),
                     last_seq: 0,
                     last_typing: None,
+                    presence_since,
                 },
             );
-            break room.members(&reg.room, self);
+            break self.snapshot_members(&reg.room, &room);
         };
         self.index
             .write()
@@ -397,6 +413,7 @@ impl Hub {
         let recent_stats = self.recent_stats().iter().cloned().collect();
         Ok(Snapshot {
             members,
+            online,
             recent_stats,
         })
     }
@@ -420,8 +437,10 @@ impl Hub {
             return;
         };
         if let Some(name) = &sub.name
-            && let Some(holder) = room.names.get_mut(name)
+            && room.names.contains_key(name)
         {
+            room.before_change(&room_id, name, self);
+            let holder = room.names.get_mut(name).expect("held, checked above");
             holder.connections = holder.connections.saturating_sub(1);
             let (connections, generation) = (holder.connections, holder.generation);
             // A tokenless session's name cannot be reclaimed, so it goes at once.
@@ -430,15 +449,7 @@ impl Hub {
                 && matches!(holder.identity, Identity::Token(_))
                 && !self.grace.is_zero();
             if connections > 0 || keep {
-                let member = Member {
-                    name: name.to_string(),
-                    connections: connections + self.remote_connections(&room_id, name),
-                };
-                let msg = ServerMsg::Presence {
-                    room: room_id.to_string(),
-                    member,
-                };
-                room.fan_out(&encode(&msg), Live::Frame, self);
+                self.presence_changed(&room_id, &mut room);
             }
             if keep {
                 let hub = Arc::clone(self);
@@ -590,7 +601,14 @@ mod tests {
     /// room's messages are delivered and its members come and go.
     #[test]
     fn a_locked_room_does_not_hold_up_another_rooms_delivery() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_ada, _) = join(&hub, "ada", "ada-token");
         let busy = hub.room(&RoomId::parse("r").unwrap()).expect("room r");
         let (tx, rx) = mpsc::channel(64);
@@ -640,7 +658,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_name_is_released_exactly_when_the_grace_period_ends() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         assert_eq!(
@@ -672,7 +697,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_within_the_grace_period_cancels_the_release() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
@@ -698,7 +730,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leaving_on_purpose_releases_at_once_and_other_tokens_are_refused_meanwhile() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
@@ -716,7 +755,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn typing_is_throttled_to_once_a_second_per_session() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
         let (ada, _) = join(&hub, "ada", "ada-token");
         bob_rx.next();
@@ -735,7 +781,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_replaying_session_gets_held_frames_after_its_replay_without_duplicates() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let session = hub.next_session_id();
         let (reg, mut peer) = registration(None, Identity::Session(session));
         hub.register(session, reg).unwrap();
@@ -751,7 +804,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_delivered_twice_reaches_each_session_once_and_floors_track_the_room() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
         hub.publish_committed(vec![chat(1), chat(2)]);
         // A catch-up read overlapping what was already delivered.
@@ -775,7 +835,14 @@ mod tests {
 
     #[tokio::test]
     async fn members_on_other_nodes_merge_into_presence_and_their_changes_are_announced() {
-        let hub = Hub::new(60, GRACE, 256, Metrics::new(), None);
+        let hub = Hub::new(
+            60,
+            GRACE,
+            256,
+            Metrics::new(),
+            None,
+            PresenceOptions::IMMEDIATE,
+        );
         let (_, mut ada) = join(&hub, "ada", "token-ada-0123456789");
         while ada.next().is_some() {}
         let room = RoomId::parse("r").unwrap();
@@ -788,20 +855,17 @@ mod tests {
             );
             map
         };
-        // Bob appears on another node; Ada is also open in a tab there.
+        // Bob appears on another node; Ada is also open in a tab there: one announcement.
         hub.set_remote(remote(&[("bob", 1), ("ada", 1)]));
         assert_eq!(
             ada.drain_sorted(),
-            vec![
-                ServerMsg::Joined {
-                    room: "r".into(),
-                    member: member("bob", 1)
-                },
-                ServerMsg::Presence {
-                    room: "r".into(),
-                    member: member("ada", 2)
-                },
-            ]
+            vec![ServerMsg::PresenceBatch {
+                room: "r".into(),
+                online: 2,
+                changed: vec![member("ada", 2), member("bob", 1)],
+                left: vec![],
+                full: false,
+            }]
         );
         // A newcomer's snapshot has the merged list.
         let session = hub.next_session_id();
@@ -817,16 +881,120 @@ mod tests {
         hub.set_remote(RemoteMembers::new());
         assert_eq!(
             ada.drain_sorted(),
-            vec![
-                ServerMsg::Left {
-                    room: "r".into(),
-                    member: member("bob", 0)
-                },
-                ServerMsg::Presence {
-                    room: "r".into(),
-                    member: member("ada", 1)
-                },
-            ]
+            vec![ServerMsg::PresenceBatch {
+                room: "r".into(),
+                online: 2,
+                changed: vec![member("ada", 1)],
+                left: vec!["bob".into()],
+                full: false,
+            }]
+        );
+    }
+
+    /// A hub with presence announced every 100 ms and rooms of more than `list_max` members
+    /// counted, pages of 2.
+    fn batching_hub(list_max: usize) -> Arc<Hub> {
+        let presence = PresenceOptions {
+            interval: Duration::from_millis(100),
+            list_max,
+            page: 2,
+        };
+        Hub::new(60, GRACE, 256, Metrics::new(), None, presence)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_after_the_first_wait_for_the_interval_and_go_out_as_one_batch() {
+        let hub = batching_hub(100);
+        let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
+        // Bob's own arrival was announced (to nobody) just now: what follows waits.
+        let (ada, _) = join(&hub, "ada", "ada-token");
+        let (_cy, _) = join(&hub, "cy", "cy-token");
+        hub.unregister(ada, true);
+        let (_dee, _) = join(&hub, "dee", "dee-token");
+        assert_eq!(bob_rx.next(), None, "announced before the interval ended");
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        // Ada came and went within the interval: no news. One frame for the rest.
+        assert_eq!(
+            std::iter::from_fn(|| bob_rx.next()).collect::<Vec<_>>(),
+            vec![ServerMsg::PresenceBatch {
+                room: "r".into(),
+                online: 3,
+                changed: vec![member("cy", 1), member("dee", 1)],
+                left: vec![],
+                full: false,
+            }]
+        );
+        // A quiet interval later, a single change goes out at once, as a single frame.
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let (_eve, _) = join(&hub, "eve", "eve-token");
+        assert_eq!(
+            bob_rx.next(),
+            Some(ServerMsg::Joined {
+                room: "r".into(),
+                member: member("eve", 1)
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_room_too_large_to_list_announces_counts_and_pages_its_members() {
+        let hub = batching_hub(3);
+        let (_ada, mut ada_rx) = join(&hub, "ada", "ada-token");
+        let (_bob, _) = join(&hub, "bob", "bob-token");
+        let (_cy, _) = join(&hub, "cy", "cy-token");
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        while ada_rx.next().is_some() {}
+        // The fourth member makes the room too large: a count, no names.
+        let (dee, _) = join(&hub, "dee", "dee-token");
+        let (eve, _) = join(&hub, "eve", "eve-token");
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let count = |online| ServerMsg::PresenceBatch {
+            room: "r".into(),
+            online,
+            changed: vec![],
+            left: vec![],
+            full: false,
+        };
+        assert_eq!(
+            std::iter::from_fn(|| ada_rx.next()).collect::<Vec<_>>(),
+            vec![count(5)]
+        );
+        // A joiner gets the first page and the count.
+        let session = hub.next_session_id();
+        let (reg, _peer) = registration(Some("fay"), Identity::Token("fay-token".into()));
+        let snapshot = hub.register(session, reg).unwrap();
+        assert_eq!(snapshot.members, vec![member("ada", 1), member("bob", 1)]);
+        assert_eq!(snapshot.online, 6);
+        // The pages, in name order, each naming the next.
+        let room = RoomId::parse("r").unwrap();
+        let (page, online, next) = hub.members_page(&room, None);
+        assert_eq!(
+            (page, online),
+            (vec![member("ada", 1), member("bob", 1)], 6)
+        );
+        let (page, _, next) = hub.members_page(&room, next.as_deref());
+        assert_eq!(page, vec![member("cy", 1), member("dee", 1)]);
+        let (page, _, next) = hub.members_page(&room, next.as_deref());
+        assert_eq!(
+            (page, next.clone()),
+            (vec![member("eve", 1), member("fay", 1)], None)
+        );
+        // Small enough to list again: the whole list, to replace the pages.
+        hub.unregister(dee, true);
+        hub.unregister(session, true);
+        hub.unregister(eve, true);
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let got: Vec<_> = std::iter::from_fn(|| ada_rx.next()).collect();
+        assert_eq!(
+            got.last(),
+            Some(&ServerMsg::PresenceBatch {
+                room: "r".into(),
+                online: 3,
+                changed: vec![member("ada", 1), member("bob", 1), member("cy", 1)],
+                left: vec![],
+                full: true,
+            }),
+            "{got:?}"
         );
     }
 }

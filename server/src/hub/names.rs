@@ -34,29 +34,12 @@ impl Hub {
         {
             return;
         }
+        room.before_change(room_id, name, self);
         let Some(holder) = room.names.remove(name) else {
             return;
         };
-        let member = Member {
-            name: name.to_string(),
-            connections: 0,
-        };
-        let room_name = room_id.to_string();
-        // Held on another node too: still a member, with only the connections there.
-        let msg = match self.remote_count(room_id, name) {
-            Some(connections) => ServerMsg::Presence {
-                room: room_name,
-                member: Member {
-                    connections,
-                    ..member
-                },
-            },
-            None => ServerMsg::Left {
-                room: room_name,
-                member,
-            },
-        };
-        room.fan_out(&encode(&msg), Live::Frame, self);
+        // Held on another node too, it stays a member with only the connections there.
+        self.presence_changed(room_id, &mut room);
         self.unlock_room(room_id, &cell, room);
         if let Some(backplane) = &self.backplane {
             backplane.released(room_id, name, holder.identity.key(&self.instance));
@@ -65,7 +48,7 @@ impl Hub {
 }
 
 impl Room {
-    /// Takes (or shares) a name for `identity`, announcing the change.
+    /// Takes (or shares) a name for `identity`, announcing the change (batched).
     pub(super) fn claim(
         &mut self,
         room_id: &RoomId,
@@ -73,19 +56,18 @@ impl Room {
         identity: &Identity,
         hub: &Hub,
     ) -> Result<(), NameTaken> {
-        let remote = hub.remote_count(room_id, name);
-        let msg = match self.names.get_mut(name) {
-            Some(holder) if holder.identity != *identity => return Err(NameTaken),
+        if self
+            .names
+            .get(name)
+            .is_some_and(|holder| holder.identity != *identity)
+        {
+            return Err(NameTaken);
+        }
+        self.before_change(room_id, name, hub);
+        match self.names.get_mut(name) {
             Some(holder) => {
                 holder.connections += 1;
                 holder.generation += 1;
-                ServerMsg::Presence {
-                    room: room_id.to_string(),
-                    member: Member {
-                        name: name.to_string(),
-                        connections: holder.connections + remote.unwrap_or(0),
-                    },
-                }
             }
             None => {
                 self.names.insert(
@@ -96,19 +78,9 @@ impl Room {
                         generation: 0,
                     },
                 );
-                let member = Member {
-                    name: name.to_string(),
-                    connections: 1 + remote.unwrap_or(0),
-                };
-                let room = room_id.to_string();
-                if remote.is_some() {
-                    ServerMsg::Presence { room, member }
-                } else {
-                    ServerMsg::Joined { room, member }
-                }
             }
-        };
-        self.fan_out(&encode(&msg), Live::Frame, hub);
+        }
+        hub.presence_changed(room_id, self);
         Ok(())
     }
 }

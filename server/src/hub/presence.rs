@@ -1,7 +1,55 @@
 //! Presence: the members of a room as seen from this node, merged with the members other
 //! nodes hold (clustered), and the changes announced to the room.
+//!
+//! Changes are batched per room: the first change after a quiet interval goes out at once
+//! (`joined`, `presence` or `left`, as a single change always did); the changes that follow
+//! within `interval` wait and go out together at its end, one `presence_batch` frame per
+//! member, with each name's net change. A room of more than `list_max` members announces only
+//! its member count, so N members joining cost O(N) frames and O(N) bytes per member, never
+//! O(N²); its member list is paged on request ([`Hub::members_page`]). Waiting changes go out
+//! before any message in the room, so a member is never heard before it is announced.
 
 use super::*;
+
+/// How presence is announced (`--presence-interval-ms`, `--presence-list-max`,
+/// `--members-page`).
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceOptions {
+    /// Changes within this long of a room's last announcement wait for the next one. Zero:
+    /// every change at once.
+    pub interval: Duration,
+    /// Rooms of more members than this announce counts, not names.
+    pub list_max: usize,
+    /// Members per page of a member list.
+    pub page: usize,
+}
+
+impl PresenceOptions {
+    /// Every change announced at once, names always listed (unit tests of other concerns).
+    pub const IMMEDIATE: Self = Self {
+        interval: Duration::ZERO,
+        list_max: usize::MAX,
+        page: 100,
+    };
+}
+
+/// A room's presence changes not yet announced.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    /// Each changed name's connections (here and on other nodes) as last announced; `None`:
+    /// it was not a member.
+    was: BTreeMap<Username, Option<u32>>,
+    last_flush: Option<Instant>,
+    /// A flush is due (a task waits for it).
+    scheduled: bool,
+    /// The last announcement was a count only (too many members to list).
+    counted: bool,
+    /// The member count last announced.
+    online: u32,
+    /// Announcements made so far: a subscription registered since the last one knows the
+    /// room as it was then (its snapshot), itself included.
+    pub(super) flushes: u64,
+}
 
 /// A member's connections on this node and the others; `None` if it is on neither.
 pub(super) fn merge(local: Option<u32>, remote: Option<u32>) -> Option<u32> {
@@ -12,6 +60,178 @@ pub(super) fn merge(local: Option<u32>, remote: Option<u32>) -> Option<u32> {
 }
 
 impl Hub {
+    /// Announces the room's presence changes now, or at the end of the interval since its
+    /// last announcement. Called with the room locked, after [`Room::before_change`].
+    pub(super) fn presence_changed(&self, room_id: &RoomId, room: &mut Room) {
+        if room.presence.scheduled {
+            return;
+        }
+        let now = Instant::now();
+        let due = room
+            .presence
+            .last_flush
+            .map(|last| last + self.presence.interval)
+            .filter(|due| *due > now);
+        let (Some(due), Ok(runtime), Some(hub)) = (
+            due,
+            tokio::runtime::Handle::try_current(),
+            self.me.upgrade(),
+        ) else {
+            return self.flush_presence(room_id, room);
+        };
+        room.presence.scheduled = true;
+        let room_id = room_id.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep_until(due).await;
+            // The room as it is now (if it emptied meanwhile, nobody is left to tell).
+            let Some(cell) = hub.room(&room_id) else {
+                return;
+            };
+            let mut room = lock_room(&cell);
+            room.presence.scheduled = false;
+            if !room.closed {
+                hub.flush_presence(&room_id, &mut room);
+            }
+        });
+    }
+
+    /// Announces the room's waiting presence changes before a message goes out in it, so
+    /// nobody sees a member's message (or typing) before the member.
+    pub(super) fn presence_before_message(&self, room_id: &RoomId, room: &mut Room) {
+        if !room.presence.was.is_empty() {
+            self.flush_presence(room_id, room);
+        }
+    }
+
+    /// Sends the room what changed since its last announcement.
+    fn flush_presence(&self, room_id: &RoomId, room: &mut Room) {
+        let was = std::mem::take(&mut room.presence.was);
+        room.presence.last_flush = Some(Instant::now());
+        let online = room.online(room_id, self);
+        let listed = online as usize <= self.presence.list_max;
+        let room_name = || room_id.to_string();
+        let msg = if !listed {
+            // Too many to list: the count, when it changed.
+            let changed = room.presence.online != online || !room.presence.counted;
+            room.presence.counted = true;
+            changed.then(|| ServerMsg::PresenceBatch {
+                room: room_name(),
+                online,
+                changed: Vec::new(),
+                left: Vec::new(),
+                full: false,
+            })
+        } else if room.presence.counted {
+            // Listed again: the whole list, which the clients only had a page of.
+            room.presence.counted = false;
+            Some(ServerMsg::PresenceBatch {
+                room: room_name(),
+                online,
+                changed: room.members(room_id, self),
+                left: Vec::new(),
+                full: true,
+            })
+        } else {
+            let mut changed = Vec::new();
+            let mut left = Vec::new();
+            let mut single = None;
+            let mut about = None;
+            for (name, was) in was {
+                let now = room.connections_of(room_id, &name, self);
+                let member = |connections| Member {
+                    name: name.to_string(),
+                    connections,
+                };
+                let room = room_name();
+                single = match (was, now) {
+                    (None, Some(c)) => Some(ServerMsg::Joined {
+                        room,
+                        member: member(c),
+                    }),
+                    (Some(_), None) => Some(ServerMsg::Left {
+                        room,
+                        member: member(0),
+                    }),
+                    (Some(a), Some(b)) if a != b => Some(ServerMsg::Presence {
+                        room,
+                        member: member(b),
+                    }),
+                    _ => continue,
+                };
+                match now {
+                    Some(c) => changed.push(member(c)),
+                    None => left.push(name.to_string()),
+                }
+                about = Some(name);
+            }
+            match changed.len() + left.len() {
+                0 => None,
+                1 => {
+                    // A subscription of that name registered since the last announcement
+                    // caused it, and knows it from its snapshot.
+                    let since = room.presence.flushes;
+                    room.presence.flushes += 1;
+                    if let (Some(msg), Some(name)) = (single, about) {
+                        let frame = encode(&msg);
+                        for (id, sub) in &mut room.subscribers {
+                            if !(sub.presence_since == since && sub.name.as_ref() == Some(&name)) {
+                                deliver(sub, *id, &frame, Live::Frame, self);
+                            }
+                        }
+                    }
+                    room.presence.online = online;
+                    return;
+                }
+                _ => Some(ServerMsg::PresenceBatch {
+                    room: room_name(),
+                    online,
+                    changed,
+                    left,
+                    full: false,
+                }),
+            }
+        };
+        room.presence.online = online;
+        room.presence.flushes += 1;
+        if let Some(msg) = msg {
+            room.fan_out(&encode(&msg), Live::Frame, self);
+        }
+    }
+
+    /// A page of the room's members (here and on other nodes) in name order, after `after`;
+    /// with the member count and the `after` of the next page, if any.
+    pub fn members_page(
+        &self,
+        room_id: &RoomId,
+        after: Option<&str>,
+    ) -> (Vec<Member>, u32, Option<String>) {
+        let all = self.members_of(room_id);
+        let online = all.len() as u32;
+        let start = after.map_or(0, |after| all.partition_point(|m| m.name.as_str() <= after));
+        let page: Vec<Member> = all
+            .into_iter()
+            .skip(start)
+            .take(self.presence.page + 1)
+            .collect();
+        let mut page = page;
+        let next = (page.len() > self.presence.page).then(|| {
+            page.truncate(self.presence.page);
+            page.last().map(|m| m.name.clone()).unwrap_or_default()
+        });
+        (page, online, next)
+    }
+
+    /// What a joiner is told of a room's members: all of them, or in a room too large to
+    /// list, the first page; and the member count.
+    pub(super) fn snapshot_members(&self, room_id: &RoomId, room: &Room) -> (Vec<Member>, u32) {
+        let mut members = room.members(room_id, self);
+        let online = members.len() as u32;
+        if members.len() > self.presence.list_max {
+            members.truncate(self.presence.page);
+        }
+        (members, online)
+    }
+
     /// Replaces the members other nodes hold and announces the differences in each room.
     pub fn set_remote(&self, remote: RemoteMembers) {
         let old = std::mem::replace(
@@ -28,35 +248,18 @@ impl Hub {
             let before = old.get(room_id).unwrap_or(&empty);
             let after = remote.get(room_id).unwrap_or(&empty);
             let names: BTreeSet<&Username> = before.keys().chain(after.keys()).collect();
-            let mut frames = Vec::new();
+            let mut any = false;
             for name in names {
+                if before.get(name) == after.get(name) {
+                    continue;
+                }
                 let local = room.names.get(name).map(|h| h.connections);
                 let was = merge(local, before.get(name).copied());
-                let now = merge(local, after.get(name).copied());
-                let room = room_id.to_string();
-                let member = |connections| Member {
-                    name: name.to_string(),
-                    connections,
-                };
-                let msg = match (was, now) {
-                    (None, Some(c)) => ServerMsg::Joined {
-                        room,
-                        member: member(c),
-                    },
-                    (Some(_), None) => ServerMsg::Left {
-                        room,
-                        member: member(0),
-                    },
-                    (Some(a), Some(b)) if a != b => ServerMsg::Presence {
-                        room,
-                        member: member(b),
-                    },
-                    _ => continue,
-                };
-                frames.push(encode(&msg));
+                room.presence.was.entry(name.clone()).or_insert(was);
+                any = true;
             }
-            for frame in frames {
-                room.fan_out(&frame, Live::Frame, self);
+            if any {
+                self.presence_changed(room_id, &mut room);
             }
         }
     }
@@ -123,14 +326,37 @@ impl Hub {
             .and_then(|r| r.get(name))
             .copied()
     }
-
-    /// Connections other nodes report for a name (0 if none).
-    pub(super) fn remote_connections(&self, room: &RoomId, name: &Username) -> u32 {
-        self.remote_count(room, name).unwrap_or(0)
-    }
 }
 
 impl Room {
+    /// Records a name's presence as it is before a change (once per announcement).
+    pub(super) fn before_change(&mut self, room_id: &RoomId, name: &Username, hub: &Hub) {
+        if !self.presence.was.contains_key(name) {
+            let now = self.connections_of(room_id, name, hub);
+            self.presence.was.insert(name.clone(), now);
+        }
+    }
+
+    /// A name's connections here and on other nodes; `None` if it is not a member.
+    fn connections_of(&self, room_id: &RoomId, name: &Username, hub: &Hub) -> Option<u32> {
+        merge(
+            self.names.get(name).map(|h| h.connections),
+            hub.remote_count(room_id, name),
+        )
+    }
+
+    /// How many members the room has, here and on other nodes.
+    fn online(&self, room_id: &RoomId, hub: &Hub) -> u32 {
+        let remote = hub.remote.read().expect("remote members poisoned");
+        let elsewhere = remote.get(room_id).map_or(0, |names| {
+            names
+                .keys()
+                .filter(|n| !self.names.contains_key(*n))
+                .count()
+        });
+        (self.names.len() + elsewhere) as u32
+    }
+
     /// Everyone in the room, on this node and the others.
     pub(super) fn members(&self, room_id: &RoomId, hub: &Hub) -> Vec<Member> {
         let mut members: BTreeMap<&Username, u32> = BTreeMap::new();

@@ -36,6 +36,7 @@ impl Hub {
 
 impl Room {
     pub(super) fn typing_to_others(&mut self, room: &RoomId, name: &Username, hub: &Hub) {
+        hub.presence_before_message(room, self);
         let frame = encode(&ServerMsg::Typing {
             room: room.to_string(),
             name: name.to_string(),

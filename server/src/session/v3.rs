@@ -154,14 +154,18 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 Ok(Command::Typing { .. }) => "typing",
                 Ok(Command::Feed { .. }) => "feed",
                 Ok(Command::Refresh { .. }) => "refresh",
+                Ok(Command::Members { .. }) => "members",
                 Err(_) => "invalid",
             }))
             .inc();
         // Joins and leaves are charged in `join` and `leave`, once it is known what they do.
         let bucket = match &command {
-            Ok(Command::Typing { .. } | Command::Feed { .. } | Command::Refresh { .. }) => {
-                Some(Bucket::Control)
-            }
+            Ok(
+                Command::Typing { .. }
+                | Command::Feed { .. }
+                | Command::Refresh { .. }
+                | Command::Members { .. },
+            ) => Some(Bucket::Control),
             Ok(Command::Join { .. } | Command::Leave { .. }) => None,
             _ => Some(Bucket::Messages),
         };
@@ -194,6 +198,18 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 self.place_feed();
             }
             Ok(Command::Refresh { token }) => self.refresh(&token, tx),
+            Ok(Command::Members { room, after }) => {
+                if self.subscription(&room).is_some() {
+                    let (members, online, next) = self.hub.members_page(&room, after.as_deref());
+                    let page = ServerMsg::Members {
+                        room: room.to_string(),
+                        members,
+                        online,
+                        next,
+                    };
+                    queue_own(tx, self.kick, self.metrics, &page);
+                }
+            }
         }
     }
 
@@ -304,7 +320,13 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         };
         self.rooms().joined.insert(room.clone(), sub);
         let subscribed = self
-            .subscribe(sub, &room, position, snapshot.members, tx)
+            .subscribe(
+                sub,
+                &room,
+                position,
+                (snapshot.members, snapshot.online),
+                tx,
+            )
             .await;
         if let Err((subscribed, e)) = subscribed {
             self.rooms().joined.remove(&room);
@@ -333,7 +355,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         sub: SessionId,
         room: &RoomId,
         position: Option<(String, u64)>,
-        members: Vec<shared::Member>,
+        (members, online): (Vec<shared::Member>, u32),
         tx: &mpsc::Sender<Outbound>,
     ) -> Result<(), (bool, StoreError)> {
         let bounds = self.store.bounds(room).await.map_err(|e| (false, e))?;
@@ -349,6 +371,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             epoch,
             resume,
             members,
+            online,
         });
         if tx.send(Outbound::Frame(encode(&subscribed))).await.is_err() {
             return Ok(());

@@ -46,7 +46,7 @@ fn members(list: &[Member]) -> Members {
         .collect()
 }
 
-/// Applies presence events to `view` until `done(view)`; other messages are skipped.
+/// Applies presence events (single and batched) to `view` until `done(view)`; other messages are skipped.
 async fn watch(client: &mut WsClient, view: &mut Members, done: impl Fn(&Members) -> bool) {
     while !done(view) {
         match client.recv().await {
@@ -55,6 +55,20 @@ async fn watch(client: &mut WsClient, view: &mut Members, done: impl Fn(&Members
             }
             ServerMsg::Left { member, .. } => {
                 view.remove(&member.name);
+            }
+            ServerMsg::PresenceBatch {
+                changed,
+                left,
+                full,
+                ..
+            } => {
+                if full {
+                    view.clear();
+                }
+                for name in left {
+                    view.remove(&name);
+                }
+                view.extend(changed.into_iter().map(|m| (m.name, m.connections)));
             }
             _ => {}
         }

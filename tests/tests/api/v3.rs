@@ -213,6 +213,15 @@ async fn a_connection_joins_at_most_its_limit_of_rooms_and_leaving_frees_a_place
     })
     .await;
     refused(ada.recv().await, "a", ErrorCode::AlreadyJoined);
+    // Ada's arrival is announced (a join and a leave within one presence interval would net
+    // out to nothing).
+    let joined = watcher
+        .recv_until(|m| match m {
+            ServerMsg::Joined { room, member } => Some((room, member.name)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(joined, ("a".to_owned(), "ada".to_owned()));
 
     ada.command(&Command::Leave { room: room("a") }).await;
     match ada.recv().await {
@@ -413,4 +422,140 @@ async fn a_client_speaking_another_protocol_version_is_told_to_reload() {
         other => panic!("expected reload, got {other:?}"),
     }
     assert_eq!(old.close_code().await, close_code::PROTOCOL_VERSION);
+}
+
+/// A room of more members than the server lists (`--presence-list-max`) announces counts, not
+/// names, and its members are paged with `members`; a room small again is listed in full.
+#[tokio::test]
+async fn a_room_too_large_to_list_announces_counts_and_pages_its_members() {
+    let app = spawn_app_with(|s| {
+        s.presence_list_max = 5;
+        s.members_page = 4;
+    })
+    .await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    assert_eq!(ada.join_room("big", None).await.online, 1);
+    let mut others = Vec::new();
+    for i in 0..11 {
+        let (mut member, _) = app.connect_v3(&format!("?name=m{i:02}&feed=0")).await;
+        member.join_room("big", None).await;
+        others.push(member);
+    }
+    // Ada's view: names while the room is small, then only counts, up to 12.
+    let mut listed = vec!["ada".to_owned()];
+    loop {
+        match ada.recv().await {
+            ServerMsg::Joined { room, member } => {
+                assert_eq!(room, "big");
+                listed.push(member.name);
+            }
+            ServerMsg::PresenceBatch {
+                room,
+                online,
+                changed,
+                left,
+                full,
+            } => {
+                assert_eq!(room, "big");
+                assert!(!full && left.is_empty());
+                if online > 5 {
+                    assert!(
+                        changed.is_empty(),
+                        "names in a room of {online}: {changed:?}"
+                    );
+                } else {
+                    listed.extend(changed.into_iter().map(|m| m.name));
+                }
+                if online == 12 {
+                    break;
+                }
+            }
+            other => panic!("expected presence, got {other:?}"),
+        }
+    }
+    assert!(listed.len() <= 5, "listed past the limit: {listed:?}");
+    // A joiner gets the first page and the count.
+    let (mut zed, _) = app.connect_v3("?name=zed&feed=0").await;
+    let subscribed = zed.join_room("big", None).await;
+    assert_eq!(subscribed.online, 13);
+    let first: Vec<&str> = subscribed.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(first, ["ada", "m00", "m01", "m02"]);
+    // The pages, in name order, until there is no next one.
+    let mut names = Vec::new();
+    let mut after = None;
+    loop {
+        zed.command(&Command::Members {
+            room: room("big"),
+            after: after.clone(),
+        })
+        .await;
+        let (members, online, next) = zed
+            .recv_until(|m| match m {
+                ServerMsg::Members {
+                    room,
+                    members,
+                    online,
+                    next,
+                } if room == "big" => Some((members, online, next)),
+                _ => None,
+            })
+            .await;
+        assert_eq!(online, 13);
+        assert!(members.len() <= 4);
+        names.extend(members.into_iter().map(|m| m.name));
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut expected = vec!["ada".to_owned(), "zed".to_owned()];
+    expected.extend((0..11).map(|i| format!("m{i:02}")));
+    expected.sort();
+    assert_eq!(names, expected);
+    // Not a member: a typed error naming the room.
+    zed.command(&Command::Members {
+        room: room("elsewhere"),
+        after: None,
+    })
+    .await;
+    let (code, error_room) = zed
+        .recv_until(|m| match m {
+            ServerMsg::Error { code, room, .. } => Some((code, room)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (code, error_room.as_deref()),
+        (ErrorCode::NotJoined, Some("elsewhere"))
+    );
+    // Small again: the whole list (`full`), then changes to it, down to Ada and Zed.
+    drop(others);
+    let mut view: Option<Vec<String>> = None;
+    while view.as_ref().is_none_or(|v| v.len() != 2) {
+        match zed.recv().await {
+            ServerMsg::PresenceBatch {
+                changed,
+                left,
+                full,
+                online,
+                ..
+            } => {
+                if full {
+                    view = Some(changed.iter().map(|m| m.name.clone()).collect());
+                    assert_eq!(online as usize, changed.len());
+                } else if let Some(view) = &mut view {
+                    view.retain(|n| !left.contains(n));
+                    assert!(changed.is_empty(), "only departures: {changed:?}");
+                    assert_eq!(online as usize, view.len());
+                }
+            }
+            ServerMsg::Left { member, .. } => {
+                if let Some(view) = &mut view {
+                    view.retain(|n| *n != member.name);
+                }
+            }
+            other => panic!("expected presence, got {other:?}"),
+        }
+    }
+    assert_eq!(view.unwrap(), ["ada", "zed"]);
 }
