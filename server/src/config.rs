@@ -261,6 +261,8 @@ pub struct Settings {
     /// Rooms with more members than this announce their member count instead of each
     /// member's arrival and departure, and send joiners the first page of members only (the
     /// rest is paged with the `members` command): N members joining then cost O(N) frames.
+    /// Such a room announces at most once per presence interval times how many times this
+    /// limit it holds (10,000 members: once a second with the defaults).
     #[arg(long, env = "SWITCHBOARD_PRESENCE_LIST_MAX", value_parser = at_least(1), default_value_t = 1000)]
     pub presence_list_max: usize,
 

@@ -947,7 +947,14 @@ mod tests {
         // The fourth member makes the room too large: a count, no names.
         let (dee, _) = join(&hub, "dee", "dee-token");
         let (eve, _) = join(&hub, "eve", "eve-token");
+        // Twice the limit or less: announced every second interval.
         tokio::time::sleep(Duration::from_millis(110)).await;
+        assert_eq!(
+            ada_rx.next(),
+            None,
+            "a large room announced at the base interval"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let count = |online| ServerMsg::PresenceBatch {
             room: "r".into(),
             online,
@@ -983,7 +990,7 @@ mod tests {
         hub.unregister(dee, true);
         hub.unregister(session, true);
         hub.unregister(eve, true);
-        tokio::time::sleep(Duration::from_millis(110)).await;
+        tokio::time::sleep(Duration::from_millis(210)).await;
         let got: Vec<_> = std::iter::from_fn(|| ada_rx.next()).collect();
         assert_eq!(
             got.last(),

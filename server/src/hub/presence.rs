@@ -5,8 +5,9 @@
 //! (`joined`, `presence` or `left`, as a single change always did); the changes that follow
 //! within `interval` wait and go out together at its end, one `presence_batch` frame per
 //! member, with each name's net change. A room of more than `list_max` members announces only
-//! its member count, so N members joining cost O(N) frames and O(N) bytes per member, never
-//! O(N²); its member list is paged on request ([`Hub::members_page`]). Waiting changes go out
+//! its member count, and less often the larger it is (the interval times how many times the
+//! limit it holds), so N members joining cost O(N) frames and bytes, never O(N²); its member
+//! list is paged on request ([`Hub::members_page`]). Waiting changes go out
 //! before any message in the room, so a member is never heard before it is announced.
 
 use super::*;
@@ -70,7 +71,7 @@ impl Hub {
         let due = room
             .presence
             .last_flush
-            .map(|last| last + self.presence.interval)
+            .map(|last| last + self.interval_for(room.online(room_id, self)))
             .filter(|due| *due > now);
         let (Some(due), Ok(runtime), Some(hub)) = (
             due,
@@ -93,6 +94,15 @@ impl Hub {
                 hub.flush_presence(&room_id, &mut room);
             }
         });
+    }
+
+    /// The interval between a room's announcements: the configured one, stretched in a room
+    /// too large to list by how many times larger than the list limit it is, so announcing
+    /// its count costs no more deliveries a second than a room at the limit (10,000 members
+    /// with the defaults: once a second).
+    fn interval_for(&self, online: u32) -> Duration {
+        let times = (online as usize).div_ceil(self.presence.list_max).max(1);
+        self.presence.interval * times.min(u32::MAX as usize) as u32
     }
 
     /// Announces the room's waiting presence changes before a message goes out in it, so
@@ -205,31 +215,44 @@ impl Hub {
         room_id: &RoomId,
         after: Option<&str>,
     ) -> (Vec<Member>, u32, Option<String>) {
-        let all = self.members_of(room_id);
-        let online = all.len() as u32;
-        let start = after.map_or(0, |after| all.partition_point(|m| m.name.as_str() <= after));
-        let page: Vec<Member> = all
-            .into_iter()
-            .skip(start)
-            .take(self.presence.page + 1)
-            .collect();
-        let mut page = page;
-        let next = (page.len() > self.presence.page).then(|| {
-            page.truncate(self.presence.page);
+        let limit = self.presence.page;
+        let (mut page, online) = match self.room(room_id) {
+            Some(cell) => {
+                let room = lock_room(&cell);
+                (
+                    room.members_after(room_id, self, after, limit + 1),
+                    room.online(room_id, self),
+                )
+            }
+            None => {
+                let all = self.members_of(room_id);
+                let online = all.len() as u32;
+                let page = all
+                    .into_iter()
+                    .filter(|m| after.is_none_or(|after| m.name.as_str() > after))
+                    .take(limit + 1)
+                    .collect();
+                (page, online)
+            }
+        };
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
             page.last().map(|m| m.name.clone()).unwrap_or_default()
         });
         (page, online, next)
     }
 
     /// What a joiner is told of a room's members: all of them, or in a room too large to
-    /// list, the first page; and the member count.
+    /// list, the first page; and the member count. Never the cost of the whole list in a
+    /// large room.
     pub(super) fn snapshot_members(&self, room_id: &RoomId, room: &Room) -> (Vec<Member>, u32) {
-        let mut members = room.members(room_id, self);
-        let online = members.len() as u32;
-        if members.len() > self.presence.list_max {
-            members.truncate(self.presence.page);
-        }
-        (members, online)
+        let online = room.online(room_id, self);
+        let limit = if online as usize > self.presence.list_max {
+            self.presence.page
+        } else {
+            usize::MAX
+        };
+        (room.members_after(room_id, self, None, limit), online)
     }
 
     /// Replaces the members other nodes hold and announces the differences in each room.
@@ -359,20 +382,55 @@ impl Room {
 
     /// Everyone in the room, on this node and the others.
     pub(super) fn members(&self, room_id: &RoomId, hub: &Hub) -> Vec<Member> {
-        let mut members: BTreeMap<&Username, u32> = BTreeMap::new();
+        self.members_after(room_id, hub, None, usize::MAX)
+    }
+
+    /// Up to `limit` of the room's members (here and on other nodes, connections summed) in
+    /// name order, after `after`: a merge of the two sorted lists, O(limit) from the start.
+    pub(super) fn members_after(
+        &self,
+        room_id: &RoomId,
+        hub: &Hub,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<Member> {
         let remote = hub.remote.read().expect("remote members poisoned");
-        if let Some(remote) = remote.get(room_id) {
-            members.extend(remote.iter().map(|(name, c)| (name, *c)));
-        }
-        for (name, h) in &self.names {
-            *members.entry(name).or_default() += h.connections;
-        }
-        members
+        let past = |name: &Username| after.is_none_or(|after| name.as_str() > after);
+        let mut local = self
+            .names
+            .iter()
+            .map(|(name, h)| (name, h.connections))
+            .filter(|(name, _)| past(name))
+            .peekable();
+        let mut elsewhere = remote
+            .get(room_id)
             .into_iter()
-            .map(|(name, connections)| Member {
+            .flatten()
+            .map(|(name, c)| (name, *c))
+            .filter(|(name, _)| past(name))
+            .peekable();
+        let mut members = Vec::new();
+        while members.len() < limit {
+            let (name, connections) = match (local.peek(), elsewhere.peek()) {
+                (None, None) => break,
+                (Some(_), None) => local.next(),
+                (None, Some(_)) => elsewhere.next(),
+                (Some((a, _)), Some((b, _))) => match a.cmp(b) {
+                    std::cmp::Ordering::Less => local.next(),
+                    std::cmp::Ordering::Greater => elsewhere.next(),
+                    std::cmp::Ordering::Equal => {
+                        let (name, here) = local.next().expect("peeked");
+                        let (_, there) = elsewhere.next().expect("peeked");
+                        Some((name, here + there))
+                    }
+                },
+            }
+            .expect("one side has a next member");
+            members.push(Member {
                 name: name.to_string(),
                 connections,
-            })
-            .collect()
+            });
+        }
+        members
     }
 }
