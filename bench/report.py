@@ -30,14 +30,21 @@ machine = {
     "kernel": platform.release(),
 }
 
-PEERS = ["node-ws", "bun", "deno", "python"]
+PEERS = ["node-ws", "bun", "deno", "python", "bun-chat"]
+# The same-contract peer (bench/peers/bun-chat): Switchboard's chat contract in Bun; the others
+# relay raw frames (a transport baseline).
+SAME_CONTRACT = "bun-chat"
+TWO_CPU = "switchboard-chat-2cpu"
 # The chat path before the protocol redesign (run.sh's BASELINE): a column only when it ran.
 BEFORE, AFTER = "switchboard-before", "switchboard-chat"
 BASELINE = os.environ.get("BASELINE_LABEL") or "the baseline revision"
 has_before = any(r["server"] == BEFORE for r in rows)
-SERVERS = ["switchboard", AFTER] + ([BEFORE] if has_before else []) + PEERS
+SERVERS = ["switchboard", AFTER] + ([BEFORE] if has_before else []) + \
+    ([TWO_CPU] if any(r["server"] == TWO_CPU for r in rows) else []) + PEERS
 # Saturation: the highest fan-out rate with >= 99.9 % delivered and p99 within this bound.
-P99_BOUND_US = {1000: 20_000, 10000: 100_000}
+P99_BOUND_US = {1000: 100_000, 10000: 250_000}
+# Rooms (10,000 rooms of 10): the same criterion, p99 within 100 ms.
+ROOMS_P99_US = 100_000
 
 
 # Switchboard's raw path per scenario: the bench-only /relay (`--bench-relay`, off by default),
@@ -53,15 +60,18 @@ def raw_label(scenario):
 def path_label(r):
     if r["path"] == "switchboard_v2":
         return f"chat path before, /ws protocol v2 at {BASELINE}"
+    if r["server"] == SAME_CONTRACT:
+        return "same contract in Bun: JSON, seq, bun:sqlite"
     if r["path"] != "raw":
         return "chat path, /ws: JSON, seq, SQLite"
     return raw_label(r["scenario"]) if r["server"] == "switchboard" else "raw"
 
 
-def saturation(server, receivers):
+def saturation(server, receivers, scenario="fanout"):
     """(highest rate meeting the bound, its delivered/s), or None."""
-    ok = [r for r in rows if r["server"] == server and r["scenario"] == "fanout" and r["connections"] == receivers
-          and r["loss"] <= 0.001 and r["p99_us"] <= P99_BOUND_US.get(receivers, 100_000)]
+    bound = ROOMS_P99_US if scenario == "rooms" else P99_BOUND_US.get(receivers, 100_000)
+    ok = [r for r in rows if r["server"] == server and r["scenario"] == scenario and r["connections"] == receivers
+          and r["loss"] <= 0.001 and r["p99_us"] <= bound]
     if not ok:
         return None
     best = max(ok, key=lambda r: r["rate"])
@@ -95,11 +105,22 @@ for s in SERVERS:
     if r:
         add(f"connection setup ({r['connections']:,}, {r['rate']} in flight)", "connects/s", True, s,
             r["per_sec"] if r["delivered"] == r["expected"] else 0.0)
-    r = next((r for r in rows if r["server"] == s and r["scenario"] == "idle"), None)
-    if r:
+    for r in (r for r in rows if r["server"] == s and r["scenario"] == "idle"):
+        add(f"idle memory per connection × {r['connections']:,}", "KiB", False, s, r.get("rss_per_conn_kib"))
+    for r in (r for r in rows if r["server"] == s and r["scenario"] == "members"):
         n = r["connections"]
-        add(f"idle memory per connection ({n // 1000}k)" if n % 1000 == 0 else f"idle memory per connection ({n})",
-            "KiB", False, s, r.get("rss_per_conn_kib"))
+        add(f"named members in one room × {n:,}: memory per member", "KiB", False, s, r.get("rss_per_conn_kib"))
+        add(f"named members in one room × {n:,}: time until all are in", "s", False, s, r.get("join_secs"))
+        add(f"named members in one room × {n:,}: presence frames received", "frames", False, s,
+            r.get("presence_frames"))
+    for r in (r for r in rows if r["server"] == s and r["scenario"] == "members-nameless"):
+        n = r["connections"]
+        add(f"nameless listeners in one room × {n:,}: time until all are in", "s", False, s, r.get("join_secs"))
+    rooms_runs = [r for r in rows if r["server"] == s and r["scenario"] == "rooms"]
+    if rooms_runs:
+        sat = saturation(s, rooms_runs[0]["connections"], "rooms")
+        add(f"rooms: {rooms_runs[0]['connections']:,} rooms × 10 members at saturation", "deliveries/s", True, s,
+            sat[1] if sat else 0.0)
 
 
 # ---- Markdown ----
@@ -115,7 +136,7 @@ for (label, unit, better), values in headline.items():
     for s in SERVERS:
         v = values.get(s)
         cells.append("–" if v is None else "bound not met" if v == 0 and "saturation" in label
-                     else (f"{v:.1f}" if unit == "KiB" else f"{v:,.0f}"))
+                     else (f"{v:.1f}" if unit in ("KiB", "s") else f"{v:,.0f}"))
     lines.append(f"| {label} ({unit}{'' if better else ', lower is better'}) | " + " | ".join(cells) + " |")
 lines += ["", "Switchboard's raw path is the bench-only `/relay` endpoint (`--bench-relay`: every frame relayed "
           "unchanged, no JSON, no `seq`, no storage) for idle, fan-out and chat room, and `/echo` for echo and "
@@ -163,7 +184,7 @@ if has_before:
                 return "–"
             if v == 0 and "saturation" in label:
                 return "bound not met"
-            return f"{v:.1f}" if unit == "KiB" else f"{v:,.0f}"
+            return f"{v:.1f}" if unit in ("KiB", "s") else f"{v:,.0f}"
         x = after_before(a, b)
         before_after.append({"figure": label, "unit": unit, "higher_is_better": better,
                              "before": b, "after": a, "after_over_before": x})
@@ -174,7 +195,7 @@ if has_before:
               "| after | after / before | loss before | after |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     afters = {(r["scenario"], r["connections"], r.get("rate")): r for r in rows if r["server"] == AFTER}
-    for b in (r for r in rows if r["server"] == BEFORE and r["scenario"] != "idle"):
+    for b in (r for r in rows if r["server"] == BEFORE and r["scenario"] not in ("idle", "members")):
         a = afters.get((b["scenario"], b["connections"], b.get("rate")))
         if a is None:
             continue
@@ -193,7 +214,7 @@ lines += ["", "### Every run", "",
           "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(PEERS)]
 by_key = {(r["server"], r["scenario"], r["connections"], r.get("rate")): r for r in rows}
 for r in rows:
-    if r["scenario"] == "idle":
+    if r["scenario"] in ("idle", "members", "members-nameless"):
         continue
     ratios = []
     for p in PEERS:
@@ -212,23 +233,32 @@ idle = [r for r in rows if r["scenario"] == "idle"]
 if idle:
     lines += ["", "| idle connections | server (path) | alive | server RSS per connection | "
               + " | ".join(f"× {p}" for p in PEERS) + " |", "|---|---|---|---|" + "---|" * len(PEERS)]
-    rss = {r["server"]: r.get("rss_per_conn_kib") for r in idle}
+    rss = {(r["server"], r["connections"]): r.get("rss_per_conn_kib") for r in idle}
     for r in idle:
         mine = r.get("rss_per_conn_kib")
-        ratios = [f"{mine / rss[p]:.2f}×" if mine is not None and rss.get(p) else "–" for p in PEERS]
+        ratios = [f"{mine / rss[(p, r['connections'])]:.2f}×" if mine is not None and rss.get((p, r["connections"]))
+                  else "–" for p in PEERS]
         lines.append(f"| {r['connections']} | {r['server']} ({path_label(r)}) | {r['delivered']} of {r['expected']} | "
                      + (f"{mine:.1f} KiB" if mine is not None else "–") + " | " + " | ".join(ratios) + " |")
 
 
-def ratio(server, label_prefix, peer):
-    """Server / peer; inf when the peer scored 0 (met the bound at no rate tried)."""
-    for (label, _, _), values in headline.items():
-        if label.startswith(label_prefix) and peer in values:
-            mine = values.get(server, 0)
-            if values[peer] == 0:
-                return float("inf") if mine else None
-            return mine / values[peer]
-    return None
+members_rows = [r for r in rows if r["scenario"] in ("members", "members-nameless")]
+if members_rows:
+    lines += ["", "Members of one room (chat path): N connections join one fresh room, 64 at a time, named "
+              "(unique names) or nameless; until all are in, then until no frame for a second; the frames "
+              "they received meanwhile (presence), the server's RSS growth per member once quiet, and one "
+              "chat that must reach all.", "",
+              "| members | server (path) | named | time until all in | until quiet | presence frames "
+              "| frames per member | RSS per member | alive |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in members_rows:
+        n = r["connections"]
+        frames = r.get("presence_frames")
+        rss = r.get("rss_per_conn_kib")
+        lines.append(f"| {n:,} | {r['server']} ({path_label(r)}) | {'yes' if r['scenario'] == 'members' else 'no'} | "
+                     f"{r.get('join_secs') or 0:.2f} s | {r.get('settled_secs') or 0:.2f} s | "
+                     f"{frames if frames is not None else '–':,} | "
+                     f"{(frames / n if frames is not None else 0):,.1f} | "
+                     + (f"{rss:.1f} KiB" if rss is not None else "–") + f" | {r['delivered']} of {r['expected']} |")
 
 
 def fmt(x, at_least=None):
@@ -236,69 +266,109 @@ def fmt(x, at_least=None):
     if x is None:
         return "–"
     if x == float("inf"):
-        return "∞ (the peer met the bound at no rate tried)"
+        return "∞×"
     decimals = 2
     while at_least is not None and x < at_least <= round(x, decimals) and decimals < 6:
         decimals += 1
     return f"{x:.{decimals}f}×"
 
 
-def idle_kib(server):
-    return next((v.get(server) for (label, _, _), v in headline.items() if label.startswith("idle")), None)
+def value(label):
+    return next((v for (l, _, _), v in headline.items() if l == label), {})
 
 
-def at_most_kib(bound):
-    def measure(server):
-        v = idle_kib(server)
-        return (None, None) if v is None else (f"{v:.1f} KiB", v <= bound)
-    return measure
+def run_of(server, scenario, n):
+    return next((r for r in rows if r["server"] == server and r["scenario"] == scenario
+                 and r["connections"] == n), None)
 
 
-def vs(prefix, peer, name, at_least=None, at_most=None):
-    def measure(server):
-        x = ratio(server, prefix, peer)
-        if x is None:
+def goal_fanout(n):
+    def measure():
+        values = value(f"fan-out × {n:,} at saturation")
+        mine, peer = values.get(AFTER), values.get("bun")
+        if mine is None or peer is None:
             return None, None
-        met = x >= at_least if at_least is not None else x <= at_most
-        if x == float("inf"):
-            return f"∞× {name} ({name} met the bound at no rate tried)", met
-        if x == 0:
-            return f"0× {name} (met the bound at no rate tried)", met
-        return f"{fmt(x, at_least)} {name}", met
+        if peer == 0:
+            return (f"{mine:,.0f} against 0 deliveries/s (Bun met the bound at no rate tried)", mine > 0)
+        x = mine / peer
+        return f"{fmt(x, 1.0)} Bun raw relay ({mine:,.0f} against {peer:,.0f} deliveries/s)", x >= 1.0
     return measure
 
 
-# (figure, goal, scenario, measure(server) -> (text, met))
+def goal_idle(n):
+    def measure():
+        r, peer = run_of(AFTER, "members", n), run_of("bun", "idle", n)
+        if not r or not peer or r.get("rss_per_conn_kib") is None or not peer.get("rss_per_conn_kib"):
+            return None, None
+        x = r["rss_per_conn_kib"] / peer["rss_per_conn_kib"]
+        return (f"{fmt(x)} Bun raw relay ({r['rss_per_conn_kib']:.1f} against {peer['rss_per_conn_kib']:.1f} KiB)",
+                x <= 1.0)
+    return measure
+
+
+def goal_members(n):
+    def measure():
+        named, nameless = run_of(AFTER, "members", n), run_of(AFTER, "members-nameless", n)
+        if not named or not nameless or named.get("presence_frames") is None:
+            return None, None
+        per = named["presence_frames"] / n
+        x = named["join_secs"] / nameless["join_secs"]
+        # O(N): a bounded number of presence frames per member (a batch per interval while
+        # joins go on), where O(N²) is N/2 per member.
+        linear = per <= 50
+        return (f"{named['presence_frames']:,} presence frames ({per:,.1f} per member; O(N²) would be "
+                f"{n * (n - 1) // 2:,}); all in after {named['join_secs']:.2f} s against "
+                f"{nameless['join_secs']:.2f} s nameless ({fmt(x)})",
+                linear and x <= 2.0 and named["delivered"] == named["expected"])
+    return measure
+
+
+def goal_chat(n):
+    def measure():
+        values = value(f"chat room × {n}")
+        mine, peer = values.get(AFTER), values.get(SAME_CONTRACT)
+        if mine is None or not peer:
+            return None, None
+        x = mine / peer
+        return f"{fmt(x, 2.0)} bun-chat ({mine:,.0f} against {peer:,.0f} deliveries/s)", x >= 2.0
+    return measure
+
+
+def goal_rooms():
+    label = next((l for (l, _, _) in headline if l.startswith("rooms:")), None)
+    values = value(label) if label else {}
+
+    def measure():
+        one, two = values.get(AFTER), values.get(TWO_CPU)
+        if one is None:
+            return None, None
+        text = f"{one:,.0f} deliveries/s on 1 CPU"
+        if two is not None:
+            text += f", {two:,.0f} on 2 CPUs ({fmt(two / one) if one else '–'}; the load generator shares the second)"
+        return text, None
+    return measure
+
+
 goals = [
-    ("idle RSS per connection at 10k", "≤ 6 KiB", "idle", at_most_kib(6.0)),
-    ("idle RSS per connection at 10k", "≤ 0.25× Node ws", "idle", vs("idle", "node-ws", "Node ws", at_most=0.25)),
-    ("fan-out at saturation, 1k receivers", "≥ 1.0× Bun", "fanout", vs("fan-out × 1,000", "bun", "Bun", at_least=1.0)),
-    ("fan-out at saturation, 1k receivers", "≥ 4× Node ws", "fanout",
-     vs("fan-out × 1,000", "node-ws", "Node ws", at_least=4.0)),
-    ("fan-out at 10k receivers", "≥ 1.0× Bun", "fanout", vs("fan-out × 10,000", "bun", "Bun", at_least=1.0)),
-    ("echo, 100 × 20 B", "≥ 1.0× Deno", "echo", vs("echo", "deno", "Deno", at_least=1.0)),
-    ("connection setup/s, zero failures in 30k", "≥ 1.5× Node ws", "setup",
-     vs("connection setup", "node-ws", "Node ws", at_least=1.5)),
+    ("fan-out saturation, 1,000 receivers (p99 ≤ 100 ms, ≥ 99.9 % delivered)", "≥ 1.0× Bun raw relay", goal_fanout(1000)),
+    ("fan-out saturation, 10,000 receivers (p99 ≤ 250 ms)", "≥ 1.0× Bun raw relay", goal_fanout(10000)),
+    ("idle RSS per connection, 2,000 named members in one room", "≤ 1.0× Bun raw relay", goal_idle(2000)),
+    ("idle RSS per connection, 10,000 named members in one room", "≤ 1.0× Bun raw relay", goal_idle(10000)),
+    ("10,000 named members joining one room", "presence frames O(N); all in within 2× nameless", goal_members(10000)),
+    ("chat room × 16, every message persisted", "≥ 2× bun-chat", goal_chat(16)),
+    ("chat room × 100, every message persisted", "≥ 2× bun-chat", goal_chat(100)),
+    ("10,000 rooms × 10 members, traffic in every room", "no global lock; 1 and 2 server CPUs", goal_rooms()),
 ]
-lines += ["", "### Goals (this run; met only if met on the chat path, /ws)", "",
-          "| figure | goal | chat path (/ws) | raw path | verdict |", "|---|---|---|---|---|"]
-for name, goal, scenario, measure in goals:
-    chat_text, chat_met = measure("switchboard-chat")
-    raw_text, raw_met = measure("switchboard")
-    endpoint = RAW_ENDPOINT[scenario]
-    if chat_met:
-        verdict = "met"
-    elif chat_met is None:
-        verdict = "not measured on the product path"
-    elif raw_met:
-        verdict = f"not met on the product path (met on raw {endpoint} only)"
-    else:
-        verdict = "not met"
-    raw_cell = "–" if raw_text is None else f"{raw_text} ({raw_label(scenario)})"
-    lines.append(f"| {name} | {goal} | {chat_text or '–'} | {raw_cell} | {verdict} |")
-lines += ["", "Saturation: the highest rate tried with ≥ 99.9 % delivered and p99 within 20 ms (1k receivers) "
-          "or 100 ms (10k). A run marked client-bound had the load generator at > 90 % of its core: "
-          "there the figure is a floor for the server, not its limit."]
+lines += ["", "### Goals (this run; the product path, /ws, only)", "",
+          "| figure | goal | measured | verdict |", "|---|---|---|---|"]
+for name, goal, measure in goals:
+    text, met = measure()
+    verdict = "not measured" if text is None else "reported" if met is None else "met" if met else "not met"
+    lines.append(f"| {name} | {goal} | {text or '–'} | {verdict} |")
+lines += ["", "Saturation: the highest rate tried with ≥ 99.9 % delivered and p99 within 100 ms (1,000 "
+          "receivers; rooms) or 250 ms (10,000 receivers). A run marked client-bound had the load generator "
+          "at > 90 % of its core: there the figure is a floor for the server, not its limit. Bun raw relay: "
+          "bench/peers/bun (a transport baseline); bun-chat: bench/peers/bun-chat (the same contract)."]
 
 
 def read_metrics(path):
@@ -367,7 +437,8 @@ json.dump({"machine": machine, "runs": rows,
 
 # ---- SVG: one panel of horizontal bars per headline figure ----
 COLORS = {"switchboard": "#4f46e5", "switchboard-chat": "#818cf8", "switchboard-before": "#c4b5fd", "node-ws": "#16a34a",
-          "bun": "#f59e0b", "deno": "#0f172a", "python": "#3b82f6"}
+          "bun": "#f59e0b", "deno": "#0f172a", "python": "#3b82f6", "bun-chat": "#b45309",
+          "switchboard-chat-2cpu": "#6366f1"}
 W, BAR, GAP, LABEL_W, TITLE_H = 760, 16, 4, 130, 28
 panels = list(headline.items())
 out = ['SVG_HEADER',
@@ -385,7 +456,7 @@ for (label, unit, better), values in panels:
         if v is not None:
             w = max(1, (W - LABEL_W - 110) * v / top)
             out.append(f'<rect x="{LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR}" rx="2" fill="{COLORS[s]}"/>')
-            text = f"{v:.1f}" if unit == "KiB" else f"{v:,.0f}"
+            text = f"{v:.1f}" if unit in ("KiB", "s") else f"{v:,.0f}"
             if v == 0 and "saturation" in label:
                 text = "bound not met at any rate tried"
             out.append(f'<text x="{LABEL_W + w + 6:.1f}" y="{y + BAR - 4}">{text}</text>')

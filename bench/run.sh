@@ -30,12 +30,22 @@
 #                    # run, plus the baseline's first release build. Without BASELINE, nothing
 #                    # changes.
 #
-# Scenarios: (a) idle, 10,000 connections held, server RSS per connection, all checked alive
-# with one broadcast; (b) fan-out to 1,000 and 10,000 receivers at rising publish rates;
-# (c) chat room, 16 and 100 clients all sending, closed loop; (d) echo, 100 connections x 20 B,
-# closed loop; (e) connection setup, 30,000 connects with 64 in flight. SECS, RATES, RECEIVERS,
-# RATES_10K, RECEIVERS_10K, FANOUT_SECS, CHAT_ROOMS, ECHO_CONNS, SETUP, INFLIGHT and IDLE
-# override either mode's sizes.
+# Scenarios: (a) idle, 10,000 and 2,000 connections held, server RSS per connection, all
+# checked alive with one broadcast; on the chat path as members of one room, named (unique
+# names) and nameless, with the time until all are in and the presence frames they got;
+# (b) fan-out to 1,000 and 10,000 receivers at rising publish rates; (c) chat room, 16 and 100
+# clients all sending, closed loop; (d) echo, 100 connections x 20 B, closed loop;
+# (e) connection setup, 30,000 connects with 64 in flight; (f) rooms: 10,000 rooms of 10
+# members (10,000 connections, each in 10 rooms) with traffic in every room, the chat-path
+# server on one core and on two. SECS, RATES, RECEIVERS, RATES_10K, RECEIVERS_10K, FANOUT_SECS,
+# CHAT_ROOMS, ECHO_CONNS, SETUP, INFLIGHT, IDLE (a list of sizes), ROOMS and ROOM_RATES override
+# either mode's sizes.
+#
+# Peers: Node ws, Bun, Deno and Python relay raw frames (`/relay`, `/echo`): a transport
+# baseline. bun-chat (bench/peers/bun-chat) keeps Switchboard's chat contract (the v3 subset
+# the load generator speaks, JSON validation, bun:sqlite in WAL with synchronous=FULL, a
+# per-room seq, broadcast after commit) and is driven like the chat path (`--path switchboard`)
+# in echo, fan-out and chat room.
 #
 # Cores: the server runs on the first CPU this process may use and the load generator on the
 # second (cores 0 and 1 on a 2-core machine); SERVER_CPU and LOADGEN_CPU override them. With
@@ -63,7 +73,9 @@ if [ "$SMOKE" = 1 ]; then
     ECHO_CONNS=${ECHO_CONNS:-4}
     SETUP=${SETUP:-40}
     INFLIGHT=${INFLIGHT:-8}
-    IDLE=${IDLE:-20}
+    IDLE=${IDLE:-"20 10"}
+    ROOMS=${ROOMS:-20}
+    ROOM_RATES=${ROOM_RATES:-20}
     profile=debug
     results=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench-smoke.XXXXXX")
 else
@@ -77,7 +89,9 @@ else
     ECHO_CONNS=${ECHO_CONNS:-100}
     SETUP=${SETUP:-30000}
     INFLIGHT=${INFLIGHT:-64}
-    IDLE=${IDLE:-10000}
+    IDLE=${IDLE:-"10000 2000"}
+    ROOMS=${ROOMS:-10000}
+    ROOM_RATES=${ROOM_RATES:-"1000 2000 5000 10000"}
     profile=release
     results=bench/results
 fi
@@ -208,6 +222,8 @@ fresh() {
     NODE_ADDR=$ADDR NODE_PID=$PID
     PORT=0 start bun bench/peers/node_modules/.bin/bun bench/peers/bun/server.ts
     BUN_ADDR=$ADDR BUN_PID=$PID
+    PORT=0 DB="$work/bench-bun-chat.db" start bun-chat bench/peers/node_modules/.bin/bun bench/peers/bun-chat/server.ts
+    BUNC_ADDR=$ADDR BUNC_PID=$PID
     PORT=0 start deno bench/peers/node_modules/.bin/deno run --allow-net --allow-env bench/peers/deno/server.ts
     DENO_ADDR=$ADDR DENO_PID=$PID
     PORT=0 start python bench/peers/python/.venv/bin/python bench/peers/python/server.py
@@ -221,17 +237,41 @@ chat_path() { # loadgen args: one run on the chat path, and with BASELINE the sa
         load switchboard-before "$SBB_PID" "$SBB_ADDR" --path switchboard-v2 "$@"
     fi
 }
+same_contract() { # loadgen args: the chat path's run on the same-contract Bun peer
+    load bun-chat "$BUNC_PID" "$BUNC_ADDR" --path switchboard "$@"
+}
+fresh_chat() { # cpus: restarts the chat-path server alone (a fresh process and database) on
+    # those CPUs, so a memory figure starts from a clean heap; sets SBC_ADDR and SBC_PID
+    kill "$SBC_PID" 2>/dev/null || true
+    wait "$SBC_PID" 2>/dev/null || true
+    rm -f "$work"/bench-chat.db*
+    local saved=$SERVER_CPU
+    SERVER_CPU=$1
+    start switchboard-chat "$bin/server" --db "$work/bench-chat.db" "${sb_args[@]}"
+    SERVER_CPU=$saved
+    SBC_ADDR=$ADDR SBC_PID=$PID
+}
 : >"$out.failures.txt"
 : >"$out.metrics.txt"
 
-fresh
-family=idle
-echo "==> idle: $IDLE connections held, server RSS per connection"
-load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$IDLE"
-chat_path --scenario idle --conns "$IDLE"
-for p in "${peers[@]}"; do
-    # shellcheck disable=SC2086
-    load $p --scenario idle --path raw --conns "$IDLE"
+for n in $IDLE; do
+    fresh
+    family="idle $(k "$n")"
+    echo "==> idle: $n connections held, server RSS per connection; on the chat path $n members of one room"
+    load switchboard "$SB_PID" "$SB_ADDR" --scenario idle --path raw --conns "$n"
+    # Named members (unique names) and nameless listeners, each on a fresh chat-path server.
+    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario members --path switchboard --conns "$n"
+    fresh_chat "$SERVER_CPU"
+    load switchboard-chat "$SBC_PID" "$SBC_ADDR" --scenario members-nameless --path switchboard --conns "$n"
+    # The baseline at 2,000 only: before batching, 10,000 named members joining one room is
+    # 50 million presence frames (minutes of a full core), not a measurement.
+    if [ -n "$BASELINE" ] && [ "$n" -le 2000 ]; then
+        load switchboard-before "$SBB_PID" "$SBB_ADDR" --scenario members --path switchboard-v2 --conns "$n"
+    fi
+    for p in "${peers[@]}"; do
+        # shellcheck disable=SC2086
+        load $p --scenario idle --path raw --conns "$n"
+    done
 done
 
 fresh
@@ -239,6 +279,7 @@ family=echo
 echo "==> echo: $ECHO_CONNS connections x 20 B, ${SECS} s"
 load switchboard "$SB_PID" "$SB_ADDR" --scenario echo --path raw --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
 chat_path --scenario echo --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
+same_contract --scenario echo --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
 for p in "${peers[@]}"; do
     # shellcheck disable=SC2086
     load $p --scenario echo --path raw --conns "$ECHO_CONNS" --payload 20 --secs "$SECS"
@@ -252,6 +293,7 @@ for spec in "$RECEIVERS:$RATES" "$RECEIVERS_10K:$RATES_10K"; do
     for rate in $rates; do
         load switchboard "$SB_PID" "$SB_ADDR" --scenario fanout --path raw --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
         chat_path --scenario fanout --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
+        same_contract --scenario fanout --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
         for p in "${peers[@]}"; do
             # shellcheck disable=SC2086
             load $p --scenario fanout --path raw --conns "$receivers" --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
@@ -265,6 +307,7 @@ for n in $CHAT_ROOMS; do
     echo "==> chat room: $n clients all sending, closed loop, ${SECS} s"
     load switchboard "$SB_PID" "$SB_ADDR" --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
     chat_path --scenario chat --conns "$n" --payload 64 --secs "$SECS"
+    same_contract --scenario chat --conns "$n" --payload 64 --secs "$SECS"
     for p in "${peers[@]}"; do
         # shellcheck disable=SC2086
         load $p --scenario chat --path raw --conns "$n" --payload 64 --secs "$SECS"
@@ -281,6 +324,18 @@ for p in "${peers[@]}"; do
     load $p --scenario setup --path raw --conns "$SETUP" --inflight "$INFLIGHT"
 done
 
+fresh
+family=rooms
+echo "==> rooms: $ROOMS rooms of 10 members ($ROOMS connections, each in 10 rooms), rates $ROOM_RATES; chat-path server on 1 and 2 CPUs"
+for cpus in "$SERVER_CPU" "$SERVER_CPU,$LOADGEN_CPU"; do
+    fresh_chat "$cpus"
+    label=switchboard-chat
+    [ "$cpus" = "$SERVER_CPU" ] || label=switchboard-chat-2cpu
+    for rate in $ROOM_RATES; do
+        load "$label" "$SBC_PID" "$SBC_ADDR" --scenario rooms --conns "$ROOMS" --per-conn 10 --rate "$rate" --payload 64 --secs "$FANOUT_SECS"
+    done
+done
+
 fresh # records the last family's server-side figures
 
 [ -z "$BASELINE" ] || export BASELINE_LABEL=$baseline_label
@@ -291,7 +346,8 @@ if [ "$SMOKE" != 1 ]; then
 fi
 
 # Smoke: the harness must have measured something everywhere, or the script fails.
-families=$((5 + $(wc -w <<<"$CHAT_ROOMS"))) # idle, echo, two fan-outs, chat rooms, setup
+# idle per size, echo, two fan-outs, chat rooms, setup, rooms
+families=$((5 + $(wc -w <<<"$IDLE") + $(wc -w <<<"$CHAT_ROOMS")))
 checked=0
 python3 - "$out.jsonl" "$out.metrics.txt" "$families" "$BASELINE" <<'EOF' || checked=1
 import sys
@@ -303,7 +359,7 @@ for r in rows:
     what = f"{r['server']} {r['scenario']} x {r['connections']}"
     if r["delivered"] == 0:
         bad.append(f"{what}: nothing delivered")
-    elif r["scenario"] in ("idle", "setup") and r["delivered"] != r["expected"]:
+    elif r["scenario"] in ("idle", "setup", "members", "members-nameless") and r["delivered"] != r["expected"]:
         bad.append(f"{what}: {r['delivered']} of {r['expected']}")
 if baseline:
     # Every chat-path run has its baseline twin.

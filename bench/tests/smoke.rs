@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bench::{PathKind, chat_room, echo, fanout, idle, setup};
+use bench::{PathKind, chat_room, echo, fanout, idle, members, rooms, setup};
 use server::{Application, Settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,6 +48,23 @@ async fn the_load_generator_runs_each_scenario_against_a_real_server() {
             e.per_sec, e.p50_us, f.delivered, f.expected, f.p99_us
         );
     }
+    // Members of one room: named ones hear of each other (presence), nameless ones do not;
+    // every one gets the chat that checks it is alive.
+    let named = members(addr, PathKind::Switchboard, 12, true, None)
+        .await
+        .unwrap();
+    assert_eq!(named.delivered, 12, "{named:?}");
+    assert!(named.presence_frames.unwrap() > 0, "{named:?}");
+    let nameless = members(addr, PathKind::Switchboard, 12, false, None)
+        .await
+        .unwrap();
+    assert_eq!(nameless.delivered, 12, "{nameless:?}");
+    assert_eq!(nameless.presence_frames, Some(0), "{nameless:?}");
+    // 12 rooms of 3 members: every message reaches its room's 3.
+    let r = rooms(addr, 12, 3, 40, 64, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!((r.expected, r.delivered), (40 * 3, 40 * 3), "{r:?}");
     stop.cancel();
     server.await.unwrap().unwrap();
 }

@@ -4,7 +4,8 @@
 //
 // The contract, as Switchboard's chat path keeps it:
 // - `/ws` with the subprotocol `switchboard.v3`; `?name=` validated (trimmed, 1..32 characters,
-//   no control or bidi characters, not "server"), unique per room while connected (a second
+//   no control or bidi characters, not "server"; without one, a listener that may not chat),
+//   unique per room while connected (a second
 //   holder gets `join_refused`); joins and leaves announced to the room.
 // - First frame `hello`; `{"type":"join","room"}` answered with `subscribed` (members).
 // - `{"type":"chat","room","msg","id"?}`: JSON decoded and validated (a joined room, a string
@@ -37,7 +38,9 @@ const insert = db.prepare("INSERT INTO messages (room, seq, name, msg, id, ts) V
 const lastSeq = db.prepare("SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE room = ?");
 const seenId = db.prepare("SELECT seq FROM messages WHERE room = ? AND name = ? AND id = ?");
 
-type Conn = { name: string; rooms: Set<string> };
+// A connection without a name is a listener (a viewer of a live feed): it joins and hears, is
+// not a member, and may not chat.
+type Conn = { name: string | null; rooms: Set<string> };
 type Pending = { room: string; seq: number; name: string; msg: string; id: string | null; ts: number };
 
 const seqs = new Map<string, number>(); // room -> last seq
@@ -84,8 +87,9 @@ const server = Bun.serve<Conn, {}>({
     if (url.pathname !== "/ws") return new Response("not found\n", { status: 404 });
     const protocols = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
     if (!protocols.includes("switchboard.v3")) return new Response("subprotocol switchboard.v3 required\n", { status: 400 });
-    const name = validName(url.searchParams.get("name"));
-    if (name === null) return new Response("invalid name\n", { status: 400 });
+    const raw = url.searchParams.get("name");
+    const name = raw === null ? null : validName(raw);
+    if (raw !== null && name === null) return new Response("invalid name\n", { status: 400 });
     const upgraded = server.upgrade(req, {
       data: { name, rooms: new Set<string>() },
       headers: { "Sec-WebSocket-Protocol": "switchboard.v3" },
@@ -114,6 +118,12 @@ const server = Bun.serve<Conn, {}>({
       switch (cmd.type) {
         case "join": {
           if (ws.data.rooms.has(room)) return error(ws, "already_joined", room);
+          if (ws.data.name === null) {
+            ws.data.rooms.add(room);
+            ws.subscribe(room);
+            const list = [...(members.get(room) ?? [])].map(([name, connections]) => ({ name, connections }));
+            return void ws.send(JSON.stringify({ type: "subscribed", room, epoch: "bun", resume: { outcome: "fresh" }, members: list }));
+          }
           const names = members.get(room) ?? new Map<string, number>();
           members.set(room, names);
           if (names.has(ws.data.name)) {
@@ -130,6 +140,8 @@ const server = Bun.serve<Conn, {}>({
         }
         case "chat": {
           if (!ws.data.rooms.has(room)) return error(ws, "not_joined", room);
+          const name = ws.data.name;
+          if (name === null) return error(ws, "name_required", "listeners may not chat");
           const msg = cmd.msg;
           if (typeof msg !== "string") return error(ws, "invalid_message", "msg must be a string");
           const text = msg.replace(/[\r\n]+$/, "");
@@ -140,18 +152,18 @@ const server = Bun.serve<Conn, {}>({
             return error(ws, "invalid_message", "bad id");
           }
           if (id !== null) {
-            const seen = (seenId.get(room, ws.data.name, id) as { seq: number } | null)
-              ?? pending.find((p) => p.room === room && p.name === ws.data.name && p.id === id);
+            const seen = (seenId.get(room, name, id) as { seq: number } | null)
+              ?? pending.find((p) => p.room === room && p.name === name && p.id === id);
             if (seen) return void ws.send(JSON.stringify({ type: "ack", room, id, seq: seen.seq }));
           }
           if (pending.length === 0) setImmediate(flush);
-          pending.push({ room, seq: nextSeq(room), name: ws.data.name, msg: text, id, ts: Date.now() });
+          pending.push({ room, seq: nextSeq(room), name, msg: text, id, ts: Date.now() });
           return;
         }
         case "leave": {
           if (!ws.data.rooms.delete(room)) return error(ws, "not_joined", room);
           ws.unsubscribe(room);
-          leave(room, ws.data.name);
+          if (ws.data.name !== null) leave(room, ws.data.name);
           return;
         }
         default:
@@ -159,7 +171,8 @@ const server = Bun.serve<Conn, {}>({
       }
     },
     close(ws) {
-      for (const room of ws.data.rooms) leave(room, ws.data.name);
+      const name = ws.data.name;
+      if (name !== null) for (const room of ws.data.rooms) leave(room, name);
     },
   },
 });
