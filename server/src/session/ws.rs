@@ -116,11 +116,17 @@ async fn write_loop(
 ) {
     // Commit times of the chat frames in the current batch (reused between batches).
     let mut committed = Vec::with_capacity(MAX_BATCH);
+    // Made once and polled by reference: a fresh `cancelled()` per wait registered and dropped
+    // a waiter on each token for every batch written (`drop_notified` was 2.8 % of a fan-out
+    // profile).
+    let kicked = kick.kicked();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(kicked, cancelled);
     loop {
         let first = tokio::select! {
             biased;
-            () = kick.kicked() => break,
-            () = shutdown.cancelled() => break,
+            () = &mut kicked => break,
+            () = &mut cancelled => break,
             item = rx.recv() => match item {
                 Some(item) => item,
                 None => {
@@ -153,8 +159,8 @@ async fn write_loop(
         // A write that blocks (peer not reading) must not outlive a kick or a shutdown.
         let written = tokio::select! {
             r = batch => r.is_ok(),
-            () = kick.kicked() => false,
-            () = shutdown.cancelled() => false,
+            () = &mut kicked => false,
+            () = &mut cancelled => false,
         };
         if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
             // The peer closed (or the connection failed) while frames were still queued:
