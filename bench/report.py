@@ -58,6 +58,8 @@ def raw_label(scenario):
 
 
 def path_label(r):
+    if r["server"] == BEFORE and r["path"] != "switchboard_v2":
+        return f"chat path before, /ws at {BASELINE}"
     if r["path"] == "switchboard_v2":
         return f"chat path before, /ws protocol v2 at {BASELINE}"
     if r["server"] == SAME_CONTRACT:
@@ -167,8 +169,11 @@ def run_name(r):
 before_after = []  # for the JSON: one entry per figure and per run measured both ways
 if has_before:
     lines += ["", "### Chat path before and after", "",
-              f"Before: `switchboard-before`, the server at {BASELINE} (protocol v2: one room per connection, "
-              "named in the query, no subprotocol, `welcome` first; load generator `--path switchboard-v2`). "
+              (f"Before: `switchboard-before`, the server at {BASELINE} (protocol v2: one room per connection, "
+               "named in the query, no subprotocol, `welcome` first; load generator `--path switchboard-v2`). "
+               if os.environ.get("BASELINE_PATH", "switchboard-v2") == "switchboard-v2" else
+               f"Before: `switchboard-before`, the server at {BASELINE}, driven in protocol v3 like the "
+               "current one (`--path switchboard`). ") +
               "After: `switchboard-chat`, the current server (protocol v3: subprotocol `switchboard.v3`, "
               "`hello`, `join`, `subscribed`, chats naming their room; `--path switchboard`). Same run, same "
               "options, same load (names, rooms, payloads), each a fresh process per scenario family on the "

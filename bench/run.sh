@@ -27,7 +27,10 @@
 #                    # into target/baseline/<commit> (both kept for the next run; the build is
 #                    # skipped when that binary is there). Options the baseline lacks are
 #                    # dropped, with a note. Combines with SMOKE=1. Adds a few minutes to a full
-#                    # run, plus the baseline's first release build. Without BASELINE, nothing
+#                    # run, plus the baseline's first release build. BASELINE_PATH=switchboard
+#                    # drives a baseline that speaks protocol v3 (any revision since v3) as the
+#                    # chat path is driven (default: switchboard-v2; since v3 a connection with
+#                    # no subprotocol is a plain tutorial client). Without BASELINE, nothing
 #                    # changes.
 #
 # Scenarios: (a) idle, 10,000 and 2,000 connections held, server RSS per connection, all
@@ -56,6 +59,7 @@ source scripts/env.sh
 ulimit -n 65536 2>/dev/null || true
 SMOKE=${SMOKE:-0}
 BASELINE=${BASELINE:-}
+BASELINE_PATH=${BASELINE_PATH:-switchboard-v2}
 if [ -n "$BASELINE" ]; then
     base_rev=$(git rev-parse --verify --quiet "$BASELINE^{commit}") \
         || { echo "BASELINE=$BASELINE is not a commit" >&2; exit 2; }
@@ -234,7 +238,7 @@ chat_path() { # loadgen args: one run on the chat path, and with BASELINE the sa
     # baseline server in the protocol it spoke (v2)
     load switchboard-chat "$SBC_PID" "$SBC_ADDR" --path switchboard "$@"
     if [ -n "$BASELINE" ]; then
-        load switchboard-before "$SBB_PID" "$SBB_ADDR" --path switchboard-v2 "$@"
+        load switchboard-before "$SBB_PID" "$SBB_ADDR" --path "$BASELINE_PATH" "$@"
     fi
 }
 same_contract() { # loadgen args: the chat path's run on the same-contract Bun peer
@@ -266,7 +270,7 @@ for n in $IDLE; do
     # The baseline at 2,000 only: before batching, 10,000 named members joining one room is
     # 50 million presence frames (minutes of a full core), not a measurement.
     if [ -n "$BASELINE" ] && [ "$n" -le 2000 ]; then
-        load switchboard-before "$SBB_PID" "$SBB_ADDR" --scenario members --path switchboard-v2 --conns "$n"
+        load switchboard-before "$SBB_PID" "$SBB_ADDR" --scenario members --path "$BASELINE_PATH" --conns "$n"
     fi
     for p in "${peers[@]}"; do
         # shellcheck disable=SC2086
@@ -338,7 +342,7 @@ done
 
 fresh # records the last family's server-side figures
 
-[ -z "$BASELINE" ] || export BASELINE_LABEL=$baseline_label
+[ -z "$BASELINE" ] || export BASELINE_LABEL=$baseline_label BASELINE_PATH
 python3 bench/report.py "$out.jsonl" "$out.json" "$out.md" "$out.svg" "$out.metrics.txt" "$out.failures.txt"
 if [ "$SMOKE" != 1 ]; then
     cat "$out.md"

@@ -85,6 +85,9 @@ pub struct RoomState {
     /// How many members the room has: more than `members` holds in a room too large for
     /// the server to list (its list is paged).
     pub online: RwSignal<u32>,
+    /// `members` holds pages of a room too large to list, loaded from the start in name
+    /// order (so the next page is after its last name); the count alone is kept live.
+    paged: StoredValue<bool>,
     /// Who is typing, with when the notice expires (`Date.now()` ms).
     pub typing: RwSignal<Vec<(String, f64)>>,
     /// Chat messages from others that arrived while another room was shown.
@@ -116,6 +119,7 @@ impl RoomState {
             outbox: RwSignal::new(outbox),
             members: RwSignal::new(Vec::new()),
             online: RwSignal::new(0),
+            paged: StoredValue::new(false),
             typing: RwSignal::new(Vec::new()),
             unread: RwSignal::new(0),
             epoch: RwSignal::new(None),
@@ -311,6 +315,7 @@ impl RoomState {
             insert_sorted(&mut members, member);
         }
         self.online.set(s.online.max(members.len() as u32));
+        self.paged.set_value(s.online as usize > members.len());
         self.members.set(members);
         self.status.set(RoomStatus::Joined);
         // What a reconnect recovers was missed, so it counts as unread; a first join's
@@ -400,10 +405,24 @@ impl RoomState {
     }
 
     /// Several changes at once (`presence_batch`); in a room too large to list, only the
-    /// count. Arrivals and departures are summed up in one notice.
-    pub fn presence_batch(&self, online: u32, changed: Vec<Member>, left: Vec<String>, full: bool) {
+    /// count. Arrivals and departures are summed up in one notice. `true` when the room has
+    /// just become too large to list: the list is emptied, and its first page must be asked
+    /// for (the names held are no longer a prefix of the room's).
+    pub fn presence_batch(
+        &self,
+        online: u32,
+        changed: Vec<Member>,
+        left: Vec<String>,
+        full: bool,
+    ) -> bool {
         if full {
             self.members.set(Vec::new());
+            self.paged.set_value(false);
+        } else if changed.is_empty() && left.is_empty() && !self.paged.get_value() {
+            self.paged.set_value(true);
+            self.members.set(Vec::new());
+            self.online.set(online);
+            return true;
         }
         let known = |name: &str| {
             self.members
@@ -432,6 +451,7 @@ impl RoomState {
                 self.notice(parts.join(", "));
             }
         }
+        false
     }
 
     /// A page of a large room's member list (the answer to `members`).

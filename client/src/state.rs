@@ -493,8 +493,13 @@ impl Session {
                 left,
                 full,
             } => {
-                if let Some(room) = room_of(&room) {
-                    room.presence_batch(online, changed, left, full);
+                if let Some(state) = room_of(&room)
+                    && state.presence_batch(online, changed, left, full)
+                {
+                    self.send(&Command::Members {
+                        room: state.id(),
+                        after: None,
+                    });
                 }
             }
             ServerMsg::Members {

@@ -255,7 +255,7 @@ pub struct Settings {
     /// Milliseconds between a room's presence announcements: the first change after a quiet
     /// spell goes out at once, the changes within this interval after it go out together
     /// (one `presence_batch` frame). 0 announces every change at once.
-    #[arg(long, env = "SWITCHBOARD_PRESENCE_INTERVAL_MS", default_value_t = 100)]
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(0..=60_000), default_value_t = 100)]
     pub presence_interval_ms: u64,
 
     /// Rooms with more members than this announce their member count instead of each

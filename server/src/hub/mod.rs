@@ -145,8 +145,10 @@ struct Subscriber {
     /// The newest chat `seq` queued for this session; older or equal ones are skipped.
     last_seq: u64,
     last_typing: Option<Instant>,
-    /// The room's presence announcements when it registered (see `presence::Pending`).
-    presence_since: u64,
+    /// The room's presence announcements when it registered, and its own name's connections
+    /// in the snapshot it was given then: a single change that only says what that snapshot
+    /// said is not sent to it (see `presence::Pending`).
+    presence_since: (u64, Option<u32>),
 }
 
 #[derive(Debug)]
@@ -388,7 +390,11 @@ impl Hub {
                 self.unlock_room(&reg.room, &cell, room);
                 return Err(NameTaken);
             }
-            let presence_since = room.presence.flushes;
+            let own = reg
+                .name
+                .as_ref()
+                .and_then(|name| room.connections_of(&reg.room, name, self));
+            let presence_since = (room.presence.flushes, own);
             room.subscribers.insert(
                 session,
                 Subscriber {
@@ -404,7 +410,7 @@ impl Hub {
                     presence_since,
                 },
             );
-            break self.snapshot_members(&reg.room, &room);
+            break self.snapshot_members(&reg.room, &mut room);
         };
         self.index
             .write()
@@ -1002,6 +1008,40 @@ mod tests {
                 full: true,
             }),
             "{got:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_tab_within_the_interval_is_announced_to_the_first_but_not_to_itself() {
+        let hub = batching_hub(100);
+        let (_bob, mut bob_rx) = join(&hub, "bob", "bob-token");
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        // A quiet interval: Ada's first tab is announced at once.
+        let (_tab1, mut tab1_rx) = join(&hub, "ada", "ada-token");
+        assert_eq!(
+            bob_rx.next(),
+            Some(ServerMsg::Joined {
+                room: "r".into(),
+                member: member("ada", 1)
+            })
+        );
+        // Her second tab, within the interval: its snapshot says 2, the first tab's said 1.
+        let (_tab2, mut tab2_rx) = join(&hub, "ada", "ada-token");
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let two = Some(ServerMsg::Presence {
+            room: "r".into(),
+            member: member("ada", 2),
+        });
+        assert_eq!(bob_rx.next(), two);
+        assert_eq!(
+            tab1_rx.next(),
+            two,
+            "the first tab would show one connection for good"
+        );
+        assert_eq!(
+            tab2_rx.next(),
+            None,
+            "the second tab knew from its snapshot"
         );
     }
 }

@@ -107,10 +107,16 @@ impl Hub {
 
     /// Announces the room's waiting presence changes before a message goes out in it, so
     /// nobody sees a member's message (or typing) before the member.
+    /// A counted room's announcements name nobody, so they need not go first (and must not:
+    /// they would then go out with every message, not at the room's stretched interval).
     pub(super) fn presence_before_message(&self, room_id: &RoomId, room: &mut Room) {
-        if !room.presence.was.is_empty() {
-            self.flush_presence(room_id, room);
+        if room.presence.was.is_empty()
+            || room.presence.counted
+            || room.online(room_id, self) as usize > self.presence.list_max
+        {
+            return;
         }
+        self.flush_presence(room_id, room);
     }
 
     /// Sends the room what changed since its last announcement.
@@ -178,13 +184,16 @@ impl Hub {
                 0 => None,
                 1 => {
                     // A subscription of that name registered since the last announcement
-                    // caused it, and knows it from its snapshot.
+                    // whose snapshot already showed it as it is now caused it: it knows.
                     let since = room.presence.flushes;
                     room.presence.flushes += 1;
                     if let (Some(msg), Some(name)) = (single, about) {
+                        let now = room.connections_of(room_id, &name, self);
                         let frame = encode(&msg);
                         for (id, sub) in &mut room.subscribers {
-                            if !(sub.presence_since == since && sub.name.as_ref() == Some(&name)) {
+                            let knows = sub.presence_since == (since, now)
+                                && sub.name.as_ref() == Some(&name);
+                            if !knows {
                                 deliver(sub, *id, &frame, Live::Frame, self);
                             }
                         }
@@ -245,9 +254,12 @@ impl Hub {
     /// What a joiner is told of a room's members: all of them, or in a room too large to
     /// list, the first page; and the member count. Never the cost of the whole list in a
     /// large room.
-    pub(super) fn snapshot_members(&self, room_id: &RoomId, room: &Room) -> (Vec<Member>, u32) {
+    pub(super) fn snapshot_members(&self, room_id: &RoomId, room: &mut Room) -> (Vec<Member>, u32) {
         let online = room.online(room_id, self);
         let limit = if online as usize > self.presence.list_max {
+            // A joiner with a page only is sent the whole list once the room is small again,
+            // even if no count went out in between.
+            room.presence.counted = true;
             self.presence.page
         } else {
             usize::MAX
@@ -361,7 +373,12 @@ impl Room {
     }
 
     /// A name's connections here and on other nodes; `None` if it is not a member.
-    fn connections_of(&self, room_id: &RoomId, name: &Username, hub: &Hub) -> Option<u32> {
+    pub(super) fn connections_of(
+        &self,
+        room_id: &RoomId,
+        name: &Username,
+        hub: &Hub,
+    ) -> Option<u32> {
         merge(
             self.names.get(name).map(|h| h.connections),
             hub.remote_count(room_id, name),
