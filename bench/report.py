@@ -130,7 +130,8 @@ server_cpu, loadgen_cpu = os.environ.get("SERVER_CPU", "0"), os.environ.get("LOA
 lines = [f"Machine: {machine['cpu']}, Linux {machine['kernel']}; server on core {server_cpu}, "
          f"load generator on core {loadgen_cpu}.", ""]
 COLUMN = {"switchboard": "switchboard (raw path)", AFTER: "switchboard-chat (chat path, /ws)",
-          BEFORE: f"switchboard-before (chat path before: /ws v2 at {BASELINE})"}
+          BEFORE: f"switchboard-before (chat path before: /ws at {BASELINE}"
+                  + (", v2)" if os.environ.get("BASELINE_PATH", "switchboard-v2") == "switchboard-v2" else ")")}
 lines += ["### Headline figures", "",
           "| figure | " + " | ".join(COLUMN.get(s, s) for s in SERVERS) + " |", "|---|" + "---|" * len(SERVERS)]
 for (label, unit, better), values in headline.items():

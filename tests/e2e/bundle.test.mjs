@@ -9,8 +9,8 @@
 // panel, which added 10.3 KB together (after cutting 3.5 KB they had brought in: a string
 // slice's panic formatting, a lossy UTF-8 decoder, Rust's UTF-8 check for the token payload).
 // Batched presence and large rooms (issue "Fast where users are": `presence_batch` and
-// `members` decoded, the member count, the paged list with "Show more") took it from 178.7 to
-// 180.9 KB.
+// `members` decoded, the member count, the paged list with "Show more", re-paging when a
+// room becomes too large to list) took it from 178.7 to 181.2 KB.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +20,7 @@ import { gzipSync } from 'node:zlib';
 import { repo } from './harness.mjs';
 
 const GOAL_KB = 150;
-const CEILING_KB = 181;
+const CEILING_KB = 182;
 
 test(`the release bundle (wasm + JS, gzip) stays under ${CEILING_KB} KB`, () => {
   const dist = process.env.SWITCHBOARD_DIST ?? path.join(repo, 'dist');
