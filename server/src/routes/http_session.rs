@@ -368,6 +368,9 @@ async fn deliver(
         .http_sessions
         .get(secret)
         .ok_or(HttpError::SessionUnknown)?;
+    if leave {
+        chan.leaving();
+    }
     for frame in frames {
         chan.send(Incoming::Text(frame.into()))
             .await

@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::Rng;
 use tokio::sync::{Notify, watch};
@@ -105,6 +106,7 @@ impl HttpSessions {
             mailbox: Mutex::new(Mailbox::default()),
             changed: watch::Sender::new(0),
             taken: Notify::new(),
+            leaving: AtomicBool::new(false),
         });
         self.map
             .lock()
@@ -132,6 +134,9 @@ pub struct Channel {
     changed: watch::Sender<u64>,
     /// A reader took frames: the pump may take more from the queue.
     taken: Notify,
+    /// The client said it leaves: what the session still queues for it is dropped, so that
+    /// the session reads on to the leave however full the mailbox is.
+    leaving: AtomicBool,
 }
 
 /// The frames of one session, numbered from 1.
@@ -222,6 +227,14 @@ impl Channel {
             return Err(Ended);
         }
         self.input.send(item).await.map_err(|_| Ended)
+    }
+
+    /// The client leaves after the frames it is sending: nobody will read what the session
+    /// still has to say, so it is dropped from now on, and the session reads on to the leave
+    /// (a session reads only while its queue is half empty). Then [`Incoming::Left`] follows.
+    pub fn leaving(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        self.taken.notify_one();
     }
 
     /// A sign of life from the client (a poll, a stream's heartbeat read).
@@ -461,12 +474,14 @@ async fn pump(
     cap: usize,
 ) {
     loop {
-        let room = chan.mailbox.lock().expect("mailbox lock").unread() < cap;
+        let leaving = chan.leaving.load(Ordering::Relaxed);
+        let room = leaving || chan.mailbox.lock().expect("mailbox lock").unread() < cap;
         tokio::select! {
             biased;
             () = kick.kicked() => break,
             () = shutdown.cancelled() => break,
             item = rx.recv(), if room => match item {
+                Some(_) if leaving => {}
                 Some(item) => chan.push(item),
                 None => break,
             },
@@ -645,6 +660,7 @@ mod tests {
             mailbox: Mutex::new(Mailbox::default()),
             changed: watch::Sender::new(0),
             taken: Notify::new(),
+            leaving: AtomicBool::new(false),
         });
         let waiting = tokio::spawn({
             let chan = chan.clone();

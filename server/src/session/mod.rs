@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 use shared::{
     ClientMsg, ErrorCode, Inbound, LegacyChat, MessageText, PROTOCOL_VERSION, RoomId, ServerMsg,
@@ -40,7 +41,7 @@ use crate::kick::Kick;
 use crate::limits::{ConnectionPermit, TokenBucket};
 use crate::metrics::{Metrics, kind};
 use crate::resume::resume_plan;
-use crate::store::{NewMessage, Range, Store, StoreError};
+use crate::store::{Appended, NewMessage, Range, Store, StoreError};
 
 /// Everything a session needs, gathered by the upgrade handler.
 pub struct SessionParams {
@@ -456,33 +457,88 @@ async fn replay_range(
     Ok(true)
 }
 
-/// How often a replay looks whether its client has made room in the queue: at first soon,
-/// then less often while the client takes nothing (many stalled replays stay cheap).
-const REPLAY_POLL_FIRST: Duration = Duration::from_millis(1);
-const REPLAY_POLL_MAX: Duration = Duration::from_millis(50);
+/// How often a waiting session looks whether its client has made room in the queue: at first
+/// soon, then less often while the client takes nothing (many stalled sessions stay cheap).
+const ROOM_POLL_FIRST: Duration = Duration::from_millis(1);
+const ROOM_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Watches a session's queue while something waits for more than half of it to be free: a
+/// replay, or a reader whose client's answers must fit ([`Reader::read_frames`]).
+struct QueueWatch {
+    free: usize,
+    /// When the writer last took something from the queue.
+    progress: Instant,
+    poll: Duration,
+}
+
+/// What a [`QueueWatch`] saw.
+enum Watched {
+    /// More than half of the queue is free.
+    Room,
+    Waiting,
+    /// The writer is gone, or the client took nothing for the deadline.
+    Stalled,
+}
+
+impl QueueWatch {
+    fn new(tx: &mpsc::Sender<Outbound>) -> Self {
+        Self {
+            free: tx.capacity(),
+            progress: Instant::now(),
+            poll: ROOM_POLL_FIRST,
+        }
+    }
+
+    /// Looks again after a pause.
+    async fn next(&mut self, tx: &mpsc::Sender<Outbound>, deadline: Duration) -> Watched {
+        tokio::time::sleep(self.poll).await;
+        if tx.is_closed() {
+            return Watched::Stalled;
+        }
+        let free = tx.capacity();
+        if free > self.free {
+            self.progress = Instant::now();
+            self.poll = ROOM_POLL_FIRST;
+        } else {
+            self.poll = (self.poll * 2).min(ROOM_POLL_MAX);
+        }
+        self.free = free;
+        if free > tx.max_capacity() / 2 {
+            Watched::Room
+        } else if self.progress.elapsed() >= deadline {
+            Watched::Stalled
+        } else {
+            Watched::Waiting
+        }
+    }
+}
+
+/// [`QueueWatch::next`] while there is a watch; never resolves without one.
+async fn watch_queue(
+    watch: Option<&mut QueueWatch>,
+    tx: &mpsc::Sender<Outbound>,
+    deadline: Duration,
+) -> Watched {
+    match watch {
+        Some(watch) => watch.next(tx, deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Waits until more than half of the queue is free. `false` if the writer is gone, or if the
 /// client took nothing from the queue for `deadline`.
 async fn wait_for_room(tx: &mpsc::Sender<Outbound>, deadline: Duration) -> bool {
-    let half = tx.max_capacity() / 2;
-    let mut free = tx.capacity();
-    let mut progress = Instant::now();
-    let mut poll = REPLAY_POLL_FIRST;
-    while free <= half {
-        if tx.is_closed() || progress.elapsed() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(poll).await;
-        let now_free = tx.capacity();
-        if now_free > free {
-            progress = Instant::now(); // the writer took something
-            poll = REPLAY_POLL_FIRST;
-        } else {
-            poll = (poll * 2).min(REPLAY_POLL_MAX);
-        }
-        free = now_free;
+    if tx.capacity() > tx.max_capacity() / 2 {
+        return !tx.is_closed();
     }
-    !tx.is_closed()
+    let mut watch = QueueWatch::new(tx);
+    loop {
+        match watch.next(tx, deadline).await {
+            Watched::Room => return true,
+            Watched::Waiting => {}
+            Watched::Stalled => return false,
+        }
+    }
 }
 
 fn code_reason(code: ErrorCode) -> &'static str {
@@ -526,6 +582,27 @@ struct Reader<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> {
     expiring_sent: bool,
     /// When the current token was accepted (ms since the Unix epoch).
     token_since: u64,
+    /// Messages handed to the store and not yet committed, oldest first: the reader goes on
+    /// reading while they commit (a commit waits for the disk), and answers each one (ack,
+    /// nack or error) when it lands, in the order they were sent.
+    in_flight: FuturesOrdered<InFlight>,
+}
+
+/// How many of a connection's messages may wait for their commit at once; past that, the
+/// reader stops reading until the oldest one lands. A commit waits for the disk (about a
+/// millisecond or more): one message at a time held a connection to a few hundred a second,
+/// while many messages in flight share the writer's batched commits.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// A message being committed ([`Store::submit`]).
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = Committed> + Send + Sync>>;
+
+/// A message's commit, with what its answer needs.
+struct Committed {
+    outcome: Result<Appended, StoreError>,
+    id: Option<String>,
+    /// The room a v3 message was sent to (its ack, nack or error names it).
+    room: Option<RoomId>,
 }
 
 impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
@@ -564,12 +641,30 @@ impl<'a, F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'a, F> {
             user: p.user.clone(),
             expiring_sent: false,
             token_since: unix_millis(),
+            in_flight: FuturesOrdered::new(),
         }
     }
 }
 
 impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
+    /// Reads the client's frames until the session ends, then answers the messages still
+    /// being committed (unless nobody is left to read the answers).
     async fn read_loop(
+        &mut self,
+        stream: &mut IncomingStream<'_>,
+        tx: &mpsc::Sender<Outbound>,
+        shutdown: &CancellationToken,
+    ) -> End {
+        let end = self.read_frames(stream, tx, shutdown).await;
+        if !matches!(end, End::PeerGone | End::Broken) {
+            while let Some(done) = self.in_flight.next().await {
+                self.committed(done, tx);
+            }
+        }
+        end
+    }
+
+    async fn read_frames(
         &mut self,
         stream: &mut IncomingStream<'_>,
         tx: &mpsc::Sender<Outbound>,
@@ -588,7 +683,26 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         let mut armed = self.token_deadline();
         let token_timer = tokio::time::sleep_until(armed.unwrap_or_else(far_future));
         tokio::pin!(token_timer);
+        // See [`MAX_IN_FLIGHT`]; a quarter of the queue at most, so that the answers and the
+        // broadcasts of the messages in flight fit the half of it that is kept free.
+        let max_in_flight = MAX_IN_FLIGHT.min(tx.max_capacity() / 4).max(1);
+        let mut stalled = None;
         loop {
+            // The answers to the client's frames (errors, acks, its own messages) go into its
+            // queue: a frame is read only while more than half of the queue is free. A client
+            // that sends faster than it reads is slowed down (TCP backpressure) rather than
+            // dropped as a slow consumer for its own answers; one that takes nothing from its
+            // queue for the heartbeat deadline is dropped (4429).
+            let room_for_answers = tx.capacity() > tx.max_capacity() / 2;
+            if room_for_answers {
+                if stalled.take().is_some() {
+                    // Nothing was read while the reader waited: the peer's silence meanwhile
+                    // says nothing about it.
+                    dead.as_mut().reset(Instant::now() + dead_after);
+                }
+            } else if stalled.is_none() {
+                stalled = Some(QueueWatch::new(tx));
+            }
             let deadline = self.token_deadline();
             if deadline != armed {
                 armed = deadline;
@@ -600,7 +714,19 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                         return End::Closing;
                     }
                 }
-                frame = stream.next() => {
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.committed(done, tx);
+                }
+                watched = watch_queue(stalled.as_mut(), tx, dead_after) => {
+
+                    if let Watched::Stalled = watched {
+                        if !tx.is_closed() && drop_slow_consumer(self.kick, self.metrics) {
+                            tracing::warn!("slow consumer dropped: stopped reading its answers");
+                        }
+                        return End::Closing;
+                    }
+                }
+                frame = stream.next(), if room_for_answers && self.in_flight.len() < max_in_flight => {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
                         Some(Incoming::Text(text)) => {
@@ -630,7 +756,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 _ = heartbeat.tick() => {
                     let _ = tx.try_send(Outbound::Ping);
                 }
-                () = &mut dead => {
+                () = &mut dead, if room_for_answers => {
                     info!("heartbeat timeout");
                     self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
                     return End::Closing;
@@ -780,7 +906,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             return;
         }
         match frame {
-            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => self.chat_home(&msg, id, tx).await,
+            Ok(Inbound::Typed(ClientMsg::Chat { msg, id })) => self.chat_home(&msg, id).await,
             Ok(Inbound::Typed(ClientMsg::Typing)) => self.hub.typing(self.session),
             Ok(Inbound::Typed(ClientMsg::Feed { enabled })) => {
                 self.hub.set_feed(self.session, enabled)
@@ -790,10 +916,10 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 if self.speaker.name.is_none() && !self.take_name(&name).await {
                     return;
                 }
-                self.chat_home(&msg, None, tx).await;
+                self.chat_home(&msg, None).await;
             }
             // A tutorial page may send plain text (the WebAPI chat does): it is the message.
-            Err(_) if self.plain => self.chat_home(text, None, tx).await,
+            Err(_) if self.plain => self.chat_home(text, None).await,
             Err(e) => self.reject(e.code(), e.to_string()),
         }
     }
@@ -877,22 +1003,15 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     }
 
     /// A v2 or plain session's message, to its one room.
-    async fn chat_home(&mut self, raw: &str, id: Option<String>, tx: &mpsc::Sender<Outbound>) {
+    async fn chat_home(&mut self, raw: &str, id: Option<String>) {
         if let Some(room) = self.speaker.home.clone() {
-            self.chat(room, raw, id, tx).await;
+            self.chat(room, raw, id).await;
         }
     }
 
-    /// Stores a message to `room` (joined); the store's commit fans it out. Acknowledged once
-    /// committed (v3 acks and nacks name the command's room).
-    async fn chat(
-        &mut self,
-        room: RoomId,
-        raw: &str,
-        id: Option<String>,
-        tx: &mpsc::Sender<Outbound>,
-    ) {
-        let about_room = self.about_room.as_ref().map(ToString::to_string);
+    /// Hands a message to `room` (joined) to the store, whose commit fans it out. Answered
+    /// once committed ([`Self::committed`]; v3 acks and nacks name the command's room).
+    async fn chat(&mut self, room: RoomId, raw: &str, id: Option<String>) {
         let Some(name) = self.speaker.name.clone() else {
             return self.reject(
                 ErrorCode::NameRequired,
@@ -920,7 +1039,27 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             ts: unix_millis(),
             key: None,
         };
-        match self.store.append(new).await {
+        let commit = self.store.submit(new).await;
+        let room = self.about_room.clone();
+        self.in_flight.push_back(Box::pin(async move {
+            Committed {
+                outcome: commit.await,
+                id,
+                room,
+            }
+        }));
+    }
+
+    /// Answers a message whose commit landed: an ack (if it had an id), or why it was not
+    /// stored.
+    fn committed(&self, done: Committed, tx: &mpsc::Sender<Outbound>) {
+        let Committed { outcome, id, room } = done;
+        let about_room = room.as_ref().map(ToString::to_string);
+        let reject = |code, reason: String| {
+            debug!(?code, %reason, "rejected frame");
+            (self.send_error)(code, reason, room.as_ref());
+        };
+        match outcome {
             Ok(appended) => {
                 if let Some(id) = id {
                     let ack = ServerMsg::Ack {
@@ -950,12 +1089,12 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                             room: about_room,
                         },
                     ),
-                    None => self.reject(ErrorCode::StoreRejected, reason),
+                    None => reject(ErrorCode::StoreRejected, reason),
                 }
             }
             Err(e) => {
                 self.metrics.store_error(e.kind());
-                self.reject(
+                reject(
                     ErrorCode::StoreUnavailable,
                     format!("{e}; the message was not stored, send it again"),
                 );
@@ -1057,37 +1196,39 @@ mod tests {
                 frames.push(ServerMsg::decode(f.as_str()).unwrap());
             }
         }
-        // The broadcast of the message may come before or after its ack; the rest is in order.
+        // The reader goes on while a message commits: the message's broadcast and its ack may
+        // come before or after the frames that follow it. The rest is in order.
         let chat = frames.iter().position(|m| matches!(m, ServerMsg::Chat(_)));
         let chat = chat.map(|i| frames.remove(i));
-        assert!(
-            matches!(&chat, Some(ServerMsg::Chat(c)) if c.msg == "no socket" && c.seq == 1),
-            "{chat:?}"
+        let Some(ServerMsg::Chat(chat)) = chat else {
+            panic!("no broadcast of the message: {frames:?}");
+        };
+        assert_eq!((chat.msg.as_str(), chat.seq), ("no socket", 1));
+        let ack = frames
+            .iter()
+            .position(|m| matches!(m, ServerMsg::Ack { .. }));
+        let ack = ack.map(|i| frames.remove(i));
+        assert_eq!(
+            ack,
+            Some(ServerMsg::Ack {
+                id: "m1".into(),
+                seq: 1,
+                ts: chat.ts,
+                room: Some("core".into()),
+            })
         );
         assert!(matches!(&frames[0], ServerMsg::Hello(h) if h.name.as_deref() == Some("core")));
         assert!(matches!(
             &frames[1],
             ServerMsg::Subscribed(s) if s.room == "core" && s.resume == Resume::Fresh { count: 0 }
         ));
-        assert_eq!(
-            frames[2],
-            ServerMsg::Ack {
-                id: "m1".into(),
-                seq: 1,
-                ts: match &chat {
-                    Some(ServerMsg::Chat(c)) => c.ts,
-                    _ => unreachable!(),
-                },
-                room: Some("core".into()),
-            }
-        );
         assert!(matches!(
-            &frames[3],
+            &frames[2],
             ServerMsg::Error {
                 code: ErrorCode::BinaryNotSupported,
                 ..
             }
         ));
-        assert_eq!(frames.len(), 4, "{frames:?}");
+        assert_eq!(frames.len(), 3, "{frames:?}");
     }
 }

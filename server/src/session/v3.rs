@@ -185,7 +185,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             Ok(Command::Leave { room }) => self.leave(&room, tx),
             Ok(Command::Chat { room, msg, id }) => {
                 if self.subscription(&room).is_some() {
-                    self.chat(room, &msg, id, tx).await;
+                    self.chat(room, &msg, id).await;
                 }
             }
             Ok(Command::Typing { room }) => {

@@ -84,6 +84,13 @@ impl StoreError {
     }
 }
 
+/// A submitted message's commit ([`Store::submit`]): resolves once the message is stored (or
+/// refused), and needs nothing borrowed to get there. `Sync` so that a session holding some
+/// can be borrowed across its awaits.
+pub type Commit = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Appended, StoreError>> + Send + Sync>,
+>;
+
 /// Called after each commit with the newly stored messages, in `seq` order per room.
 pub type CommitListener = Arc<dyn Fn(Vec<ChatMsg>) + Send + Sync>;
 
@@ -104,6 +111,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a message (or finds its earlier copy by client id). Resolves after the commit.
     fn append(&self, msg: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>>;
+
+    /// Hands a message to the store and returns its [`Commit`], to be awaited apart: a session
+    /// goes on reading while its earlier messages commit. Messages one caller submits are
+    /// stored in the order it submits them. Resolves once the message is queued (waiting while
+    /// the store's queue is full). The default appends before it returns, for a store that
+    /// cannot keep a caller's order otherwise.
+    #[expect(clippy::async_yields_async, reason = "queued now, committed later")]
+    fn submit(&self, msg: NewMessage) -> BoxFuture<'_, Commit> {
+        Box::pin(async move {
+            let outcome = self.append(msg).await;
+            Box::pin(std::future::ready(outcome)) as Commit
+        })
+    }
 
     /// Up to `limit` messages with `seq > after`, oldest first.
     fn read_after(

@@ -26,7 +26,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use shared::{ChatMsg, RoomId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, Bounds, CommitListener, Latest, NewMessage, Retention, Store, StoreError};
+use super::{
+    Appended, Bounds, Commit, CommitListener, Latest, NewMessage, Retention, Store, StoreError,
+};
 
 /// Requests waiting for the writer; a full queue makes appends wait (backpressure).
 const QUEUE: usize = 8192;
@@ -251,13 +253,19 @@ impl Store for SqliteStore {
     }
 
     fn append(&self, msg: NewMessage) -> BoxFuture<'_, Result<Appended, StoreError>> {
+        Box::pin(async move { self.submit(msg).await.await })
+    }
+
+    /// The writer takes messages from one queue, in order, and commits them in batches: a
+    /// caller's messages keep its order, and many of them share one commit.
+    #[expect(clippy::async_yields_async, reason = "queued now, committed later")]
+    fn submit(&self, msg: NewMessage) -> BoxFuture<'_, Commit> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            self.writes
-                .send((msg, tx))
-                .await
-                .map_err(|_| unavailable("writer stopped"))?;
-            rx.await.map_err(|_| unavailable("writer stopped"))?
+            if self.writes.send((msg, tx)).await.is_err() {
+                return Box::pin(std::future::ready(Err(unavailable("writer stopped")))) as Commit;
+            }
+            Box::pin(async move { rx.await.map_err(|_| unavailable("writer stopped"))? }) as Commit
         })
     }
 

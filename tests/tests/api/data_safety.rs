@@ -2,7 +2,7 @@
 //! resent), an ack that does not fit closes the session instead of vanishing, and history reads
 //! are rate limited.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use shared::{ClientMsg, ErrorCode, ServerMsg, close_code};
@@ -95,12 +95,19 @@ async fn a_message_the_store_refuses_for_good_is_nacked_once_takes_no_seq_and_th
     assert_eq!(ada.ack("f1").await, 1);
 }
 
-#[tokio::test]
-async fn a_client_that_cannot_take_its_own_acks_is_closed_as_a_slow_consumer() {
+/// A client that sends and never reads is held back first: the server stops reading it (its
+/// sends block) rather than drop it for answers it was owed. Once it has taken nothing from its
+/// queue for the heartbeat deadline, it is closed as a slow consumer (4429), and it learns why
+/// when it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_own_acks_is_held_back_then_closed_as_a_slow_consumer() {
     let app = spawn_app_with(|s| {
-        s.outbound_queue = 2;
+        s.outbound_queue = 64;
         s.rate_per_sec = 1_000_000;
         s.rate_burst = 1_000_000;
+        // A deadline of 5 s: long enough to see the client held back before it is dropped.
+        s.heartbeat_interval_secs = 2;
+        s.heartbeat_timeout_secs = 3;
     })
     .await;
     let (mut ada, _) = app.join("ada", "acks").await;
@@ -108,8 +115,7 @@ async fn a_client_that_cannot_take_its_own_acks_is_closed_as_a_slow_consumer() {
     ada.chat_with_id("once", id).await;
     assert_eq!(ada.ack(id).await, 1);
     // Resends of a stored id are answered with an ack alone (no broadcast): the only frames
-    // this client is owed. It sends them and reads nothing, until the server has given up on
-    // it; its acks then no longer fit.
+    // this client is owed. It sends them and reads nothing until its sends block.
     let resend = Message::text(
         serde_json::to_string(&ClientMsg::Chat {
             msg: "once".into(),
@@ -117,22 +123,37 @@ async fn a_client_that_cannot_take_its_own_acks_is_closed_as_a_slow_consumer() {
         })
         .unwrap(),
     );
-    let mut dropped = false;
-    for _round in 0..100 {
-        for _ in 0..2000 {
-            ada.stream.feed(resend.clone()).await.unwrap();
+    let mut sent = 0u64;
+    loop {
+        let batch = async {
+            for _ in 0..1000 {
+                ada.stream.feed(resend.clone()).await?;
+            }
+            ada.stream.flush().await
+        };
+        match tokio::time::timeout(Duration::from_secs(1), batch).await {
+            Ok(sending) => sending.unwrap(),
+            Err(_) => break, // the server stopped reading
         }
-        ada.stream.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if slow_consumers_dropped(&app).await > 0 {
-            dropped = true;
-            break;
-        }
+        sent += 1000;
+        assert!(
+            sent < 5_000_000,
+            "the server read {sent} frames and never held back"
+        );
     }
-    assert!(
-        dropped,
-        "200,000 unread acks never counted as a slow consumer"
+    assert_eq!(
+        slow_consumers_dropped(&app).await,
+        0,
+        "held back, not dropped"
     );
+    let dropped_within = Instant::now();
+    while slow_consumers_dropped(&app).await == 0 {
+        assert!(
+            dropped_within.elapsed() < Duration::from_secs(30),
+            "a client that takes nothing was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_, code) = ada.drain_to_close().await;
     assert_eq!(code, close_code::SLOW_CONSUMER);
 }

@@ -7,6 +7,7 @@ use shared::{
     Command, ErrorCode, GapReason, Member, PROTOCOL_V3, Resume, RoomId, ServerMsg, close_code,
 };
 use switchboard_tests::{spawn_app, spawn_app_with};
+use tokio_tungstenite::tungstenite::Message;
 
 fn room(name: &str) -> RoomId {
     RoomId::parse(name).unwrap()
@@ -558,4 +559,77 @@ async fn a_room_too_large_to_list_announces_counts_and_pages_its_members() {
         }
     }
     assert_eq!(view.unwrap(), ["ada", "zed"]);
+}
+
+/// A connection does not wait for one message's commit before it reads the next (many commit
+/// together), yet everything it sends keeps its order: acks come back in the order sent, each
+/// room's seqs follow that order, and another member hears them in it. A client that sends
+/// far more than its queue holds before it reads anything (here with refused commands after
+/// each message, answered at once) is slowed down, not dropped as a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_without_waiting_are_stored_acked_and_heard_in_the_order_sent() {
+    let app = spawn_app_with(|s| {
+        s.rate_per_sec = 100_000;
+        s.rate_burst = 100_000;
+        s.outbound_queue = 16;
+    })
+    .await;
+    let (mut ada, _) = app.connect_v3("?name=ada&feed=0").await;
+    ada.join_room("lobby", None).await;
+    ada.join_room("kitchen", None).await;
+    let (mut bob, _) = app.join("bob", "lobby").await;
+    ada.recv().await; // bob joined the lobby
+
+    const SENT: usize = 200;
+    const REFUSED_EACH: usize = 40; // answers: over 500 times the queue
+    let rooms = ["lobby", "kitchen"];
+    for n in 0..SENT {
+        let command = Command::Chat {
+            room: room(rooms[n % 2]),
+            msg: format!("m{n}"),
+            id: Some(format!("i{n}")),
+        };
+        let text = serde_json::to_string(&command).unwrap();
+        ada.stream.feed(Message::text(text)).await.unwrap();
+        for _ in 0..REFUSED_EACH {
+            let refused = r#"{"type":"chat","room":"attic","msg":"x"}"#;
+            ada.stream.feed(Message::text(refused)).await.unwrap();
+        }
+    }
+    ada.stream.flush().await.unwrap();
+
+    let (mut acks, mut heard, mut refusals) = (Vec::new(), Vec::new(), 0);
+    while acks.len() < SENT || heard.len() < SENT || refusals < SENT * REFUSED_EACH {
+        match ada.recv().await {
+            ServerMsg::Error {
+                code: ErrorCode::NotJoined,
+                room: Some(room),
+                ..
+            } if room == "attic" => refusals += 1,
+            ServerMsg::Ack { id, seq, room, .. } => acks.push((id, room.unwrap(), seq)),
+            ServerMsg::Chat(c) => heard.push((c.msg, c.room.to_string(), c.seq)),
+            other => panic!("expected acks and chats, got {other:?}"),
+        }
+    }
+    let expected = |prefix: &str| -> Vec<(String, String, u64)> {
+        (0..SENT)
+            .map(|n| {
+                let seq = (n / 2 + 1) as u64;
+                (format!("{prefix}{n}"), rooms[n % 2].to_owned(), seq)
+            })
+            .collect()
+    };
+    assert_eq!(acks, expected("i"));
+    assert_eq!(heard, expected("m"));
+    let lobby: Vec<_> = bob
+        .chats(SENT / 2)
+        .await
+        .into_iter()
+        .map(|c| (c.msg, c.seq))
+        .collect();
+    let sent_to_lobby: Vec<_> = (0..SENT)
+        .step_by(2)
+        .map(|n| (format!("m{n}"), (n / 2 + 1) as u64))
+        .collect();
+    assert_eq!(lobby, sent_to_lobby);
 }
