@@ -149,6 +149,8 @@ struct Subscriber {
     /// in the snapshot it was given then: a single change that only says what that snapshot
     /// said is not sent to it (see `presence::Pending`).
     presence_since: (u64, Option<u32>),
+    /// See [`Registration::batches`].
+    batches: bool,
 }
 
 #[derive(Debug)]
@@ -240,6 +242,10 @@ pub struct Registration {
     pub tx: mpsc::Sender<Outbound>,
     pub kick: Kick,
     pub feed: bool,
+    /// Takes `presence_batch` (v3, and plain sessions, which see no presence at all). A v2
+    /// session, from before batches, gets each change of a batch as its own `joined`,
+    /// `presence` or `left`.
+    pub batches: bool,
 }
 
 /// What the session learns from registering, to build its welcome.
@@ -408,6 +414,7 @@ impl Hub {
                     last_seq: 0,
                     last_typing: None,
                     presence_since,
+                    batches: reg.batches,
                 },
             );
             break self.snapshot_members(&reg.room, &mut room);
@@ -570,6 +577,7 @@ mod tests {
             tx,
             kick: Kick::default(),
             feed: false,
+            batches: true,
         };
         (reg, Peer { rx })
     }
@@ -627,6 +635,7 @@ mod tests {
             tx,
             kick: Kick::default(),
             feed: false,
+            batches: true,
         };
         let mut bob = Peer { rx };
         let guard = lock_room(&busy);

@@ -130,26 +130,40 @@ impl Hub {
             // Too many to list: the count, when it changed.
             let changed = room.presence.online != online || !room.presence.counted;
             room.presence.counted = true;
-            changed.then(|| ServerMsg::PresenceBatch {
-                room: room_name(),
-                online,
-                changed: Vec::new(),
-                left: Vec::new(),
-                full: false,
+            // A v2 session has no way to hear a count.
+            changed.then(|| {
+                let batch = ServerMsg::PresenceBatch {
+                    room: room_name(),
+                    online,
+                    changed: Vec::new(),
+                    left: Vec::new(),
+                    full: false,
+                };
+                (batch, Vec::new())
             })
         } else if room.presence.counted {
             // Listed again: the whole list, which the clients only had a page of.
             room.presence.counted = false;
-            Some(ServerMsg::PresenceBatch {
+            let members = room.members(room_id, self);
+            let singles = members
+                .iter()
+                .map(|member| ServerMsg::Joined {
+                    room: room_name(),
+                    member: member.clone(),
+                })
+                .collect();
+            let batch = ServerMsg::PresenceBatch {
                 room: room_name(),
                 online,
-                changed: room.members(room_id, self),
+                changed: members,
                 left: Vec::new(),
                 full: true,
-            })
+            };
+            Some((batch, singles))
         } else {
             let mut changed = Vec::new();
             let mut left = Vec::new();
+            let mut singles = Vec::new();
             let mut single = None;
             let mut about = None;
             for (name, was) in was {
@@ -178,6 +192,7 @@ impl Hub {
                     Some(c) => changed.push(member(c)),
                     None => left.push(name.to_string()),
                 }
+                singles.extend(single.clone());
                 about = Some(name);
             }
             match changed.len() + left.len() {
@@ -201,19 +216,34 @@ impl Hub {
                     room.presence.online = online;
                     return;
                 }
-                _ => Some(ServerMsg::PresenceBatch {
-                    room: room_name(),
-                    online,
-                    changed,
-                    left,
-                    full: false,
-                }),
+                _ => {
+                    let batch = ServerMsg::PresenceBatch {
+                        room: room_name(),
+                        online,
+                        changed,
+                        left,
+                        full: false,
+                    };
+                    Some((batch, singles))
+                }
             }
         };
         room.presence.online = online;
         room.presence.flushes += 1;
-        if let Some(msg) = msg {
-            room.fan_out(&encode(&msg), Live::Frame, self);
+        let Some((batch, singles)) = msg else { return };
+        let batch = encode(&batch);
+        if room.subscribers.values().all(|sub| sub.batches) {
+            return room.fan_out(&batch, Live::Frame, self);
+        }
+        let singles: Vec<_> = singles.iter().map(encode).collect();
+        for (id, sub) in &mut room.subscribers {
+            if sub.batches {
+                deliver(sub, *id, &batch, Live::Frame, self);
+            } else {
+                for single in &singles {
+                    deliver(sub, *id, single, Live::Frame, self);
+                }
+            }
         }
     }
 

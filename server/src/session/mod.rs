@@ -292,6 +292,7 @@ async fn admit(
         tx,
         kick,
         feed: p.feed,
+        batches: p.protocol != Negotiated::V2,
     };
     let snapshot = match p.hub.register(session, reg) {
         Ok(snapshot) => snapshot,

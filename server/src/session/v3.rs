@@ -305,6 +305,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             tx: tx.clone(),
             kick: self.kick.clone(),
             feed: false,
+            batches: true,
         };
         let snapshot = match self.hub.register(sub, registration) {
             Ok(snapshot) => snapshot,

@@ -140,3 +140,64 @@ async fn typing_is_relayed_to_the_others_throttled_and_never_stored() {
     ));
     assert_eq!(app.history("lobby", "").await.messages.len(), 1);
 }
+
+/// Presence changes within one interval go out as one `presence_batch`, which a v2 client
+/// (built before batches) cannot read: it gets each change as its own `joined` or `left`,
+/// while a v3 member of the same room gets the batch.
+#[tokio::test]
+async fn a_v2_client_gets_a_batch_of_presence_changes_one_by_one() {
+    let app = spawn_app_with(|s| {
+        s.presence_interval_ms = 1_000;
+        s.name_grace_secs = 0;
+    })
+    .await;
+    let (mut old, _) = app.join("old", "mixed").await;
+    let (leaver, _) = app.join("leaver", "mixed").await;
+    // The first change after a quiet interval goes out at once, on its own.
+    match old.recv().await {
+        ServerMsg::Joined { member: m, .. } => assert_eq!(m, member("leaver", 1)),
+        other => panic!("expected leaver joining, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (mut new, _) = app.connect_v3("?name=new&feed=0").await;
+    new.join_room("mixed", None).await;
+    match old.recv().await {
+        ServerMsg::Joined { member: m, .. } => assert_eq!(m, member("new", 1)),
+        other => panic!("expected new joining, got {other:?}"),
+    }
+    // Within the interval after it: two arrivals and a departure, announced together.
+    let (_g1, _) = app.join("g1", "mixed").await;
+    let (_g2, _) = app.join("g2", "mixed").await;
+    let mut leaver = leaver;
+    leaver.stream.close(None).await.unwrap();
+
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        match old.recv().await {
+            ServerMsg::Joined { member: m, .. } => heard.push(format!("+{}", m.name)),
+            ServerMsg::Left { member: m, .. } => heard.push(format!("-{}", m.name)),
+            other => panic!("a v2 client expected joined or left, got {other:?}"),
+        }
+    }
+    heard.sort();
+    assert_eq!(heard, ["+g1", "+g2", "-leaver"]);
+    match new.recv().await {
+        ServerMsg::PresenceBatch {
+            online,
+            mut changed,
+            left,
+            ..
+        } => {
+            changed.sort_by(|a, b| a.name.cmp(&b.name));
+            assert_eq!(
+                (online, changed, left),
+                (
+                    4,
+                    vec![member("g1", 1), member("g2", 1)],
+                    vec!["leaver".to_owned()]
+                )
+            );
+        }
+        other => panic!("a v3 client expected the batch, got {other:?}"),
+    }
+}
