@@ -139,27 +139,20 @@ impl Hub {
                     left: Vec::new(),
                     full: false,
                 };
-                (batch, Vec::new())
+                (batch, Some(Vec::new()))
             })
         } else if room.presence.counted {
             // Listed again: the whole list, which the clients only had a page of.
             room.presence.counted = false;
-            let members = room.members(room_id, self);
-            let singles = members
-                .iter()
-                .map(|member| ServerMsg::Joined {
-                    room: room_name(),
-                    member: member.clone(),
-                })
-                .collect();
             let batch = ServerMsg::PresenceBatch {
                 room: room_name(),
                 online,
-                changed: members,
+                changed: room.members(room_id, self),
                 left: Vec::new(),
                 full: true,
             };
-            Some((batch, singles))
+            // A v2 session cannot replace its list: it reconnects for a new welcome.
+            Some((batch, None))
         } else {
             let mut changed = Vec::new();
             let mut left = Vec::new();
@@ -192,7 +185,9 @@ impl Hub {
                     Some(c) => changed.push(member(c)),
                     None => left.push(name.to_string()),
                 }
-                singles.extend(single.clone());
+                if let Some(single) = &single {
+                    singles.push((name.clone(), now, single.clone()));
+                }
                 about = Some(name);
             }
             match changed.len() + left.len() {
@@ -224,10 +219,11 @@ impl Hub {
                         left,
                         full: false,
                     };
-                    Some((batch, singles))
+                    Some((batch, Some(singles)))
                 }
             }
         };
+        let since = room.presence.flushes;
         room.presence.online = online;
         room.presence.flushes += 1;
         let Some((batch, singles)) = msg else { return };
@@ -235,13 +231,37 @@ impl Hub {
         if room.subscribers.values().all(|sub| sub.batches) {
             return room.fan_out(&batch, Live::Frame, self);
         }
-        let singles: Vec<_> = singles.iter().map(encode).collect();
+        let singles: Option<Vec<_>> = singles.map(|singles| {
+            singles
+                .into_iter()
+                .map(|(name, now, msg)| (name, now, encode(&msg)))
+                .collect()
+        });
         for (id, sub) in &mut room.subscribers {
             if sub.batches {
                 deliver(sub, *id, &batch, Live::Frame, self);
-            } else {
-                for single in &singles {
-                    deliver(sub, *id, single, Live::Frame, self);
+                continue;
+            }
+            // A v2 session: the changes one by one, as long as they fit its queue now; past
+            // that, or for a list to replace, a new welcome (it reconnects).
+            match &singles {
+                Some(singles) if singles.len() <= sub.tx.capacity() => {
+                    for (name, now, frame) in singles {
+                        // What its own snapshot already showed (see `flush_presence`'s
+                        // single change).
+                        let knows =
+                            sub.presence_since == (since, *now) && sub.name.as_ref() == Some(name);
+                        if !knows {
+                            deliver(sub, *id, frame, Live::Frame, self);
+                        }
+                    }
+                }
+                _ => {
+                    sub.kick.kick(
+                        close_code::TRY_AGAIN_LATER,
+                        "presence changed too much: reconnect for the member list",
+                        true,
+                    );
                 }
             }
         }

@@ -688,6 +688,8 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         // broadcasts of the messages in flight fit the half of it that is kept free.
         let max_in_flight = MAX_IN_FLIGHT.min(tx.max_capacity() / 4).max(1);
         let mut stalled = None;
+        // Since when the reader has not been reading (see `reading`).
+        let mut paused: Option<Instant> = None;
         loop {
             // The answers to the client's frames (errors, acks, its own messages) go into its
             // queue: a frame is read only while more than half of the queue is free. A client
@@ -696,30 +698,43 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             // queue for the heartbeat deadline is dropped (4429).
             let room_for_answers = tx.capacity() > tx.max_capacity() / 2;
             if room_for_answers {
-                if stalled.take().is_some() {
-                    // Nothing was read while the reader waited: the peer's silence meanwhile
-                    // says nothing about it.
-                    dead.as_mut().reset(Instant::now() + dead_after);
-                }
+                stalled = None;
             } else if stalled.is_none() {
                 stalled = Some(QueueWatch::new(tx));
+            }
+            let reading = room_for_answers && self.in_flight.len() < max_in_flight;
+            match (reading, paused) {
+                (false, None) => paused = Some(Instant::now()),
+                (true, Some(since)) => {
+                    // Nothing was read while the reader waited, so the peer could not be
+                    // heard: its deadline moves by the pause, no more.
+                    paused = None;
+                    let deadline = dead.deadline() + since.elapsed();
+                    dead.as_mut().reset(deadline);
+                }
+                _ => {}
             }
             let deadline = self.token_deadline();
             if deadline != armed {
                 armed = deadline;
                 token_timer.as_mut().reset(armed.unwrap_or_else(far_future));
             }
+            // In this order: a kick or a shutdown first; then commits that landed, answered
+            // before the next frame is read (a store that answers at once, Redis, must not
+            // see a later message before an earlier one's refusal is acted on).
             tokio::select! {
+                biased;
+                () = self.kick.kicked() => return End::Closing,
+                () = shutdown.cancelled() => return End::Closing,
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.committed(done, tx);
+                }
                 () = &mut token_timer, if armed.is_some() => {
                     if self.on_token_deadline(tx) {
                         return End::Closing;
                     }
                 }
-                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.committed(done, tx);
-                }
                 watched = watch_queue(stalled.as_mut(), tx, dead_after) => {
-
                     if let Watched::Stalled = watched {
                         if !tx.is_closed() && drop_slow_consumer(self.kick, self.metrics) {
                             tracing::warn!("slow consumer dropped: stopped reading its answers");
@@ -727,7 +742,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                         return End::Closing;
                     }
                 }
-                frame = stream.next(), if room_for_answers && self.in_flight.len() < max_in_flight => {
+                frame = stream.next(), if reading => {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
                         Some(Incoming::Text(text)) => {
@@ -757,13 +772,11 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 _ = heartbeat.tick() => {
                     let _ = tx.try_send(Outbound::Ping);
                 }
-                () = &mut dead, if room_for_answers => {
+                () = &mut dead, if reading => {
                     info!("heartbeat timeout");
                     self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
                     return End::Closing;
                 }
-                () = self.kick.kicked() => return End::Closing,
-                () = shutdown.cancelled() => return End::Closing,
             }
         }
     }

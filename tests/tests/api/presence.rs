@@ -166,21 +166,11 @@ async fn a_v2_client_gets_a_batch_of_presence_changes_one_by_one() {
         other => panic!("expected new joining, got {other:?}"),
     }
     // Within the interval after it: two arrivals and a departure, announced together.
-    let (_g1, _) = app.join("g1", "mixed").await;
-    let (_g2, _) = app.join("g2", "mixed").await;
+    let (mut g1, _) = app.join("g1", "mixed").await;
+    let (mut g2, _) = app.join("g2", "mixed").await;
     let mut leaver = leaver;
     leaver.stream.close(None).await.unwrap();
 
-    let mut heard = Vec::new();
-    while heard.len() < 3 {
-        match old.recv().await {
-            ServerMsg::Joined { member: m, .. } => heard.push(format!("+{}", m.name)),
-            ServerMsg::Left { member: m, .. } => heard.push(format!("-{}", m.name)),
-            other => panic!("a v2 client expected joined or left, got {other:?}"),
-        }
-    }
-    heard.sort();
-    assert_eq!(heard, ["+g1", "+g2", "-leaver"]);
     match new.recv().await {
         ServerMsg::PresenceBatch {
             online,
@@ -200,4 +190,47 @@ async fn a_v2_client_gets_a_batch_of_presence_changes_one_by_one() {
         }
         other => panic!("a v3 client expected the batch, got {other:?}"),
     }
+    // A message after the batch: what each v2 client heard before it is all it heard. Nobody
+    // hears of their own arrival, which their welcome showed.
+    new.chat_in("mixed", "after", "n1").await;
+    assert_eq!(heard_until_chat(&mut old).await, ["+g1", "+g2", "-leaver"]);
+    assert_eq!(heard_until_chat(&mut g1).await, ["+g2", "-leaver"]);
+    assert_eq!(heard_until_chat(&mut g2).await, ["+g1", "-leaver"]);
+}
+
+/// The presence frames a v2 client gets before the next chat message, sorted: `+name` for
+/// `joined`, `-name` for `left`.
+async fn heard_until_chat(client: &mut switchboard_tests::WsClient) -> Vec<String> {
+    let mut heard = Vec::new();
+    loop {
+        match client.recv().await {
+            ServerMsg::Joined { member: m, .. } => heard.push(format!("+{}", m.name)),
+            ServerMsg::Left { member: m, .. } => heard.push(format!("-{}", m.name)),
+            ServerMsg::Chat(_) => break,
+            other => panic!("a v2 client expected joined, left or chat, got {other:?}"),
+        }
+    }
+    heard.sort();
+    heard
+}
+
+/// A room that grows past `--presence-list-max` and shrinks back sends its v3 members the
+/// whole list; a v2 member cannot replace its list, and is closed with 1013 to reconnect for a
+/// new welcome, instead of being sent a `joined` per member.
+#[tokio::test]
+async fn a_v2_client_reconnects_for_the_list_when_a_large_room_is_listed_again() {
+    let app = spawn_app_with(|s| {
+        s.presence_list_max = 3;
+        s.presence_interval_ms = 0;
+        s.name_grace_secs = 0;
+    })
+    .await;
+    let (mut old, _) = app.join("old", "big").await;
+    let mut others = Vec::new();
+    for name in ["m1", "m2", "m3"] {
+        others.push(app.join(name, "big").await.0);
+    }
+    // Four members: past the limit, the room is counted. One leaves: listed again.
+    others.pop().unwrap().stream.close(None).await.unwrap();
+    assert_eq!(old.close_code().await, close_code::TRY_AGAIN_LATER);
 }
