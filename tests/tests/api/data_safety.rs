@@ -105,9 +105,10 @@ async fn a_client_that_never_reads_its_own_acks_is_held_back_then_closed_as_a_sl
         s.outbound_queue = 64;
         s.rate_per_sec = 1_000_000;
         s.rate_burst = 1_000_000;
-        // A deadline of 5 s: long enough to see the client held back before it is dropped.
-        s.heartbeat_interval_secs = 2;
-        s.heartbeat_timeout_secs = 3;
+        // A deadline of 10 s: long enough to see the client held back before it is dropped,
+        // on a busy machine too.
+        s.heartbeat_interval_secs = 4;
+        s.heartbeat_timeout_secs = 6;
     })
     .await;
     let (mut ada, _) = app.join("ada", "acks").await;
