@@ -30,11 +30,12 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     let (sink, stream) = socket.split();
     let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
     let kick = Kick::default();
+    let answered = CancellationToken::new();
     let writer = p.tracker.spawn(
         write_loop(
             sink,
             rx,
-            kick.clone(),
+            (kick.clone(), answered.clone()),
             p.shutdown.clone(),
             p.metrics.clone(),
             p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
@@ -44,6 +45,7 @@ async fn run_session(socket: WebSocket, session: SessionId, p: SessionParams) {
     );
     let mut incoming = stream.map(incoming);
     let end = serve(&p, session, &mut incoming, &tx, &kick).await;
+    answered.cancel();
     drop(tx);
     let _ = writer.await;
     linger(incoming.into_inner(), end).await;
@@ -101,6 +103,10 @@ pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
 
 /// The only owner of the sink. Feeds every queued frame, then flushes once.
 ///
+/// `answered`: cancelled once the session has ended, so that everything it will ever queue is
+/// queued (at a shutdown or a kick that lets its frames through, it still answers the messages
+/// it had in flight, a commit later, and those answers go out before the close).
+///
 /// `kick_deadline`: how long the close frame of a kicked session may wait to be written. A slow
 /// consumer's socket is full by definition, so its close frame waits behind what the kernel
 /// already holds; the client gets as long as a silent peer gets (the heartbeat deadline) to read
@@ -108,7 +114,7 @@ pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
-    kick: Kick,
+    (kick, answered): (Kick, CancellationToken),
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     kick_deadline: Duration,
@@ -200,9 +206,41 @@ async fn write_loop(
             )
         }
     };
+    // At shutdown the grace period is short, and so is the wait.
+    let kicked = kick.reason().is_some();
+    let deadline = if kicked {
+        kick_deadline
+    } else {
+        CLOSE_DEADLINE
+    };
+    // A slow consumer's backlog was discarded above: nothing more goes to it but the close.
+    let answers = kick.reason().is_none_or(|k| k.drain);
     let goodbye = async {
+        let shown =
+            |item: &Outbound| !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_)));
+        if answers {
+            // What the session still queues until it ends (within half the deadline, so that
+            // the close frame keeps its time).
+            let _ = tokio::time::timeout(deadline / 2, async {
+                let ended = answered.cancelled();
+                tokio::pin!(ended);
+                loop {
+                    let item = tokio::select! {
+                        biased;
+                        item = rx.recv() => item,
+                        () = &mut ended => None,
+                    };
+                    match item {
+                        Some(item) if shown(&item) => sink.feed(to_message(item)).await?,
+                        Some(_) => {}
+                        None => return Ok::<_, axum::Error>(()),
+                    }
+                }
+            })
+            .await;
+        }
         while let Ok(item) = rx.try_recv() {
-            if !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_))) {
+            if shown(&item) {
                 sink.feed(to_message(item)).await?;
             }
         }
@@ -210,13 +248,6 @@ async fn write_loop(
             sink.feed(Message::Text(encode(&msg))).await?;
         }
         sink.send(Message::Close(Some(close))).await
-    };
-    // At shutdown the grace period is short, and so is the wait.
-    let kicked = kick.reason().is_some();
-    let deadline = if kicked {
-        kick_deadline
-    } else {
-        CLOSE_DEADLINE
     };
     let delivered = tokio::select! {
         written = tokio::time::timeout(deadline, goodbye) => matches!(written, Ok(Ok(()))),

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use shared::{ServerMsg, close_code};
 use switchboard_tests::{Event, spawn_app, spawn_app_with};
 use tokio_tungstenite::tungstenite::Message;
@@ -98,4 +99,75 @@ async fn shutdown_tells_every_session_to_reconnect_and_closes_with_1001() {
     }
     assert_eq!(echo.close_code().await, 1001);
     stop.await.unwrap();
+}
+
+/// At shutdown a session answers the messages it still had in flight before it closes: every
+/// message stored has its ack, on the connection that sent it, before the close 1001. (Slow
+/// commits, made so by a trigger, keep messages in flight when the shutdown comes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_every_message_stored_is_acked_before_the_close() {
+    let app = spawn_app_with(|s| {
+        s.rate_per_sec = 100_000;
+        s.rate_burst = 100_000;
+    })
+    .await;
+    let (mut ada, _) = app.join("ada", "last-words").await;
+    let mut slow = String::from("CREATE TABLE slow (x); INSERT INTO slow VALUES (1);");
+    for _ in 0..10 {
+        slow.push_str("INSERT INTO slow SELECT x FROM slow;"); // 1,024 rows
+    }
+    slow.push_str(
+        "CREATE TRIGGER crawl BEFORE INSERT ON messages
+         BEGIN SELECT count(*) FROM slow a, slow b; END;",
+    );
+    rusqlite::Connection::open(app.db_path())
+        .unwrap()
+        .execute_batch(&slow)
+        .unwrap();
+    const SENT: usize = 40;
+    for n in 0..SENT {
+        let chat = shared::ClientMsg::Chat {
+            msg: format!("m{n}"),
+            id: Some(n.to_string()),
+        };
+        let text = serde_json::to_string(&chat).unwrap();
+        ada.stream.feed(Message::text(text)).await.unwrap();
+    }
+    ada.stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.shutdown_token().cancel();
+
+    let mut acked = Vec::new();
+    let code = loop {
+        match ada.next_event().await.unwrap() {
+            Event::Msg(ServerMsg::Ack { id, .. }) => acked.push(id),
+            Event::Close(frame) => break frame.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    };
+    assert_eq!(code, Some(1001));
+    // The store's writer goes on committing what it was handed: count once the count has
+    // stayed the same for a second (a commit here takes milliseconds).
+    let count = || -> usize {
+        rusqlite::Connection::open(app.db_path())
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM messages WHERE room = 'last-words'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    let mut stored = count();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = count();
+        if now == stored {
+            break;
+        }
+        stored = now;
+    }
+    assert!(stored > 0, "nothing was stored before the shutdown");
+    let expected: Vec<String> = (0..stored).map(|n| n.to_string()).collect();
+    assert_eq!(acked, expected, "{stored} of {SENT} stored");
 }
