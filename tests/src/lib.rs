@@ -331,6 +331,48 @@ impl TestApp {
     }
 }
 
+/// Makes every message insert in the SQLite file at `db` take milliseconds (a trigger that
+/// counts a million-row join), so that messages stay in flight for a while.
+pub fn slow_commits(db: &std::path::Path) {
+    let mut slow = String::from("CREATE TABLE slow (x); INSERT INTO slow VALUES (1);");
+    for _ in 0..10 {
+        slow.push_str("INSERT INTO slow SELECT x FROM slow;"); // 1,024 rows
+    }
+    slow.push_str(
+        "CREATE TRIGGER crawl BEFORE INSERT ON messages
+         BEGIN SELECT count(*) FROM slow a, slow b; END;",
+    );
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch(&slow)
+        .unwrap();
+}
+
+/// How many messages `room` holds in the SQLite file at `db`, once the count has stayed the
+/// same for a second: the store's writer goes on committing what it was handed after the
+/// session that handed it ended.
+pub async fn settled_count(db: &std::path::Path, room: &str) -> usize {
+    let count = || -> usize {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM messages WHERE room = ?1",
+                [room],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    let mut stored = count();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = count();
+        if now == stored {
+            return stored;
+        }
+        stored = now;
+    }
+}
+
 /// Each client in turn sends its text with the same message `id` and waits for its ack; returns
 /// the acknowledged seqs, in order.
 pub async fn send_each_with_id<const N: usize>(

@@ -501,9 +501,7 @@ async fn pump(
     let close = match kick.reason() {
         Some(k) => {
             if k.drain {
-                while let Ok(item) = rx.try_recv() {
-                    chan.push(item);
-                }
+                take_answers(&chan, &mut rx, &ended).await;
             }
             Close {
                 code: k.code,
@@ -511,9 +509,7 @@ async fn pump(
             }
         }
         None => {
-            while let Ok(item) = rx.try_recv() {
-                chan.push(item);
-            }
+            take_answers(&chan, &mut rx, &ended).await;
             let retry_after_ms = rand::rng().random_range(500..3000);
             chan.push(Outbound::Frame(encode(&ServerMsg::Shutdown {
                 retry_after_ms,
@@ -526,6 +522,35 @@ async fn pump(
     };
     chan.end(close);
 }
+
+/// Takes what the session still queues until it has ended (`ended`): at a shutdown or a kick
+/// that lets frames through, it still answers the messages it had in flight, a commit later,
+/// and those answers go before the close. Waits [`ANSWERS_WAIT`] at most.
+async fn take_answers(
+    chan: &Channel,
+    rx: &mut mpsc::Receiver<Outbound>,
+    ended: &CancellationToken,
+) {
+    let _ = tokio::time::timeout(ANSWERS_WAIT, async {
+        loop {
+            tokio::select! {
+                biased;
+                item = rx.recv() => match item {
+                    Some(item) => chan.push(item),
+                    None => return,
+                },
+                () = ended.cancelled() => return,
+            }
+        }
+    })
+    .await;
+    while let Ok(item) = rx.try_recv() {
+        chan.push(item);
+    }
+}
+
+/// How long the close of an HTTP session waits for the session's last answers.
+const ANSWERS_WAIT: Duration = Duration::from_secs(1);
 
 /// The node holding the session with this secret (its first 16 characters), if it has the
 /// shape of one.

@@ -112,18 +112,7 @@ async fn at_shutdown_every_message_stored_is_acked_before_the_close() {
     })
     .await;
     let (mut ada, _) = app.join("ada", "last-words").await;
-    let mut slow = String::from("CREATE TABLE slow (x); INSERT INTO slow VALUES (1);");
-    for _ in 0..10 {
-        slow.push_str("INSERT INTO slow SELECT x FROM slow;"); // 1,024 rows
-    }
-    slow.push_str(
-        "CREATE TRIGGER crawl BEFORE INSERT ON messages
-         BEGIN SELECT count(*) FROM slow a, slow b; END;",
-    );
-    rusqlite::Connection::open(app.db_path())
-        .unwrap()
-        .execute_batch(&slow)
-        .unwrap();
+    switchboard_tests::slow_commits(app.db_path());
     const SENT: usize = 40;
     for n in 0..SENT {
         let chat = shared::ClientMsg::Chat {
@@ -146,27 +135,7 @@ async fn at_shutdown_every_message_stored_is_acked_before_the_close() {
         }
     };
     assert_eq!(code, Some(1001));
-    // The store's writer goes on committing what it was handed: count once the count has
-    // stayed the same for a second (a commit here takes milliseconds).
-    let count = || -> usize {
-        rusqlite::Connection::open(app.db_path())
-            .unwrap()
-            .query_row(
-                "SELECT count(*) FROM messages WHERE room = 'last-words'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap()
-    };
-    let mut stored = count();
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = count();
-        if now == stored {
-            break;
-        }
-        stored = now;
-    }
+    let stored = switchboard_tests::settled_count(app.db_path(), "last-words").await;
     assert!(stored > 0, "nothing was stored before the shutdown");
     let expected: Vec<String> = (0..stored).map(|n| n.to_string()).collect();
     assert_eq!(acked, expected, "{stored} of {SENT} stored");

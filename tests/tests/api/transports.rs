@@ -498,3 +498,48 @@ async fn metrics_count_sessions_by_transport() {
     );
     assert_eq!(value("switchboard_connections"), Some(3.0), "{body}");
 }
+
+/// At shutdown an SSE session answers the messages it still had in flight before its close:
+/// every message stored has its ack on the stream before the close 1001. (Slow commits, made
+/// so by a trigger, keep messages in flight when the shutdown comes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_an_sse_client_gets_the_ack_of_every_message_stored_before_the_close() {
+    let app = spawn_app_with(|s| {
+        s.rate_per_sec = 100_000;
+        s.rate_burst = 100_000;
+    })
+    .await;
+    let mut ada = SseClient::open(&app, "?name=ada&feed=0", &[])
+        .await
+        .unwrap();
+    assert!(matches!(ada.recv().await, ServerMsg::Hello(_)));
+    ada.send(&[join("last-words")]).await;
+    ada.recv_until(|m| matches!(m, ServerMsg::Subscribed(_)).then_some(()))
+        .await;
+    switchboard_tests::slow_commits(app.db_path());
+    const SENT: usize = 40;
+    let chats: Vec<Command> = (0..SENT)
+        .map(|n| chat("last-words", &format!("m{n}"), &n.to_string()))
+        .collect();
+    ada.send(&chats).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    app.shutdown_token().cancel();
+
+    let mut acked = Vec::new();
+    let code = loop {
+        match ada.next_item().await.unwrap() {
+            SseItem::Frame { msg, .. } => {
+                if let ServerMsg::Ack { id, .. } = *msg {
+                    acked.push(id);
+                }
+            }
+            SseItem::Close { code, .. } => break code,
+            SseItem::Comment(_) | SseItem::Ping(_) => {}
+        }
+    };
+    assert_eq!(code, 1001);
+    let stored = switchboard_tests::settled_count(app.db_path(), "last-words").await;
+    assert!(stored > 0, "nothing was stored before the shutdown");
+    let expected: Vec<String> = (0..stored).map(|n| n.to_string()).collect();
+    assert_eq!(acked, expected, "{stored} of {SENT} stored");
+}
