@@ -523,24 +523,16 @@ async fn pump(
     chan.end(close);
 }
 
-/// Takes what the session still queues until it has ended (`ended`): at a shutdown or a kick
-/// that lets frames through, it still answers the messages it had in flight, a commit later,
-/// and those answers go before the close. Waits [`ANSWERS_WAIT`] at most.
+/// Takes what the session still queues until it has ended ([`next_before_end`]), waiting
+/// [`ANSWERS_WAIT`] at most, so that its last answers go before the close.
 async fn take_answers(
     chan: &Channel,
     rx: &mut mpsc::Receiver<Outbound>,
     ended: &CancellationToken,
 ) {
     let _ = tokio::time::timeout(ANSWERS_WAIT, async {
-        loop {
-            tokio::select! {
-                biased;
-                item = rx.recv() => match item {
-                    Some(item) => chan.push(item),
-                    None => return,
-                },
-                () = ended.cancelled() => return,
-            }
+        while let Some(item) = next_before_end(rx, ended).await {
+            chan.push(item);
         }
     })
     .await;

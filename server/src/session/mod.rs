@@ -1069,10 +1069,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     fn committed(&self, done: Committed, tx: &mpsc::Sender<Outbound>) {
         let Committed { outcome, id, room } = done;
         let about_room = room.as_ref().map(ToString::to_string);
-        let reject = |code, reason: String| {
-            debug!(?code, %reason, "rejected frame");
-            (self.send_error)(code, reason, room.as_ref());
-        };
+        let reject = |code, reason| self.reject_about(code, reason, room.as_ref());
         match outcome {
             Ok(appended) => {
                 if let Some(id) = id {
@@ -1125,8 +1122,28 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     }
 
     fn reject(&self, code: ErrorCode, reason: String) {
+        self.reject_about(code, reason, self.about_room.as_ref());
+    }
+
+    /// [`Self::reject`] for a command about `room` (one answered later than it was read).
+    fn reject_about(&self, code: ErrorCode, reason: String, room: Option<&RoomId>) {
         debug!(?code, %reason, "rejected frame");
-        (self.send_error)(code, reason, self.about_room.as_ref());
+        (self.send_error)(code, reason, room);
+    }
+}
+
+/// The next frame a session queues, until the session has ended (`ended`): at a shutdown or a
+/// kick that lets frames through, the session still answers the messages it had in flight, a
+/// commit later, and a transport takes those answers before its close. `None` once the
+/// session has ended (what it queued last is then taken with `try_recv`).
+pub(crate) async fn next_before_end(
+    rx: &mut mpsc::Receiver<Outbound>,
+    ended: &CancellationToken,
+) -> Option<Outbound> {
+    tokio::select! {
+        biased;
+        item = rx.recv() => item,
+        () = ended.cancelled() => None,
     }
 }
 

@@ -222,20 +222,12 @@ async fn write_loop(
             // What the session still queues until it ends (within half the deadline, so that
             // the close frame keeps its time).
             let _ = tokio::time::timeout(deadline / 2, async {
-                let ended = answered.cancelled();
-                tokio::pin!(ended);
-                loop {
-                    let item = tokio::select! {
-                        biased;
-                        item = rx.recv() => item,
-                        () = &mut ended => None,
-                    };
-                    match item {
-                        Some(item) if shown(&item) => sink.feed(to_message(item)).await?,
-                        Some(_) => {}
-                        None => return Ok::<_, axum::Error>(()),
+                while let Some(item) = next_before_end(&mut rx, &answered).await {
+                    if shown(&item) {
+                        sink.feed(to_message(item)).await?;
                     }
                 }
+                Ok::<_, axum::Error>(())
             })
             .await;
         }
