@@ -128,8 +128,10 @@ pub(crate) async fn serve(
         Negotiated::V3 | Negotiated::Unsupported(_) => {
             v3::run(p, session, incoming, tx, kick, &send_error).await
         }
+        // Boxed: the one-room session's future is larger than v3's, and inline every v3
+        // session would carry its size.
         Negotiated::V2 | Negotiated::Plain => {
-            run_one_room(p, session, incoming, tx, kick, &send_error).await
+            Box::pin(run_one_room(p, session, incoming, tx, kick, &send_error)).await
         }
     }
 }
@@ -746,7 +748,10 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                     dead.as_mut().reset(Instant::now() + dead_after);
                     match frame {
                         Some(Incoming::Text(text)) => {
-                            self.on_text(text.as_str(), tx).await;
+                            // Boxed: handling a frame is the largest future of a session
+                            // and only lives while a frame is handled; inline, every idle
+                            // session would carry its space (about 700 bytes).
+                            Box::pin(self.on_text(text.as_str(), tx)).await;
                             // A v3 join replays history before it returns: the peer was being
                             // written to, not silent, meanwhile.
                             dead.as_mut().reset(Instant::now() + dead_after);

@@ -93,16 +93,20 @@ pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
             return End::Closing;
         }
     };
-    let hello = ServerMsg::Hello(Hello {
-        protocol: PROTOCOL_V3,
-        server_version: env!("CARGO_PKG_VERSION").to_owned(),
-        session,
-        name: name.as_ref().map(ToString::to_string),
-        peer_addr: p.peer.to_string(),
-        limits: p.settings.limits(),
-        max_rooms: p.settings.max_rooms_per_connection,
-    });
-    queue_own(tx, kick, &p.metrics, &hello);
+    // In a block: a `hello` living to the end of the function would be kept in the session's
+    // state for as long as the connection is open.
+    {
+        let hello = ServerMsg::Hello(Hello {
+            protocol: PROTOCOL_V3,
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            session,
+            name: name.as_ref().map(ToString::to_string),
+            peer_addr: p.peer.to_string(),
+            limits: p.settings.limits(),
+            max_rooms: p.settings.max_rooms_per_connection,
+        });
+        queue_own(tx, kick, &p.metrics, &hello);
+    }
     let speaker = Speaker {
         key: identity.key(p.hub.instance()),
         name: name.clone(),
