@@ -102,11 +102,13 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", value_parser = at_least(2), default_value_t = 256)]
     pub outbound_queue: usize,
 
-    /// WebSocket read buffer per connection, in bytes (axum's default is 128 KiB).
+    /// Most bytes one WebSocket read takes from a socket. Reads go into a scratch buffer per
+    /// thread; a connection keeps only an unfinished frame, so an idle one holds no buffer.
     #[arg(long, env = "SWITCHBOARD_READ_BUFFER_BYTES", value_parser = at_least(256), default_value_t = 2 * 1024)]
     pub read_buffer_bytes: usize,
 
-    /// Bytes buffered before a write reaches the socket (writers flush after each burst anyway).
+    /// Bytes buffered before a write reaches the socket (writers flush after each burst anyway;
+    /// the buffer is released once written out).
     #[arg(long, env = "SWITCHBOARD_WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
     pub write_buffer_bytes: usize,
 

@@ -19,6 +19,7 @@ use crate::{
 };
 use bytes::BytesMut;
 use log::*;
+use std::cell::RefCell;
 use std::io::{self, Cursor, Error as IoError, ErrorKind as IoErrorKind, Read, Write};
 
 /// Read buffer size used for `FrameSocket`.
@@ -123,7 +124,8 @@ impl FrameCodec {
     /// Create a new frame codec.
     pub(super) fn new(in_buf_len: usize) -> Self {
         Self {
-            in_buffer: BytesMut::with_capacity(in_buf_len),
+            // Switchboard patch (see PATCHED.md): nothing allocated until bytes arrive.
+            in_buffer: BytesMut::new(),
             in_buf_max_read: in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
@@ -188,7 +190,8 @@ impl FrameCodec {
                     // Reserve full message length only once, even for multiple
                     // loops or if WouldBlock errors cause multiple fn calls.
                     self.in_buffer.reserve(len);
-                } else {
+                } else if !self.in_buffer.is_empty() {
+                    // Switchboard patch: an empty buffer stays unallocated (`read_in` grows it).
                     self.in_buffer.reserve(FrameHeader::MAX_SIZE);
                 }
             }
@@ -196,7 +199,13 @@ impl FrameCodec {
             if let Some((_, len)) = &self.header {
                 let len = *len as usize;
                 if len <= self.in_buffer.len() {
-                    break self.in_buffer.split_to(len);
+                    let payload = self.in_buffer.split_to(len);
+                    // Switchboard patch (see PATCHED.md): a buffer read to its end is let go
+                    // (its allocation goes with the payload), so an idle connection holds none.
+                    if self.in_buffer.is_empty() {
+                        self.in_buffer = BytesMut::new();
+                    }
+                    break payload;
                 }
             }
 
@@ -229,14 +238,23 @@ impl FrameCodec {
         Ok(Some(frame))
     }
 
-    /// Read into available `in_buffer` capacity.
+    /// Reads up to `in_buf_max_read` bytes and appends them to `in_buffer`.
+    ///
+    /// Switchboard patch (see PATCHED.md): upstream reads straight into `in_buffer`, which must
+    /// therefore hold `read_buffer_size` bytes of every connection, idle or not. Here the read
+    /// goes into one scratch buffer per thread and only the bytes read are kept.
     fn read_in(&mut self, stream: &mut impl Read) -> io::Result<usize> {
-        let len = self.in_buffer.len();
-        debug_assert!(self.in_buffer.capacity() > len);
-        self.in_buffer.resize(self.in_buffer.capacity().min(len + self.in_buf_max_read), 0);
-        let size = stream.read(&mut self.in_buffer[len..]);
-        self.in_buffer.truncate(len + size.as_ref().copied().unwrap_or(0));
-        size
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < self.in_buf_max_read {
+                scratch.resize(self.in_buf_max_read, 0);
+            }
+            let size = stream.read(&mut scratch[..self.in_buf_max_read])?;
+            self.in_buffer.extend_from_slice(&scratch[..size]);
+            Ok(size)
+        })
     }
 
     /// Writes a frame into the `out_buffer`.
