@@ -47,6 +47,7 @@ pub mod kick;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod outbox;
 pub mod redis_keys;
 pub mod resume;
 pub mod routes;

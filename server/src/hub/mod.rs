@@ -40,6 +40,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::Utf8Bytes;
 use shared::{ChatMsg, Member, RoomId, ServerMsg, SessionId, Stats, Username, close_code};
 use tokio::sync::mpsc;
+
+use crate::outbox;
 use tokio::time::Instant;
 
 use crate::kick::Kick;
@@ -136,7 +138,7 @@ struct Subscriber {
     connection: SessionId,
     identity: Identity,
     name: Option<Username>,
-    tx: mpsc::Sender<Outbound>,
+    tx: outbox::Sender<Outbound>,
     kick: Kick,
     /// Receives the once-a-second live feed.
     feed: bool,
@@ -239,7 +241,7 @@ pub struct Registration {
     pub room: RoomId,
     pub name: Option<Username>,
     pub identity: Identity,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: outbox::Sender<Outbound>,
     pub kick: Kick,
     pub feed: bool,
     /// Takes `presence_batch` (v3, and plain sessions, which see no presence at all). A v2
@@ -542,7 +544,7 @@ mod tests {
     const GRACE: Duration = Duration::from_secs(30);
 
     struct Peer {
-        rx: mpsc::Receiver<Outbound>,
+        rx: outbox::Receiver<Outbound>,
     }
 
     impl Peer {
@@ -568,7 +570,7 @@ mod tests {
 
     /// A registration in room "r" (feed off), and the receiving end of its queue.
     fn registration(name: Option<&str>, identity: Identity) -> (Registration, Peer) {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = crate::outbox::channel(64);
         let reg = Registration {
             connection: 0,
             room: RoomId::parse("r").unwrap(),
@@ -625,7 +627,7 @@ mod tests {
         );
         let (_ada, _) = join(&hub, "ada", "ada-token");
         let busy = hub.room(&RoomId::parse("r").unwrap()).expect("room r");
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = crate::outbox::channel(64);
         let other = hub.next_session_id();
         let reg = Registration {
             connection: other,

@@ -430,7 +430,7 @@ async fn run(
     session: SessionId,
     p: SessionParams,
 ) {
-    let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
+    let (tx, rx) = outbox::channel(p.settings.outbound_queue);
     let kick = Kick::default();
     let ended = CancellationToken::new();
     let pump = p.tracker.spawn(
@@ -469,7 +469,7 @@ async fn run(
 /// at the end, the close (after the frames a kick lets through, or the shutdown notice).
 async fn pump(
     chan: Arc<Channel>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: outbox::Receiver<Outbound>,
     (kick, shutdown, ended): (Kick, CancellationToken, CancellationToken),
     cap: usize,
 ) {
@@ -527,7 +527,7 @@ async fn pump(
 /// [`ANSWERS_WAIT`] at most, so that its last answers go before the close.
 async fn take_answers(
     chan: &Channel,
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut outbox::Receiver<Outbound>,
     ended: &CancellationToken,
 ) {
     let _ = tokio::time::timeout(ANSWERS_WAIT, async {

@@ -40,6 +40,7 @@ use crate::hub::{
 use crate::kick::Kick;
 use crate::limits::{ConnectionPermit, TokenBucket};
 use crate::metrics::{Metrics, kind};
+use crate::outbox;
 use crate::resume::resume_plan;
 use crate::store::{Appended, NewMessage, Range, Store, StoreError};
 
@@ -102,7 +103,7 @@ pub(crate) async fn serve(
     p: &SessionParams,
     session: SessionId,
     incoming: &mut IncomingStream<'_>,
-    tx: &mpsc::Sender<Outbound>,
+    tx: &outbox::Sender<Outbound>,
     kick: &Kick,
 ) -> End {
     let plain = p.protocol == Negotiated::Plain;
@@ -141,7 +142,7 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     p: &SessionParams,
     session: SessionId,
     stream: &mut IncomingStream<'_>,
-    tx: &mpsc::Sender<Outbound>,
+    tx: &outbox::Sender<Outbound>,
     kick: &Kick,
     send_error: &F,
 ) -> End {
@@ -257,7 +258,7 @@ struct Admitted {
 async fn admit(
     p: &SessionParams,
     session: SessionId,
-    tx: mpsc::Sender<Outbound>,
+    tx: outbox::Sender<Outbound>,
     kick: Kick,
 ) -> Result<Admitted, Refused> {
     let room = match p.room.as_deref() {
@@ -375,7 +376,7 @@ async fn replay(
     room: &RoomId,
     snapshot: Snapshot,
     name: Option<Username>,
-    (tx, kick): (&mpsc::Sender<Outbound>, &Kick),
+    (tx, kick): (&outbox::Sender<Outbound>, &Kick),
 ) -> Result<(), StoreError> {
     let store = &p.store;
     let bounds = store.bounds(room).await?;
@@ -418,11 +419,10 @@ async fn replay(
 /// or the client stopped reading.
 ///
 /// A replay leaves half the queue free: the connection's other rooms (v3), its feed and its
-/// own replies stay live meanwhile and go through `try_send`, so the replay must never hold
-/// free slots it is not using (tokio's `reserve_many` takes every free permit while it waits
-/// for the rest, and every `try_send` meanwhile would find the queue full and drop the
-/// connection as a slow consumer). It takes one slot at a time, and only while more than half
-/// the queue is free; otherwise it waits for the writer to make room.
+/// own replies stay live meanwhile and go through `try_send`, so the replay must never take
+/// the slots they need (a `try_send` that found the queue full would drop the connection as a
+/// slow consumer). It queues one frame at a time, and only while more than half the queue is
+/// free; otherwise it waits for the writer to make room.
 ///
 /// A client that takes nothing for the heartbeat deadline (interval + timeout) is dropped as a
 /// slow consumer (4429): the read loop that notices dead peers does not run while a join
@@ -431,13 +431,17 @@ async fn replay_range(
     store: &dyn Store,
     room: &RoomId,
     (after, upto): (u64, u64),
-    tx: &mpsc::Sender<Outbound>,
+    tx: &outbox::Sender<Outbound>,
     (kick, metrics, deadline): (&Kick, &Metrics, Duration),
 ) -> Result<bool, StoreError> {
     let mut range = Range::new(room.clone(), after, upto);
     while let Some(page) = range.next_page(store, REPLAY_PAGE).await? {
         for msg in page {
-            let slot = loop {
+            let mut item = match crate::hub::entry_frame(msg) {
+                (frame, false) => Outbound::History(frame),
+                (frame, true) => Outbound::Data(frame),
+            };
+            loop {
                 if !wait_for_room(tx, deadline).await {
                     if !tx.is_closed() && drop_slow_consumer(kick, metrics) {
                         tracing::warn!(room = %room, "slow consumer dropped: stopped reading its replay");
@@ -445,16 +449,12 @@ async fn replay_range(
                     return Ok(false);
                 }
                 // Live frames may have taken the room meanwhile: then wait again.
-                match tx.try_reserve() {
-                    Ok(slot) => break slot,
-                    Err(mpsc::error::TrySendError::Full(())) => continue,
-                    Err(mpsc::error::TrySendError::Closed(())) => return Ok(false),
+                match tx.try_send(item) {
+                    Ok(()) => break,
+                    Err(mpsc::error::TrySendError::Full(back)) => item = back,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
                 }
-            };
-            slot.send(match crate::hub::entry_frame(msg) {
-                (frame, false) => Outbound::History(frame),
-                (frame, true) => Outbound::Data(frame),
-            });
+            }
         }
     }
     Ok(true)
@@ -484,7 +484,7 @@ enum Watched {
 }
 
 impl QueueWatch {
-    fn new(tx: &mpsc::Sender<Outbound>) -> Self {
+    fn new(tx: &outbox::Sender<Outbound>) -> Self {
         Self {
             free: tx.capacity(),
             progress: Instant::now(),
@@ -493,7 +493,7 @@ impl QueueWatch {
     }
 
     /// Looks again after a pause.
-    async fn next(&mut self, tx: &mpsc::Sender<Outbound>, deadline: Duration) -> Watched {
+    async fn next(&mut self, tx: &outbox::Sender<Outbound>, deadline: Duration) -> Watched {
         tokio::time::sleep(self.poll).await;
         if tx.is_closed() {
             return Watched::Stalled;
@@ -519,7 +519,7 @@ impl QueueWatch {
 /// [`QueueWatch::next`] while there is a watch; never resolves without one.
 async fn watch_queue(
     watch: Option<&mut QueueWatch>,
-    tx: &mpsc::Sender<Outbound>,
+    tx: &outbox::Sender<Outbound>,
     deadline: Duration,
 ) -> Watched {
     match watch {
@@ -530,7 +530,7 @@ async fn watch_queue(
 
 /// Waits until more than half of the queue is free. `false` if the writer is gone, or if the
 /// client took nothing from the queue for `deadline`.
-async fn wait_for_room(tx: &mpsc::Sender<Outbound>, deadline: Duration) -> bool {
+async fn wait_for_room(tx: &outbox::Sender<Outbound>, deadline: Duration) -> bool {
     if tx.capacity() > tx.max_capacity() / 2 {
         return !tx.is_closed();
     }
@@ -655,7 +655,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     async fn read_loop(
         &mut self,
         stream: &mut IncomingStream<'_>,
-        tx: &mpsc::Sender<Outbound>,
+        tx: &outbox::Sender<Outbound>,
         shutdown: &CancellationToken,
     ) -> End {
         let end = self.read_frames(stream, tx, shutdown).await;
@@ -670,7 +670,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     async fn read_frames(
         &mut self,
         stream: &mut IncomingStream<'_>,
-        tx: &mpsc::Sender<Outbound>,
+        tx: &outbox::Sender<Outbound>,
         shutdown: &CancellationToken,
     ) -> End {
         let interval = self.settings.heartbeat_interval();
@@ -806,7 +806,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 
     /// The token timer fired: tell the client to refresh, or close the session (4401) if it
     /// did not in time. `true` when the session ends.
-    fn on_token_deadline(&mut self, tx: &mpsc::Sender<Outbound>) -> bool {
+    fn on_token_deadline(&mut self, tx: &outbox::Sender<Outbound>) -> bool {
         let Some(user) = &self.user else {
             return false;
         };
@@ -837,7 +837,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 
     /// A `refresh`: a new token for the same user extends the session; anything else is a
     /// typed error and the session goes on until its current token expires.
-    fn refresh(&mut self, token: &str, tx: &mpsc::Sender<Outbound>) {
+    fn refresh(&mut self, token: &str, tx: &outbox::Sender<Outbound>) {
         let (Some(auth), Some(current)) = (self.auth, self.user.as_ref()) else {
             return self.reject(
                 ErrorCode::InvalidMessage,
@@ -891,7 +891,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     }
 
     /// Decodes a frame, charges it to its kind's token bucket, and handles it.
-    async fn on_text(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
+    async fn on_text(&mut self, text: &str, tx: &outbox::Sender<Outbound>) {
         if self.rooms.is_some() {
             return self.on_command(text, tx).await;
         }
@@ -1071,7 +1071,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 
     /// Answers a message whose commit landed: an ack (if it had an id), or why it was not
     /// stored.
-    fn committed(&self, done: Committed, tx: &mpsc::Sender<Outbound>) {
+    fn committed(&self, done: Committed, tx: &outbox::Sender<Outbound>) {
         let Committed { outcome, id, room } = done;
         let about_room = room.as_ref().map(ToString::to_string);
         let reject = |code, reason| self.reject_about(code, reason, room.as_ref());
@@ -1142,7 +1142,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 /// commit later, and a transport takes those answers before its close. `None` once the
 /// session has ended (what it queued last is then taken with `try_recv`).
 pub(crate) async fn next_before_end(
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut outbox::Receiver<Outbound>,
     ended: &CancellationToken,
 ) -> Option<Outbound> {
     tokio::select! {
@@ -1156,12 +1156,12 @@ pub(crate) async fn next_before_end(
 /// means the client is not reading: the slow-consumer policy closes it (4429) and it reconnects
 /// and resends what was not acknowledged. Never dropped in silence. (A closed queue is a writer
 /// that already ended: nobody is left to tell.)
-fn queue_own(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg: &ServerMsg) {
+fn queue_own(tx: &outbox::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg: &ServerMsg) {
     queue_item(tx, kick, metrics, Outbound::Frame(encode(msg)));
 }
 
 /// [`queue_own`] for any queue item.
-fn queue_item(tx: &mpsc::Sender<Outbound>, kick: &Kick, metrics: &Metrics, item: Outbound) {
+fn queue_item(tx: &outbox::Sender<Outbound>, kick: &Kick, metrics: &Metrics, item: Outbound) {
     if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(item)
         && drop_slow_consumer(kick, metrics)
     {
@@ -1221,7 +1221,7 @@ mod tests {
             Incoming::Binary,
             Incoming::Left,
         ]);
-        let (tx, mut rx) = mpsc::channel(64);
+        let (tx, mut rx) = crate::outbox::channel(64);
         let session = state.hub.next_session_id();
         let end = serve(&p, session, &mut incoming, &tx, &Kick::default()).await;
         assert_eq!(end, End::Left);

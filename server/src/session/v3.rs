@@ -69,7 +69,7 @@ pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     p: &SessionParams,
     session: SessionId,
     stream: &mut IncomingStream<'_>,
-    tx: &mpsc::Sender<Outbound>,
+    tx: &outbox::Sender<Outbound>,
     kick: &Kick,
     send_error: &F,
 ) -> End {
@@ -137,7 +137,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 
     /// Decodes a v3 command, charges it to its bucket, and carries it out. Its errors name its
     /// room while it is handled, and only then.
-    pub(super) async fn on_command(&mut self, text: &str, tx: &mpsc::Sender<Outbound>) {
+    pub(super) async fn on_command(&mut self, text: &str, tx: &outbox::Sender<Outbound>) {
         let command = Command::decode(text);
         self.about_room = command.as_ref().ok().and_then(Command::room).cloned();
         self.handle_command(command, tx).await;
@@ -147,7 +147,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     async fn handle_command(
         &mut self,
         command: Result<Command, shared::DecodeError>,
-        tx: &mpsc::Sender<Outbound>,
+        tx: &outbox::Sender<Outbound>,
     ) {
         self.metrics
             .frames_in
@@ -234,7 +234,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         room: &RoomId,
         code: ErrorCode,
         reason: String,
-        tx: &mpsc::Sender<Outbound>,
+        tx: &outbox::Sender<Outbound>,
     ) {
         debug!(?code, %reason, room = %room, "join refused");
         let refused = ServerMsg::JoinRefused {
@@ -249,7 +249,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         &mut self,
         room: RoomId,
         position: Option<(String, u64)>,
-        tx: &mpsc::Sender<Outbound>,
+        tx: &outbox::Sender<Outbound>,
     ) {
         let max = self.settings.max_rooms_per_connection;
         let allowed = self.allowed(&room);
@@ -361,7 +361,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         room: &RoomId,
         position: Option<(String, u64)>,
         (members, online): (Vec<shared::Member>, u32),
-        tx: &mpsc::Sender<Outbound>,
+        tx: &outbox::Sender<Outbound>,
     ) -> Result<(), (bool, StoreError)> {
         let bounds = self.store.bounds(room).await.map_err(|e| (false, e))?;
         let epoch = self.store.epoch();
@@ -396,7 +396,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     /// Sends the latest value of each of the room's data keys (`latest` publications). Live
     /// ones may overtake them: a client keeps the newest by `ts`. A store that cannot say is
     /// logged; the join stands.
-    async fn send_latest(&self, room: &RoomId, tx: &mpsc::Sender<Outbound>) {
+    async fn send_latest(&self, room: &RoomId, tx: &outbox::Sender<Outbound>) {
         let latest = match self.store.latest(room).await {
             Ok(latest) => latest,
             Err(e) => {
@@ -428,7 +428,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         }
     }
 
-    fn leave(&mut self, room: &RoomId, tx: &mpsc::Sender<Outbound>) {
+    fn leave(&mut self, room: &RoomId, tx: &outbox::Sender<Outbound>) {
         let Some(sub) = self.rooms().joined.remove(room) else {
             // Leaving a joined room is never limited (it only lightens the load); a leave
             // refused outright costs a control token, like a refused join.
@@ -455,7 +455,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
 
     /// Leaves the joined rooms the connection's (refreshed) token no longer allows, telling
     /// the client why for each.
-    pub(super) fn leave_forbidden_rooms(&mut self, tx: &mpsc::Sender<Outbound>) {
+    pub(super) fn leave_forbidden_rooms(&mut self, tx: &outbox::Sender<Outbound>) {
         let joined = self.rooms.as_ref().map(|r| &r.joined);
         let forbidden: Vec<RoomId> = joined
             .into_iter()

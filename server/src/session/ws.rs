@@ -28,7 +28,7 @@ pub fn run(socket: WebSocket, p: SessionParams) -> impl Future<Output = ()> + Se
     let span = tracing::info_span!("session", session, peer = %p.peer);
     let (sink, stream) = socket.split();
     async move {
-        let (tx, rx) = mpsc::channel(p.settings.outbound_queue);
+        let (tx, rx) = outbox::channel(p.settings.outbound_queue);
         let kick = Kick::default();
         let answered = CancellationToken::new();
         let writer = p.tracker.spawn(
@@ -115,7 +115,7 @@ pub(crate) fn close_for(e: axum::Error) -> Option<(u16, &'static str)> {
 /// up to it, so it learns why it was closed (4429) instead of seeing the connection vanish.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: outbox::Receiver<Outbound>,
     (kick, answered): (Kick, CancellationToken),
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -203,7 +203,7 @@ async fn write_loop(
 /// was dropped as a slow consumer), the `shutdown` notice at a shutdown, then the close frame.
 async fn close(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: outbox::Receiver<Outbound>,
     kick: &Kick,
     answered: &CancellationToken,
     shutdown: &CancellationToken,

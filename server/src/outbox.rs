@@ -1,0 +1,298 @@
+//! A session's outbound queue: bounded, many senders (the rooms it is in, its own replies), one
+//! receiver (the transport's writer).
+//!
+//! It replaces tokio's bounded `mpsc` channel for one reason, memory: tokio allocates a block of
+//! 32 slots and a cache-padded channel (about 2 KB with our item) when the channel is made, and
+//! keeps them while the connection idles. This queue is a `VecDeque` that grows as frames
+//! arrive and is let go once drained after a burst, so an idle connection holds a few hundred
+//! bytes. The API is the subset of tokio's that the sessions use, with tokio's error types.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
+pub use tokio::sync::mpsc::error::{SendError, TryRecvError, TrySendError};
+
+/// Slots a drained queue may keep; past it, its memory is released.
+const KEEP: usize = 8;
+
+struct Shared<T> {
+    items: Mutex<VecDeque<T>>,
+    /// The queue's length, readable without the lock.
+    len: AtomicUsize,
+    capacity: usize,
+    senders: AtomicUsize,
+    receiver_gone: AtomicBool,
+    /// The receiver's waker, woken by each item and by the last sender leaving.
+    receiver: AtomicWaker,
+    /// Senders waiting in [`Sender::send`] for room, and how they are told of it.
+    waiting: AtomicUsize,
+    room: Notify,
+}
+
+impl<T> Shared<T> {
+    fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // A panic while the lock was held leaves a queue still consistent (push and pop only).
+        self.items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A bounded queue of `capacity` items (at least 1).
+pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        items: Mutex::new(VecDeque::new()),
+        len: AtomicUsize::new(0),
+        capacity: capacity.max(1),
+        senders: AtomicUsize::new(1),
+        receiver_gone: AtomicBool::new(false),
+        receiver: AtomicWaker::new(),
+        waiting: AtomicUsize::new(0),
+        room: Notify::new(),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.receiver.wake();
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("outbox::Sender")
+            .field("len", &self.shared.len.load(Ordering::Relaxed))
+            .field("capacity", &self.shared.capacity)
+            .finish()
+    }
+}
+
+impl<T> Sender<T> {
+    /// Queues `item` now, or gives it back: `Full` when the queue holds `capacity` items,
+    /// `Closed` when the receiver is gone.
+    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        if self.is_closed() {
+            return Err(TrySendError::Closed(item));
+        }
+        {
+            let mut items = self.shared.items();
+            if items.len() >= self.shared.capacity {
+                return Err(TrySendError::Full(item));
+            }
+            items.push_back(item);
+            self.shared.len.store(items.len(), Ordering::Release);
+        }
+        self.shared.receiver.wake();
+        Ok(())
+    }
+
+    /// Queues `item`, waiting for room if the queue is full; an error when the receiver is gone.
+    pub async fn send(&self, mut item: T) -> Result<(), SendError<T>> {
+        /// Counts this sender among the waiting ones until it returns.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.shared.waiting);
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before the try, so a slot freed in between is not missed.
+            room.as_mut().enable();
+            match self.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(back)) => return Err(SendError(back)),
+                Err(TrySendError::Full(back)) => item = back,
+            }
+            room.await;
+        }
+    }
+
+    /// Free slots now.
+    pub fn capacity(&self) -> usize {
+        self.shared
+            .capacity
+            .saturating_sub(self.shared.len.load(Ordering::Acquire))
+    }
+
+    pub fn max_capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// The receiver is gone: nothing sent will be read.
+    pub fn is_closed(&self) -> bool {
+        self.shared.receiver_gone.load(Ordering::Acquire)
+    }
+}
+
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.shared.receiver_gone.store(true, Ordering::Release);
+        let dropped = std::mem::take(&mut *self.shared.items());
+        self.shared.len.store(0, Ordering::Release);
+        self.shared.room.notify_waiters();
+        drop(dropped);
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next item, or `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| match self.try_recv() {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => {
+                self.shared.receiver.register(cx.waker());
+                // Again after registering: an item (or the last sender leaving) in between
+                // woke the old waker.
+                match self.try_recv() {
+                    Ok(item) => Poll::Ready(Some(item)),
+                    Err(TryRecvError::Disconnected) => Poll::Ready(None),
+                    Err(TryRecvError::Empty) => Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let popped = {
+            let mut items = self.shared.items();
+            let popped = items.pop_front();
+            if items.is_empty() && items.capacity() > KEEP {
+                *items = VecDeque::new();
+            }
+            self.shared.len.store(items.len(), Ordering::Release);
+            popped
+        };
+        match popped {
+            Some(item) => {
+                if self.shared.waiting.load(Ordering::SeqCst) > 0 {
+                    self.shared.room.notify_waiters();
+                }
+                Ok(item)
+            }
+            None if self.shared.senders.load(Ordering::Acquire) == 0 => {
+                Err(TryRecvError::Disconnected)
+            }
+            None => Err(TryRecvError::Empty),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A task's result, failing the test if it does not come within a second.
+    async fn within_a_second<R>(task: tokio::task::JoinHandle<R>) -> R {
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the task did not finish")
+            .expect("the task panicked")
+    }
+
+    #[tokio::test]
+    async fn items_come_out_in_order_and_a_full_queue_gives_the_item_back() {
+        let (tx, mut rx) = channel(2);
+        tx.try_send(1).unwrap();
+        tx.clone().try_send(2).unwrap();
+        assert_eq!(tx.capacity(), 0);
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(tx.capacity(), 1);
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        drop(tx);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_by_an_item_and_by_the_last_sender_leaving() {
+        let (tx, mut rx) = channel(4);
+        let late = tx.clone();
+        let reader = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        late.try_send("a").unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(late);
+        drop(tx);
+        assert_eq!(within_a_second(reader).await, (Some("a"), None));
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_room_and_fails_once_the_receiver_is_gone() {
+        let (tx, mut rx) = channel(1);
+        tx.try_send(1).unwrap();
+        let sender = tx.clone();
+        let waiting = tokio::spawn(async move { sender.send(2).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "send must wait while the queue is full"
+        );
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(within_a_second(waiting).await, Ok(()));
+        assert_eq!(rx.recv().await, Some(2));
+
+        tx.try_send(3).unwrap();
+        let sender = tx.clone();
+        let waiting = tokio::spawn(async move { sender.send(4).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        assert!(tx.is_closed());
+        assert_eq!(within_a_second(waiting).await, Err(SendError(4)));
+        assert!(matches!(tx.try_send(5), Err(TrySendError::Closed(5))));
+    }
+
+    #[test]
+    fn a_drained_queue_lets_its_memory_go() {
+        let (tx, mut rx) = channel(1024);
+        for i in 0..100 {
+            tx.try_send(i).unwrap();
+        }
+        while rx.try_recv().is_ok() {}
+        assert_eq!(rx.shared.items().capacity(), 0);
+        // A queue that never grew past KEEP slots keeps them.
+        tx.try_send(1).unwrap();
+        rx.try_recv().unwrap();
+        assert!(rx.shared.items().capacity() <= KEEP);
+    }
+}
