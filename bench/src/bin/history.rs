@@ -49,6 +49,7 @@ async fn persist(concurrency: usize, per_task: usize) -> anyhow::Result<f64> {
                         client_id: Some(format!("{t}-{i}")),
                         ts: 0,
                         key: None,
+                        origin: None,
                     };
                     store.append(msg).await.expect("append");
                 }

@@ -197,6 +197,7 @@ pub(super) async fn publish(
                 client_id: point.id.clone(),
                 ts,
                 key: Some(point.key.clone()),
+                origin: None,
             };
             let appended = state
                 .store

@@ -199,6 +199,7 @@ async fn store(state: &AppState, room: RoomId, m: &Checked) -> Result<Posted, Ap
         client_id: m.id.clone(),
         ts: unix_millis(),
         key: None,
+        origin: None,
     };
     let appended = state
         .store

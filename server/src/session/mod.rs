@@ -1057,6 +1057,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             client_id: id.clone(),
             ts: unix_millis(),
             key: None,
+            origin: Some(self.session),
         };
         let commit = self.store.submit(new).await;
         let room = self.about_room.clone();

@@ -12,7 +12,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use shared::{ChatMsg, RoomId};
+use shared::{ChatMsg, RoomId, SessionId};
 use thiserror::Error;
 
 /// A message to store.
@@ -31,6 +31,11 @@ pub struct NewMessage {
     pub ts: u64,
     /// A durable data publication instead of a chat message: its key (`text` is its JSON).
     pub key: Option<String>,
+    /// The session that sent it, when one did (not the HTTP API). A session hands the store
+    /// messages without waiting for their commits; once one of them fails for a while
+    /// (`Unavailable`), none of its later ones may be stored: the client resends from the one
+    /// that failed, and they would land ahead of it.
+    pub origin: Option<SessionId>,
 }
 
 /// Where a message landed.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
-use shared::{ChatMsg, RoomId};
+use shared::{ChatMsg, RoomId, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -71,6 +71,10 @@ const MIGRATIONS: &[&str] = &[
 /// Rooms whose last seq the writer keeps in memory; beyond this the cache starts again (it only
 /// saves a lookup).
 const SEQ_CACHE_ROOMS: usize = 10_000;
+
+/// How long a session whose message failed to commit is remembered ([`Writer::failed`]): it is
+/// closed (1013) at the failure, and gone well within this.
+const FAILED_KEEP: Duration = Duration::from_secs(300);
 
 /// A room's last seq: its row, or the floor for a room without one.
 const LAST_SEQ: &str = "SELECT COALESCE(
@@ -120,6 +124,7 @@ impl SqliteStore {
                     on_commit,
                     in_use,
                     last_seq: HashMap::new(),
+                    failed: HashMap::new(),
                 }
                 .run(rx)
             })
@@ -372,6 +377,10 @@ struct Writer {
     /// Cache of each room's last seq ([`LAST_SEQ`]); cleared when a transaction fails, when
     /// rooms are pruned, and when it holds [`SEQ_CACHE_ROOMS`] rooms.
     last_seq: HashMap<String, u64>,
+    /// Sessions with a message that failed to commit, and when: their later messages, already
+    /// queued or still arriving, are refused as `Unavailable` without being stored, so that
+    /// none lands ahead of the one the client will resend ([`NewMessage::origin`]).
+    failed: HashMap<SessionId, Instant>,
 }
 
 /// What one batch's messages came to: each one's outcome, and what was newly stored.
@@ -388,6 +397,20 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            if !self.failed.is_empty() {
+                let refused: Vec<_>;
+                (refused, batch) = batch
+                    .into_iter()
+                    .partition(|(msg, _)| msg.origin.is_some_and(|o| self.failed.contains_key(&o)));
+                for (_, reply) in refused {
+                    let _ = reply.send(Err(unavailable(
+                        "an earlier message of this connection was not stored",
+                    )));
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+            }
             let outcomes = match self.commit(&batch) {
                 Ok((results, stored)) => {
                     if !stored.is_empty() {
@@ -398,6 +421,17 @@ impl Writer {
                 Err(e) => {
                     tracing::error!(error = %e, kind = e.kind(), "commit failed");
                     self.last_seq.clear();
+                    if e.is_transient() {
+                        let now = Instant::now();
+                        self.failed
+                            .retain(|_, at| now.duration_since(*at) < FAILED_KEEP);
+                        self.failed.extend(
+                            batch
+                                .iter()
+                                .filter_map(|(msg, _)| msg.origin)
+                                .map(|o| (o, now)),
+                        );
+                    }
                     vec![Err(e); batch.len()]
                 }
             };
@@ -577,6 +611,7 @@ mod tests {
             client_id: id.map(Into::into),
             ts,
             key: None,
+            origin: None,
         }
     }
 
@@ -595,6 +630,48 @@ mod tests {
         max_age_ms: 0,
         prune_every: Duration::ZERO,
     };
+
+    /// A session hands the store its messages without waiting for their commits. Once one of
+    /// them fails for a while (here: another writer holds the database), the client resends
+    /// from that one after its 1013, so none of the session's later messages may be stored
+    /// before it; other sessions and the HTTP API go on as soon as the database is free.
+    #[tokio::test]
+    async fn after_a_message_fails_to_commit_its_sessions_later_ones_are_refused_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, KEEP_ALL);
+        let from = |origin: Option<SessionId>, text: &str, id: &str| NewMessage {
+            origin,
+            ..msg("order", text, Some(id), 1)
+        };
+        let lock = Connection::open(dir.path().join("t.db")).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let failed = store.submit(from(Some(7), "m0", "0")).await.await;
+        assert!(
+            matches!(&failed, Err(e) if e.is_transient()),
+            "the locked database fails the commit for now: {failed:?}"
+        );
+        lock.execute_batch("ROLLBACK").unwrap();
+
+        // The database is free again. Session 7's next message, sent before it learnt of the
+        // failure, would land ahead of m0's resend: refused, not stored.
+        let later = store.submit(from(Some(7), "m1", "1")).await.await;
+        assert!(
+            matches!(&later, Err(StoreError::Unavailable(why)) if why.contains("earlier message")),
+            "{later:?}"
+        );
+        let other = store.submit(from(Some(8), "other", "x")).await.await;
+        let api = store.submit(from(None, "api", "y")).await.await;
+        assert_eq!(other.map(|a| a.seq), Ok(1));
+        assert_eq!(api.map(|a| a.seq), Ok(2));
+        let texts: Vec<String> = store
+            .read_after(&RoomId::parse("order").unwrap(), 0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.msg)
+            .collect();
+        assert_eq!(texts, ["other", "api"]);
+    }
 
     #[tokio::test]
     async fn messages_older_than_the_age_limit_are_removed() {
