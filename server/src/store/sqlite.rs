@@ -398,6 +398,11 @@ impl Writer {
                 }
             }
             if !self.failed.is_empty() {
+                let now = Instant::now();
+                self.failed
+                    .retain(|_, at| now.duration_since(*at) < FAILED_KEEP);
+            }
+            if !self.failed.is_empty() {
                 let refused: Vec<_>;
                 (refused, batch) = batch
                     .into_iter()
