@@ -40,12 +40,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::Utf8Bytes;
 use shared::{ChatMsg, Member, RoomId, ServerMsg, SessionId, Stats, Username, close_code};
 use tokio::sync::mpsc;
-
-use crate::outbox;
 use tokio::time::Instant;
 
 use crate::kick::Kick;
 use crate::metrics::Metrics;
+use crate::outbox;
 
 mod delivery;
 mod names;
@@ -570,7 +569,7 @@ mod tests {
 
     /// A registration in room "r" (feed off), and the receiving end of its queue.
     fn registration(name: Option<&str>, identity: Identity) -> (Registration, Peer) {
-        let (tx, rx) = crate::outbox::channel(64);
+        let (tx, rx) = outbox::channel(64);
         let reg = Registration {
             connection: 0,
             room: RoomId::parse("r").unwrap(),
@@ -627,7 +626,7 @@ mod tests {
         );
         let (_ada, _) = join(&hub, "ada", "ada-token");
         let busy = hub.room(&RoomId::parse("r").unwrap()).expect("room r");
-        let (tx, rx) = crate::outbox::channel(64);
+        let (tx, rx) = outbox::channel(64);
         let other = hub.next_session_id();
         let reg = Registration {
             connection: other,

@@ -451,8 +451,8 @@ async fn replay_range(
                 // Live frames may have taken the room meanwhile: then wait again.
                 match tx.try_send(item) {
                     Ok(()) => break,
-                    Err(mpsc::error::TrySendError::Full(back)) => item = back,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
+                    Err(outbox::TrySendError::Full(back)) => item = back,
+                    Err(outbox::TrySendError::Closed(_)) => return Ok(false),
                 }
             }
         }
@@ -1163,7 +1163,7 @@ fn queue_own(tx: &outbox::Sender<Outbound>, kick: &Kick, metrics: &Metrics, msg:
 
 /// [`queue_own`] for any queue item.
 fn queue_item(tx: &outbox::Sender<Outbound>, kick: &Kick, metrics: &Metrics, item: Outbound) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(item)
+    if let Err(outbox::TrySendError::Full(_)) = tx.try_send(item)
         && drop_slow_consumer(kick, metrics)
     {
         tracing::warn!("slow consumer dropped: its own reply did not fit its queue");
@@ -1222,7 +1222,7 @@ mod tests {
             Incoming::Binary,
             Incoming::Left,
         ]);
-        let (tx, mut rx) = crate::outbox::channel(64);
+        let (tx, mut rx) = outbox::channel(64);
         let session = state.hub.next_session_id();
         let end = serve(&p, session, &mut incoming, &tx, &Kick::default()).await;
         assert_eq!(end, End::Left);

@@ -401,8 +401,6 @@ impl Writer {
                 let now = Instant::now();
                 self.failed
                     .retain(|_, at| now.duration_since(*at) < FAILED_KEEP);
-            }
-            if !self.failed.is_empty() {
                 let refused: Vec<_>;
                 (refused, batch) = batch
                     .into_iter()
@@ -427,9 +425,8 @@ impl Writer {
                     tracing::error!(error = %e, kind = e.kind(), "commit failed");
                     self.last_seq.clear();
                     if e.is_transient() {
+                        // Forgotten after FAILED_KEEP, when the next batch is taken.
                         let now = Instant::now();
-                        self.failed
-                            .retain(|_, at| now.duration_since(*at) < FAILED_KEEP);
                         self.failed.extend(
                             batch
                                 .iter()
