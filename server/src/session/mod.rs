@@ -26,7 +26,7 @@ use shared::{
     SessionId, Username, Welcome, close_code,
 };
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
@@ -359,11 +359,6 @@ fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A deadline that never comes (a timer that is not armed).
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
 /// Messages read from the store per page while replaying.
 const REPLAY_PAGE: usize = 500;
 
@@ -675,17 +670,16 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
     ) -> End {
         let interval = self.settings.heartbeat_interval();
         let dead_after = interval + self.settings.heartbeat_timeout();
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Any frame (a pong included) proves the peer alive; silence until this deadline means
-        // it is gone, and it is closed right then, not at the next tick.
-        let dead = tokio::time::sleep(dead_after);
-        tokio::pin!(dead);
-        // Signed tokens: when to say the token is expiring, then when to close (re-armed by
-        // each refresh). Without tokens it never fires.
-        let mut armed = self.token_deadline();
-        let token_timer = tokio::time::sleep_until(armed.unwrap_or_else(far_future));
-        tokio::pin!(token_timer);
+        // Three deadlines and one timer (a timer is about 100 bytes of every idle session):
+        // - the next ping;
+        // - `dead_at`: any frame (a pong included) proves the peer alive; silence until then
+        //   means it is gone, and it is closed right then, not at the next ping;
+        // - signed tokens: when to say the token is expiring, then when to close (re-armed by
+        //   each refresh). Without tokens, never.
+        let mut next_ping = Instant::now() + interval;
+        let mut dead_at = Instant::now() + dead_after;
+        let timer = tokio::time::sleep_until(next_ping);
+        tokio::pin!(timer);
         // See [`MAX_IN_FLIGHT`]; a quarter of the queue at most, so that the answers and the
         // broadcasts of the messages in flight fit the half of it that is kept free.
         let max_in_flight = MAX_IN_FLIGHT.min(tx.max_capacity() / 4).max(1);
@@ -711,15 +705,19 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                     // Nothing was read while the reader waited, so the peer could not be
                     // heard: its deadline moves by the pause, no more.
                     paused = None;
-                    let deadline = dead.deadline() + since.elapsed();
-                    dead.as_mut().reset(deadline);
+                    dead_at += since.elapsed();
                 }
                 _ => {}
             }
-            let deadline = self.token_deadline();
-            if deadline != armed {
-                armed = deadline;
-                token_timer.as_mut().reset(armed.unwrap_or_else(far_future));
+            let armed = self.token_deadline();
+            // While the reader is paused the peer cannot be heard, so it cannot be dead.
+            let wake = [Some(next_ping), reading.then_some(dead_at), armed]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_ping);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
             }
             // In this order: a kick or a shutdown first; then commits that landed, answered
             // before the next frame is read (a store that answers at once, Redis, must not
@@ -731,11 +729,6 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.committed(done, tx);
                 }
-                () = &mut token_timer, if armed.is_some() => {
-                    if self.on_token_deadline(tx) {
-                        return End::Closing;
-                    }
-                }
                 watched = watch_queue(stalled.as_mut(), tx, dead_after) => {
                     if let Watched::Stalled = watched {
                         if !tx.is_closed() && drop_slow_consumer(self.kick, self.metrics) {
@@ -745,7 +738,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                     }
                 }
                 frame = stream.next(), if reading => {
-                    dead.as_mut().reset(Instant::now() + dead_after);
+                    dead_at = Instant::now() + dead_after;
                     match frame {
                         Some(Incoming::Text(text)) => {
                             // Boxed: handling a frame is the largest future of a session
@@ -754,7 +747,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                             Box::pin(self.on_text(text.as_str(), tx)).await;
                             // A v3 join replays history before it returns: the peer was being
                             // written to, not silent, meanwhile.
-                            dead.as_mut().reset(Instant::now() + dead_after);
+                            dead_at = Instant::now() + dead_after;
                         }
                         Some(Incoming::Binary) => {
                             self.metrics.frames_in.get_or_create(&kind("binary")).inc();
@@ -774,13 +767,21 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                         }
                     }
                 }
-                _ = heartbeat.tick() => {
-                    let _ = tx.try_send(Outbound::Ping);
-                }
-                () = &mut dead, if reading => {
-                    info!("heartbeat timeout");
-                    self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
-                    return End::Closing;
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if armed.is_some_and(|at| at <= now) && self.on_token_deadline(tx) {
+                        return End::Closing;
+                    }
+                    if reading && dead_at <= now {
+                        info!("heartbeat timeout");
+                        self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);
+                        return End::Closing;
+                    }
+                    if next_ping <= now {
+                        let _ = tx.try_send(Outbound::Ping);
+                        // A late ping moves the next one (no burst of pings to catch up).
+                        next_ping = now + interval;
+                    }
                 }
             }
         }
