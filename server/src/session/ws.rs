@@ -229,7 +229,10 @@ async fn close(
     kick_deadline: Duration,
     plain: bool,
 ) {
-    let (close, farewell) = match kick.reason() {
+    // Read once: a kick that lands while a shutdown's close is under way must not mix the
+    // shutdown's close frame with the kick's deadline or backlog policy.
+    let reason = kick.reason();
+    let (close, farewell) = match &reason {
         Some(k) => {
             if !k.drain {
                 while rx.try_recv().is_ok() {}
@@ -254,14 +257,14 @@ async fn close(
         }
     };
     // At shutdown the grace period is short, and so is the wait.
-    let kicked = kick.reason().is_some();
+    let kicked = reason.is_some();
     let deadline = if kicked {
         kick_deadline
     } else {
         CLOSE_DEADLINE
     };
     // A slow consumer's backlog was discarded above: nothing more goes to it but the close.
-    let answers = kick.reason().is_none_or(|k| k.drain);
+    let answers = reason.as_ref().is_none_or(|k| k.drain);
     let goodbye = async {
         let shown =
             |item: &Outbound| !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_)));
