@@ -118,6 +118,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!kick.is_kicked());
+        assert!(!waiter.is_finished(), "kicked() resolved without a kick");
         assert!(kick.kick(4429, "slow consumer", false));
         assert!(!kick.kick(1008, "later", true));
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
@@ -134,5 +135,36 @@ mod tests {
         );
         // Already kicked: resolves at once.
         kick.kicked().await;
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures_util::task::ArcWake for Wakes {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiting_writer_is_woken_once_by_a_kick_and_by_a_stop() {
+        for stop in [false, true] {
+            let kick = Kick::default();
+            let wakes = Arc::new(Wakes::default());
+            let waker = futures_util::task::waker(wakes.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(kick.poll_stop(&mut cx).is_pending());
+            if stop {
+                kick.stop();
+                assert!(kick.is_stopped() && !kick.is_kicked());
+            } else {
+                assert!(kick.kick(4429, "slow consumer", false));
+                // A second kick changes nothing and wakes nobody.
+                assert!(!kick.kick(1008, "later", true));
+            }
+            assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "stop: {stop}");
+            assert!(kick.poll_stop(&mut cx).is_ready());
+        }
     }
 }

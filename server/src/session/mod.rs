@@ -710,6 +710,15 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 _ => {}
             }
             let armed = self.token_deadline();
+            // Checked here, not only when the timer fires: the timer comes after the client's
+            // frames in the select below, and a client that floods frames (pings cost it
+            // nothing) would otherwise keep its token past its expiry.
+            if armed.is_some_and(|at| at <= Instant::now()) {
+                if self.on_token_deadline(tx) {
+                    return End::Closing;
+                }
+                continue;
+            }
             // While the reader is paused the peer cannot be heard, so it cannot be dead.
             let wake = [Some(next_ping), reading.then_some(dead_at), armed]
                 .into_iter()
@@ -768,10 +777,8 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                     }
                 }
                 () = &mut timer => {
+                    // A token deadline is handled at the top of the loop.
                     let now = Instant::now();
-                    if armed.is_some_and(|at| at <= now) && self.on_token_deadline(tx) {
-                        return End::Closing;
-                    }
                     if reading && dead_at <= now {
                         info!("heartbeat timeout");
                         self.kick.kick(close_code::HEARTBEAT_TIMEOUT, "heartbeat timeout", false);

@@ -131,15 +131,16 @@ async fn write_loop(
     // and unallocated, until the first chat message).
     let mut committed = Vec::new();
     // Made once and polled by reference (a fresh `cancelled()` per wait registered and dropped
-    // a waiter for every batch written), and polled only while a write blocks: a writer that
-    // is not blocked learns of a shutdown from its session (`Kick::stop`), not from the token,
-    // whose every poll takes a lock.
+    // a waiter for every batch written). Every poll of it takes a lock, so it comes last: it is
+    // polled only when the queue is empty or a write blocks.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
         // The queue first: a kick or a stop is waited for (an atomic load and a waker, see
-        // `Kick::poll_stop`) only when nothing is queued, and checked before each batch.
-        if kick.is_kicked() {
+        // `Kick::poll_stop`) only when nothing is queued, and checked before each batch. No
+        // batch starts after a shutdown: `close` writes what is left, without racing the token
+        // (a batch that loses that race drops the frames it holds).
+        if kick.is_kicked() || shutdown.is_cancelled() {
             break;
         }
         let first = tokio::select! {
@@ -156,6 +157,7 @@ async fn write_loop(
                 }
             },
             () = poll_fn(|cx| kick.poll_stop(cx)) => break,
+            () = &mut cancelled => break,
         };
         committed.clear();
         let mut frames = 0;
@@ -292,6 +294,9 @@ async fn close(
         sink.send(Message::Close(Some(close))).await
     };
     let delivered = tokio::select! {
+        // The goodbye first: a shutdown already under way must not cut a kicked session's
+        // close frame before it was even tried.
+        biased;
         written = tokio::time::timeout(deadline, goodbye) => matches!(written, Ok(Ok(()))),
         () = shutdown.cancelled(), if kicked => false,
     };
