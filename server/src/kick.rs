@@ -1,6 +1,5 @@
 //! Telling a session's writer to close the connection with a given code, from anywhere.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -19,10 +18,9 @@ pub struct KickReason {
 
 /// Cloneable; the first kick wins.
 ///
-/// Also how a WebSocket session tells its writer that it ended at a shutdown
-/// ([`stop`](Self::stop)). The writer waits for either with [`poll_stop`](Self::poll_stop): an
-/// atomic load and a lock-free waker, where waiting on a `CancellationToken` or a `Notify`
-/// takes a lock on every poll, and a writer of a busy room polls once per frame it is sent.
+/// A WebSocket writer waits for a kick with [`poll_kicked`](Self::poll_kicked): an atomic load
+/// and a lock-free waker, where waiting on a `CancellationToken` or a `Notify` takes a lock on
+/// every poll, and a writer of a busy room would poll once per frame it is sent.
 #[derive(Debug, Clone, Default)]
 pub struct Kick(Arc<Inner>);
 
@@ -31,8 +29,7 @@ struct Inner {
     reason: OnceLock<KickReason>,
     /// Wakes the session's reader (and an HTTP session's waiters).
     kicked: Notify,
-    stopped: AtomicBool,
-    /// The writer waiting in `poll_stop`.
+    /// The writer waiting in `poll_kicked`.
     writer: AtomicWaker,
 }
 
@@ -55,26 +52,14 @@ impl Kick {
         first
     }
 
-    /// Tells the writer that the session ended without a kick (a shutdown): it sends the
-    /// session's last answers, the `shutdown` notice and the close frame (1001).
-    pub fn stop(&self) {
-        self.0.stopped.store(true, Ordering::Release);
-        self.0.writer.wake();
-    }
-
-    /// Whether [`stop`](Self::stop) was called.
-    pub fn is_stopped(&self) -> bool {
-        self.0.stopped.load(Ordering::Acquire)
-    }
-
-    /// Ready once the session is kicked or stopped; registers the writer's waker otherwise.
-    pub fn poll_stop(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.is_kicked() || self.is_stopped() {
+    /// Ready once the session is kicked; registers the writer's waker otherwise.
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_kicked() {
             return Poll::Ready(());
         }
         self.0.writer.register(cx.waker());
         // Again after registering: a kick in between woke the old waker.
-        if self.is_kicked() || self.is_stopped() {
+        if self.is_kicked() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -143,28 +128,22 @@ mod tests {
 
     impl futures_util::task::ArcWake for Wakes {
         fn wake_by_ref(arc_self: &Arc<Self>) {
-            arc_self.0.fetch_add(1, Ordering::SeqCst);
+            arc_self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
     #[test]
-    fn a_waiting_writer_is_woken_once_by_a_kick_and_by_a_stop() {
-        for stop in [false, true] {
-            let kick = Kick::default();
-            let wakes = Arc::new(Wakes::default());
-            let waker = futures_util::task::waker(wakes.clone());
-            let mut cx = Context::from_waker(&waker);
-            assert!(kick.poll_stop(&mut cx).is_pending());
-            if stop {
-                kick.stop();
-                assert!(kick.is_stopped() && !kick.is_kicked());
-            } else {
-                assert!(kick.kick(4429, "slow consumer", false));
-                // A second kick changes nothing and wakes nobody.
-                assert!(!kick.kick(1008, "later", true));
-            }
-            assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "stop: {stop}");
-            assert!(kick.poll_stop(&mut cx).is_ready());
-        }
+    fn a_waiting_writer_is_woken_once_by_a_kick() {
+        let kick = Kick::default();
+        let wakes = Arc::new(Wakes::default());
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(kick.poll_kicked(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(kick.kick(4429, "slow consumer", false));
+        // A second kick changes nothing and wakes nobody.
+        assert!(!kick.kick(1008, "later", true));
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(kick.poll_kicked(&mut cx).is_ready());
     }
 }

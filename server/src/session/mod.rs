@@ -720,11 +720,10 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
                 continue;
             }
             // While the reader is paused the peer cannot be heard, so it cannot be dead.
-            let wake = [Some(next_ping), reading.then_some(dead_at), armed]
+            let wake = [reading.then_some(dead_at), armed]
                 .into_iter()
                 .flatten()
-                .min()
-                .unwrap_or(next_ping);
+                .fold(next_ping, Instant::min);
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }

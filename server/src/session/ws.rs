@@ -46,10 +46,6 @@ pub fn run(socket: WebSocket, p: SessionParams) -> impl Future<Output = ()> + Se
         );
         let mut incoming = stream.map(incoming);
         let end = serve(&p, session, &mut incoming, &tx, &kick).await;
-        // Closing without a kick is a shutdown: the writer sends the last answers and closes.
-        if end == End::Closing && !kick.is_kicked() {
-            kick.stop();
-        }
         answered.cancel();
         drop(tx);
         let _ = writer.await;
@@ -136,8 +132,8 @@ async fn write_loop(
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
-        // The queue first: a kick or a stop is waited for (an atomic load and a waker, see
-        // `Kick::poll_stop`) only when nothing is queued, and checked before each batch. No
+        // The queue first: a kick is waited for (an atomic load and a waker, see
+        // `Kick::poll_kicked`) only when nothing is queued, and checked before each batch. No
         // batch starts after a shutdown: `close` writes what is left, without racing the token
         // (a batch that loses that race drops the frames it holds).
         if kick.is_kicked() || shutdown.is_cancelled() {
@@ -147,8 +143,9 @@ async fn write_loop(
             biased;
             item = rx.recv() => match item {
                 Some(item) => item,
-                // The session ended kicked, or at a shutdown: the close frame is ours to send.
-                None if kick.is_kicked() || kick.is_stopped() => break,
+                // The session ended kicked, or at a shutdown (a session that ends without a kick
+                // ends at a shutdown or after the peer left): the close frame is ours to send.
+                None if kick.is_kicked() || shutdown.is_cancelled() => break,
                 None => {
                     // The session ended (the peer closed or went away): finish the closing
                     // handshake if the socket still works.
@@ -156,7 +153,7 @@ async fn write_loop(
                     return;
                 }
             },
-            () = poll_fn(|cx| kick.poll_stop(cx)) => break,
+            () = poll_fn(|cx| kick.poll_kicked(cx)) => break,
             () = &mut cancelled => break,
         };
         committed.clear();
@@ -183,7 +180,7 @@ async fn write_loop(
         let written = tokio::select! {
             biased;
             r = batch => r.is_ok(),
-            () = poll_fn(|cx| kick.poll_stop(cx)) => false,
+            () = poll_fn(|cx| kick.poll_kicked(cx)) => false,
             () = &mut cancelled => false,
         };
         if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
