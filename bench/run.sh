@@ -165,8 +165,32 @@ start() { # label, command...: starts a server pinned to the server core; sets A
     [ -n "$ADDR" ] || { echo "$label did not start" >&2; cat "$work/$label.err" >&2; exit 1; }
 }
 
+core_busy() { # percent of the server core in use over half a second (any process on it)
+    local a b total=0 idle i
+    read -ra a < <(grep "^cpu${SERVER_CPU%%,*} " /proc/stat)
+    sleep 0.5
+    read -ra b < <(grep "^cpu${SERVER_CPU%%,*} " /proc/stat)
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    echo $((total > 0 ? 100 * (total - idle) / total : 0))
+}
+
+quiet() { # waits, up to 60 s, for the server core to settle before a run
+    # A server of a family stays up for the family's runs, and one that fell behind (Python,
+    # Deno, Node at the higher fan-out rates) goes on working off its backlog after its run:
+    # unchecked, that starved the next runs on the same core (the first servers measured at
+    # each fan-out rate used a quarter of the core and fell behind).
+    local busy
+    for _ in $(seq 120); do
+        busy=$(core_busy)
+        ((busy < 10)) && return
+    done
+    echo "    the server core was still ${busy}% busy after 60 s, before: $*" | tee -a "$out.failures.txt"
+}
+
 load() { # label, pid, addr, loadgen args...: one run; a failed run is reported, not fatal
     local label=$1 pid=$2 addr=$3; shift 3
+    quiet "$label $*"
     echo "    $label $*"
     taskset -c "$LOADGEN_CPU" "$bin/loadgen" --addr "$addr" --server-pid "$pid" --label "$label" "$@" >>"$out.jsonl" \
         2>"$work/loadgen.err" || echo "    FAILED: $label $* ($(error_of "$work/loadgen.err"))" | tee -a "$out.failures.txt"
