@@ -166,10 +166,11 @@ start() { # label, command...: starts a server pinned to the server core; sets A
 }
 
 core_busy() { # percent of the server core in use over half a second (any process on it)
-    local a b total=0 idle i
-    read -ra a < <(grep "^cpu${SERVER_CPU%%,*} " /proc/stat)
+    # The first CPU of a list or range ("0,1", "2-3").
+    local cpu=${SERVER_CPU%%[,-]*} a b total=0 idle i
+    read -ra a < <(grep "^cpu$cpu " /proc/stat)
     sleep 0.5
-    read -ra b < <(grep "^cpu${SERVER_CPU%%,*} " /proc/stat)
+    read -ra b < <(grep "^cpu$cpu " /proc/stat)
     for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
     idle=$((b[4] - a[4] + b[5] - a[5]))
     echo $((total > 0 ? 100 * (total - idle) / total : 0))
