@@ -20,6 +20,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::cluster::{self, Cluster};
 use crate::config::Settings;
 use crate::hub::Hub;
+use crate::kick::Kicks;
 use crate::limits::{AddressLimiter, ConnectionLimiter, OriginPolicy};
 use crate::metrics::Metrics;
 use crate::routes::relay::Relay;
@@ -125,6 +126,7 @@ impl Application {
             )),
             settings: Arc::new(settings),
             shutdown,
+            kicks: Kicks::default(),
             tracker,
         };
         if state.cluster.is_some() {
@@ -165,11 +167,14 @@ impl Application {
         let shutdown = state.shutdown.clone();
         tokio::spawn({
             let shutdown = shutdown.clone();
+            let kicks = state.kicks.clone();
             async move {
                 tokio::select! {
                     () = stop => shutdown.cancel(),
                     () = shutdown.cancelled() => {}
                 }
+                // Sessions learn of it through their kicks, not by polling the token.
+                kicks.shut_down();
             }
         });
         let feed = tokio::spawn(crate::feed::run(state.hub.clone(), shutdown.clone()));

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use tokio_util::sync::CancellationToken;
+
+use crate::kick::Kicks;
 use tokio_util::task::TaskTracker;
 
 use super::relay::Relay;
@@ -38,8 +40,10 @@ pub struct AppState {
     pub auth: Option<Arc<crate::auth::Verifier>>,
     /// The HTTP API's rate limit, per client address.
     pub api_limiter: Arc<AddressLimiter>,
-    /// Cancelled on SIGINT/SIGTERM: sessions send close 1001 and end.
+    /// Cancelled on SIGINT/SIGTERM: the listener stops, and `kicks` is shut down.
     pub shutdown: CancellationToken,
+    /// Every session's kick: a shutdown wakes them all, and they send close 1001 and end.
+    pub kicks: Kicks,
     /// Every session and writer task, so shutdown can wait for them.
     pub tracker: TaskTracker,
 }
@@ -96,7 +100,7 @@ impl AppState {
             store: self.store.clone(),
             cluster: self.cluster.clone(),
             metrics: self.metrics.clone(),
-            shutdown: self.shutdown.clone(),
+            kicks: self.kicks.clone(),
             tracker: self.tracker.clone(),
             permit,
             protocol,

@@ -431,13 +431,13 @@ async fn run(
     p: SessionParams,
 ) {
     let (tx, rx) = outbox::channel(p.settings.outbound_queue);
-    let kick = Kick::default();
+    let kick = p.kicks.issue();
     let ended = CancellationToken::new();
     let pump = p.tracker.spawn(
         pump(
             chan.clone(),
             rx,
-            (kick.clone(), p.shutdown.clone(), ended.clone()),
+            (kick.clone(), ended.clone()),
             p.settings.outbound_queue,
         )
         .instrument(tracing::Span::current()),
@@ -450,7 +450,7 @@ async fn run(
     let _ = pump.await;
     // A client that left needs no close; at shutdown, streams and polls in flight hold the
     // channel themselves, and the server does not wait for new ones.
-    if end != End::Left && !p.shutdown.is_cancelled() {
+    if end != End::Left && !kick.is_shutdown() {
         let mut changed = chan.changed.subscribe();
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             while !chan.mailbox.lock().expect("mailbox lock").close_read {
@@ -470,7 +470,7 @@ async fn run(
 async fn pump(
     chan: Arc<Channel>,
     mut rx: outbox::Receiver<Outbound>,
-    (kick, shutdown, ended): (Kick, CancellationToken, CancellationToken),
+    (kick, ended): (Kick, CancellationToken),
     cap: usize,
 ) {
     loop {
@@ -478,8 +478,7 @@ async fn pump(
         let room = leaving || chan.mailbox.lock().expect("mailbox lock").unread() < cap;
         tokio::select! {
             biased;
-            () = kick.kicked() => break,
-            () = shutdown.cancelled() => break,
+            () = kick.closing() => break,
             item = rx.recv(), if room => match item {
                 Some(_) if leaving => {}
                 Some(item) => chan.push(item),
@@ -489,7 +488,7 @@ async fn pump(
             () = ended.cancelled(), if !room => break,
         }
     }
-    let left = kick.reason().is_none() && !shutdown.is_cancelled();
+    let left = !kick.is_closing();
     if left {
         // The session ended without a kick: the client left.
         chan.end(Close {

@@ -37,7 +37,7 @@ use crate::hub::{
     Hub, Identity, NameTaken, Outbound, Registration, Snapshot, drop_slow_consumer, encode,
     unix_millis,
 };
-use crate::kick::Kick;
+use crate::kick::{Kick, Kicks};
 use crate::limits::{ConnectionPermit, TokenBucket};
 use crate::metrics::{Metrics, kind};
 use crate::outbox;
@@ -66,7 +66,8 @@ pub struct SessionParams {
     /// Set when clustered: names are claimed across nodes.
     pub cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
-    pub shutdown: CancellationToken,
+    /// Issues the session's kick, which a shutdown wakes.
+    pub kicks: Kicks,
     pub tracker: tokio_util::task::TaskTracker,
     /// Held for the connection's life; frees the connection slot when dropped.
     pub permit: ConnectionPermit,
@@ -194,7 +195,7 @@ async fn run_one_room<F: Fn(ErrorCode, String, Option<&RoomId>)>(
                 ..speaker
             };
             let mut reader = Reader::new(p, session, kick, send_error, speaker, None);
-            let end = reader.read_loop(stream, tx, &p.shutdown).await;
+            let end = reader.read_loop(stream, tx).await;
             p.hub.unregister(session, end == End::Left);
             info!(room = %room, ?end, "left");
             end
@@ -651,9 +652,8 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         &mut self,
         stream: &mut IncomingStream<'_>,
         tx: &outbox::Sender<Outbound>,
-        shutdown: &CancellationToken,
     ) -> End {
-        let end = self.read_frames(stream, tx, shutdown).await;
+        let end = self.read_frames(stream, tx).await;
         if !matches!(end, End::PeerGone | End::Broken) {
             while let Some(done) = self.in_flight.next().await {
                 self.committed(done, tx);
@@ -666,7 +666,6 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
         &mut self,
         stream: &mut IncomingStream<'_>,
         tx: &outbox::Sender<Outbound>,
-        shutdown: &CancellationToken,
     ) -> End {
         let interval = self.settings.heartbeat_interval();
         let dead_after = interval + self.settings.heartbeat_timeout();
@@ -732,8 +731,7 @@ impl<F: Fn(ErrorCode, String, Option<&RoomId>)> Reader<'_, F> {
             // see a later message before an earlier one's refusal is acted on).
             tokio::select! {
                 biased;
-                () = self.kick.kicked() => return End::Closing,
-                () = shutdown.cancelled() => return End::Closing,
+                () = self.kick.closing() => return End::Closing,
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.committed(done, tx);
                 }
@@ -1216,7 +1214,7 @@ mod tests {
             store: state.store.clone(),
             cluster: None,
             metrics: state.metrics.clone(),
-            shutdown: state.shutdown.clone(),
+            kicks: state.kicks.clone(),
             tracker: state.tracker.clone(),
             permit: ConnectionLimiter::new(10, 10).try_acquire(ip).unwrap(),
             protocol: Negotiated::V3,

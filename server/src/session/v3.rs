@@ -121,7 +121,7 @@ pub(super) async fn run<F: Fn(ErrorCode, String, Option<&RoomId>)>(
     };
     let mut reader = Reader::new(p, session, kick, send_error, speaker, Some(rooms));
     info!(protocol = 3, "connected");
-    let end = reader.read_loop(stream, tx, &p.shutdown).await;
+    let end = reader.read_loop(stream, tx).await;
     let joined = reader.rooms.take().map(|r| r.joined).unwrap_or_default();
     for sub in joined.into_values() {
         p.hub.unregister(sub, end == End::Left);

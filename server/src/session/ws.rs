@@ -30,14 +30,13 @@ pub fn run(socket: WebSocket, p: SessionParams) -> impl Future<Output = ()> + Se
     let (sink, stream) = socket.split();
     async move {
         let (tx, rx) = outbox::channel(p.settings.outbound_queue);
-        let kick = Kick::default();
+        let kick = p.kicks.issue();
         let answered = CancellationToken::new();
         let writer = p.tracker.spawn(
             write_loop(
                 sink,
                 rx,
                 (kick.clone(), answered.clone()),
-                p.shutdown.clone(),
                 p.metrics.clone(),
                 p.settings.heartbeat_interval() + p.settings.heartbeat_timeout(),
                 p.protocol == Negotiated::Plain,
@@ -118,7 +117,6 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: outbox::Receiver<Outbound>,
     (kick, answered): (Kick, CancellationToken),
-    shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     kick_deadline: Duration,
     plain: bool,
@@ -126,17 +124,12 @@ async fn write_loop(
     // Commit times of the chat frames in the current batch (reused between batches; empty,
     // and unallocated, until the first chat message).
     let mut committed = Vec::new();
-    // Made once and polled by reference (a fresh `cancelled()` per wait registered and dropped
-    // a waiter for every batch written). Every poll of it takes a lock, so it comes last: it is
-    // polled only when the queue is empty or a write blocks.
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
     loop {
-        // The queue first: a kick is waited for (an atomic load and a waker, see
-        // `Kick::poll_kicked`) only when nothing is queued, and checked before each batch. No
-        // batch starts after a shutdown: `close` writes what is left, without racing the token
-        // (a batch that loses that race drops the frames it holds).
-        if kick.is_kicked() || shutdown.is_cancelled() {
+        // The queue first: a kick or a shutdown is waited for (an atomic load and a waker, see
+        // `Kick::poll_closing`) only when nothing is queued, and checked before each batch. No
+        // batch starts once the session is closing: `close` writes what is left, without racing
+        // the kick (a batch that loses that race drops the frames it holds).
+        if kick.is_closing() {
             break;
         }
         let first = tokio::select! {
@@ -145,7 +138,7 @@ async fn write_loop(
                 Some(item) => item,
                 // The session ended kicked, or at a shutdown (a session that ends without a kick
                 // ends at a shutdown or after the peer left): the close frame is ours to send.
-                None if kick.is_kicked() || shutdown.is_cancelled() => break,
+                None if kick.is_closing() => break,
                 None => {
                     // The session ended (the peer closed or went away): finish the closing
                     // handshake if the socket still works.
@@ -153,8 +146,7 @@ async fn write_loop(
                     return;
                 }
             },
-            () = poll_fn(|cx| kick.poll_kicked(cx)) => break,
-            () = &mut cancelled => break,
+            () = poll_fn(|cx| kick.poll_closing(cx)) => break,
         };
         committed.clear();
         let mut frames = 0;
@@ -180,10 +172,9 @@ async fn write_loop(
         let written = tokio::select! {
             biased;
             r = batch => r.is_ok(),
-            () = poll_fn(|cx| kick.poll_kicked(cx)) => false,
-            () = &mut cancelled => false,
+            () = poll_fn(|cx| kick.poll_closing(cx)) => false,
         };
-        if !written && kick.reason().is_none() && !shutdown.is_cancelled() {
+        if !written && !kick.is_closing() {
             // The peer closed (or the connection failed) while frames were still queued:
             // nothing more can be sent but the reply to its close frame, if one is pending.
             let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
@@ -205,16 +196,7 @@ async fn write_loop(
     }
     // Boxed: the closing is the largest state of the writer and runs once, at the end; inline,
     // every open connection would carry its space (about 1 KB).
-    Box::pin(close(
-        sink,
-        rx,
-        &kick,
-        &answered,
-        &shutdown,
-        kick_deadline,
-        plain,
-    ))
-    .await;
+    Box::pin(close(sink, rx, &kick, &answered, kick_deadline, plain)).await;
 }
 
 /// The end of a kicked or shut-down session's writer: the session's last answers (unless it
@@ -224,7 +206,6 @@ async fn close(
     mut rx: outbox::Receiver<Outbound>,
     kick: &Kick,
     answered: &CancellationToken,
-    shutdown: &CancellationToken,
     kick_deadline: Duration,
     plain: bool,
 ) {
@@ -295,7 +276,7 @@ async fn close(
         // close frame before it was even tried.
         biased;
         written = tokio::time::timeout(deadline, goodbye) => matches!(written, Ok(Ok(()))),
-        () = shutdown.cancelled(), if kicked => false,
+        () = poll_fn(|cx| kick.poll_shutdown(cx)), if kicked => false,
     };
     if !delivered {
         debug!("the close frame could not be delivered");
