@@ -179,8 +179,8 @@ impl Application {
         });
         let feed = tokio::spawn(crate::feed::run(state.hub.clone(), shutdown.clone()));
 
-        // Upgraded WebSockets watch `shutdown` themselves; they and the HTTP connections are
-        // all in the tracker waited for below.
+        // Upgraded connections hear of the shutdown through their kicks (`kicks.shut_down`
+        // above); they and the HTTP connections are all in the tracker waited for below.
         let header_timeout = Duration::from_secs(state.settings.handshake_timeout_secs);
         crate::listener::serve(
             listener,

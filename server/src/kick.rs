@@ -25,15 +25,18 @@ pub struct KickReason {
 }
 
 /// Cloneable; the first kick wins. A session is *closing* once it is kicked or the server
-/// shuts down (for a kick made by [`Kicks::issue`]).
-#[derive(Debug, Clone, Default)]
+/// shuts down. Made by [`Kicks::issue`]: a kick made otherwise (the tests' `Kick::default`)
+/// never sees a shutdown.
+#[derive(Debug, Clone)]
+#[cfg_attr(test, derive(Default))]
 pub struct Kick(Arc<Inner>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(Default))]
 struct Inner {
     reason: OnceLock<KickReason>,
-    /// Wakes the session's reader (and an HTTP session's waiters).
-    kicked: Notify,
+    /// Wakes the session's reader (and an HTTP session's waiters) at a kick or a shutdown.
+    woken: Notify,
     /// The writer waiting in `poll_closing`.
     writer: AtomicWaker,
     /// The registry that wakes this kick at a shutdown, and its key there.
@@ -93,9 +96,9 @@ impl Kick {
     /// Resolves once the session is closing (at once if it already is).
     pub async fn closing(&self) {
         loop {
-            let notified = self.0.kicked.notified();
+            let notified = self.0.woken.notified();
             tokio::pin!(notified);
-            // Registered before the check, so a kick in between is not missed.
+            // Registered before the check, so a kick or a shutdown in between is not missed.
             notified.as_mut().enable();
             if self.is_closing() {
                 return;
@@ -114,7 +117,7 @@ impl Kick {
         self.0
             .kicks
             .as_ref()
-            .is_some_and(|(kicks, _)| kicks.shutdown.load(Ordering::Acquire))
+            .is_some_and(|(kicks, _)| kicks.shutdown.0.load(Ordering::Acquire))
     }
 
     /// Kicked, or the server is shutting down.
@@ -129,7 +132,7 @@ impl Kick {
 
 impl Inner {
     fn wake(&self) {
-        self.kicked.notify_waiters();
+        self.woken.notify_waiters();
         self.writer.wake();
     }
 }
@@ -141,10 +144,17 @@ pub struct Kicks(Arc<Registry>);
 
 #[derive(Debug, Default)]
 struct Registry {
-    shutdown: AtomicBool,
+    /// Read before every batch of every writer; the rest of the registry (and the `Arc`'s
+    /// counts) is written as sessions come and go, so the flag has a cache line of its own.
+    shutdown: Padded,
     next: AtomicU64,
     live: Mutex<HashMap<u64, Weak<Inner>>>,
 }
+
+/// A flag alone on its cache line (128 bytes: two lines on x86, which prefetches in pairs).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicBool);
 
 impl Registry {
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Inner>>> {
@@ -161,7 +171,7 @@ impl Kicks {
         let key = self.0.next.fetch_add(1, Ordering::Relaxed);
         let kick = Kick(Arc::new(Inner {
             reason: OnceLock::new(),
-            kicked: Notify::new(),
+            woken: Notify::new(),
             writer: AtomicWaker::new(),
             kicks: Some((self.0.clone(), key)),
         }));
@@ -173,15 +183,11 @@ impl Kicks {
 
     /// Every session issued a kick is closing from now on, and woken to see it.
     pub fn shut_down(&self) {
-        self.0.shutdown.store(true, Ordering::Release);
+        self.0.shutdown.0.store(true, Ordering::Release);
         let live: Vec<_> = self.0.live().values().filter_map(Weak::upgrade).collect();
         for inner in live {
             inner.wake();
         }
-    }
-
-    pub fn is_shutdown(&self) -> bool {
-        self.0.shutdown.load(Ordering::Acquire)
     }
 
     /// Sessions whose kick is alive.
@@ -204,7 +210,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!kick.is_kicked());
-        assert!(!waiter.is_finished(), "kicked() resolved without a kick");
+        assert!(!waiter.is_finished(), "closing() resolved without a kick");
         assert!(kick.kick(4429, "slow consumer", false));
         assert!(!kick.kick(1008, "later", true));
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)

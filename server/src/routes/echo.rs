@@ -9,9 +9,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
-use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use crate::kick::Kick;
 use crate::limits::ConnectionPermit;
 
 pub async fn handler(
@@ -24,16 +24,17 @@ pub async fn handler(
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
-    let shutdown = state.shutdown.clone();
+    let kick = state.kicks.issue();
     let tracker = state.tracker.clone();
-    upgrade.on_upgrade(move |socket| tracker.track_future(echo(socket, shutdown, permit)))
+    upgrade.on_upgrade(move |socket| tracker.track_future(echo(socket, kick, permit)))
 }
 
-async fn echo(mut socket: WebSocket, shutdown: CancellationToken, _permit: ConnectionPermit) {
+/// Echoes until the peer closes, or the server shuts down (`kick`: see `kick.rs`).
+async fn echo(mut socket: WebSocket, kick: Kick, _permit: ConnectionPermit) {
     let close = loop {
         let frame = tokio::select! {
             frame = socket.recv() => frame,
-            () = shutdown.cancelled() => break Some((1001, "server shutting down")),
+            () = kick.closing() => break Some((1001, "server shutting down")),
         };
         let reply = match frame {
             Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => m,

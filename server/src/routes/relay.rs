@@ -51,17 +51,16 @@ pub async fn handler(
         Err(refusal) => return refusal.into_response(),
     };
     let tracker = state.tracker.clone();
-    let shutdown = state.shutdown.clone();
+    let kick = state.kicks.issue();
     let relay = state.relay.clone();
-    upgrade.on_upgrade(move |socket| {
-        tracker.track_future(relay_session(socket, relay, shutdown, permit))
-    })
+    upgrade
+        .on_upgrade(move |socket| tracker.track_future(relay_session(socket, relay, kick, permit)))
 }
 
 async fn relay_session(
     mut socket: WebSocket,
     relay: std::sync::Arc<Relay>,
-    shutdown: tokio_util::sync::CancellationToken,
+    kick: crate::kick::Kick,
     _permit: ConnectionPermit,
 ) {
     let id = relay.next_id.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +94,7 @@ async fn relay_session(
                 Some(Ok(_)) => {}
                 _ => return,
             },
-            () = shutdown.cancelled() => return,
+            () = kick.closing() => return,
         }
     }
 }

@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use tokio_util::sync::CancellationToken;
-
-use crate::kick::Kicks;
 use tokio_util::task::TaskTracker;
 
 use super::relay::Relay;
@@ -13,6 +11,7 @@ use crate::client_addr::{ClientAddr, TrustedProxies};
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::hub::Hub;
+use crate::kick::Kicks;
 use crate::limits::{AddressLimiter, ConnectionLimiter, ConnectionPermit, OriginPolicy};
 use crate::metrics::Metrics;
 use crate::session::http::HttpSessions;
