@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 pub use tokio::sync::mpsc::error::{SendError, TryRecvError, TrySendError};
 
 /// Slots a drained queue may keep; past it, its memory is released.
-const KEEP: usize = 8;
+pub const KEEP: usize = 8;
 
 struct Shared<T> {
     items: Mutex<VecDeque<T>>,
@@ -188,30 +188,82 @@ impl<T> Receiver<T> {
         .await
     }
 
+    /// Waits for items, then moves up to `limit` of them (at least 1) to the back of `batch`,
+    /// under one lock. Returns how many; 0 once every sender is gone and the queue is empty
+    /// (tokio's `mpsc::Receiver::recv_many`, into a `VecDeque`, so that a writer interrupted
+    /// half-way keeps the rest in order).
+    pub async fn recv_many(&mut self, batch: &mut VecDeque<T>, limit: usize) -> usize {
+        poll_fn(|cx| match self.try_recv_many(batch, limit) {
+            Ok(n) => Poll::Ready(n),
+            Err(TryRecvError::Disconnected) => Poll::Ready(0),
+            Err(TryRecvError::Empty) => {
+                self.shared.receiver.register(cx.waker());
+                // Again after registering (see `recv`).
+                match self.try_recv_many(batch, limit) {
+                    Ok(n) => Poll::Ready(n),
+                    Err(TryRecvError::Disconnected) => Poll::Ready(0),
+                    Err(TryRecvError::Empty) => Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        // Read before the pop: a sender queues before it leaves, so if none was left then, an
+        let mut item = None;
+        self.take(|items| {
+            item = items.pop_front();
+            usize::from(item.is_some())
+        })?;
+        Ok(item.expect("one item was taken"))
+    }
+
+    /// Moves up to `limit` queued items (at least 1) to the back of `batch`, under one lock.
+    fn try_recv_many(
+        &mut self,
+        batch: &mut VecDeque<T>,
+        limit: usize,
+    ) -> Result<usize, TryRecvError> {
+        self.take(|items| {
+            let moved = items.len().min(limit.max(1));
+            if moved == items.len() && batch.is_empty() {
+                // All of it: the buffers trade places (the queue keeps `batch`'s empty one).
+                std::mem::swap(items, batch);
+            } else {
+                batch.extend(items.drain(..moved));
+            }
+            moved
+        })
+    }
+
+    /// Takes items out with `take` (which returns how many) under the queue's lock.
+    fn take(
+        &mut self,
+        take: impl FnOnce(&mut VecDeque<T>) -> usize,
+    ) -> Result<usize, TryRecvError> {
+        // Read before the take: a sender queues before it leaves, so if none was left then, an
         // empty queue is the end. Read after it, the last sender could queue and leave in
         // between, and its item would be reported as never coming.
         let senders_left = self.shared.senders.load(Ordering::Acquire);
-        let popped = {
+        let taken = {
             let mut items = self.shared.items();
-            let popped = items.pop_front();
+            let taken = take(&mut items);
             if items.is_empty() && items.capacity() > KEEP {
                 *items = VecDeque::new();
             }
             self.shared.len.store(items.len(), Ordering::Release);
-            popped
+            taken
         };
-        match popped {
-            Some(item) => {
+        match taken {
+            0 if senders_left == 0 => Err(TryRecvError::Disconnected),
+            0 => Err(TryRecvError::Empty),
+            taken => {
                 if self.shared.waiting.load(Ordering::SeqCst) > 0 {
                     self.shared.room.notify_waiters();
                 }
-                Ok(item)
+                Ok(taken)
             }
-            None if senders_left == 0 => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
         }
     }
 }
@@ -323,5 +375,31 @@ mod tests {
         tx.try_send(1).unwrap();
         rx.try_recv().unwrap();
         assert!(rx.shared.items().capacity() <= KEEP);
+    }
+
+    #[tokio::test]
+    async fn recv_many_moves_at_most_its_limit_in_order_and_returns_0_at_the_end() {
+        let (tx, mut rx) = channel(16);
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+        }
+        let mut batch = VecDeque::from([-1]);
+        assert_eq!(rx.recv_many(&mut batch, 4).await, 4);
+        assert_eq!(batch, [-1, 0, 1, 2, 3]);
+        assert_eq!(tx.capacity(), 16 - 6);
+        batch.clear();
+        // The rest, all of it: the whole buffer changes hands.
+        assert_eq!(rx.recv_many(&mut batch, 64).await, 6);
+        assert_eq!(batch, [4, 5, 6, 7, 8, 9]);
+        assert_eq!(tx.capacity(), 16);
+        let waiting = tokio::spawn(async move {
+            let mut batch = VecDeque::new();
+            let first = rx.recv_many(&mut batch, 64).await;
+            (first, batch, rx.recv_many(&mut VecDeque::new(), 64).await)
+        });
+        tokio::task::yield_now().await;
+        tx.try_send(10).unwrap();
+        drop(tx);
+        assert_eq!(within_a_second(waiting).await, (1, VecDeque::from([10]), 0));
     }
 }

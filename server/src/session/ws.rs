@@ -9,6 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
+use std::collections::VecDeque;
 use std::future::poll_fn;
 
 use super::*;
@@ -124,35 +125,37 @@ async fn write_loop(
     // Commit times of the chat frames in the current batch (reused between batches; empty,
     // and unallocated, until the first chat message).
     let mut committed = Vec::new();
+    // The frames taken from the queue and not yet written: one lock takes a batch, and the
+    // buffer trades places with the queue's when the batch is all of it.
+    let mut batch = VecDeque::new();
     loop {
         // The queue first: a kick or a shutdown is waited for (an atomic load and a waker, see
         // `Kick::poll_closing`) only when nothing is queued, and checked before each batch. No
-        // batch starts once the session is closing: `close` writes what is left, without racing
-        // the kick (a batch that loses that race drops the frames it holds).
+        // batch starts once the session is closing: `close` writes what is left.
         if kick.is_closing() {
             break;
         }
-        let first = tokio::select! {
+        let taken = tokio::select! {
             biased;
-            item = rx.recv() => match item {
-                Some(item) => item,
-                // The session ended kicked, or at a shutdown (a session that ends without a kick
-                // ends at a shutdown or after the peer left): the close frame is ours to send.
-                None if kick.is_closing() => break,
-                None => {
-                    // The session ended (the peer closed or went away): finish the closing
-                    // handshake if the socket still works.
-                    let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
-                    return;
-                }
-            },
+            taken = rx.recv_many(&mut batch, MAX_BATCH) => taken,
             () = poll_fn(|cx| kick.poll_closing(cx)) => break,
         };
+        if taken == 0 {
+            // The session ended kicked, or at a shutdown (a session that ends without a kick
+            // ends at a shutdown or after the peer left): the close frame is ours to send.
+            if kick.is_closing() {
+                break;
+            }
+            // The session ended (the peer closed or went away): finish the closing handshake
+            // if the socket still works.
+            let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.close()).await;
+            return;
+        }
         committed.clear();
         let mut frames = 0;
-        let batch = async {
-            let mut next = Some(first);
-            while let Some(item) = next.take() {
+        let write = async {
+            // Taken one at a time: a write cut short by a kick leaves the rest in `batch`.
+            while let Some(item) = batch.pop_front() {
                 if let Outbound::Chat(_, at) = &item {
                     committed.push(*at);
                 }
@@ -161,9 +164,6 @@ async fn write_loop(
                     sink.feed(to_message(item)).await?;
                     frames += 1;
                 }
-                if frames < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
             }
             sink.flush().await
         };
@@ -171,7 +171,7 @@ async fn write_loop(
         // batch first: one that is written at once polls neither.
         let written = tokio::select! {
             biased;
-            r = batch => r.is_ok(),
+            r = write => r.is_ok(),
             () = poll_fn(|cx| kick.poll_closing(cx)) => false,
         };
         if !written && !kick.is_closing() {
@@ -182,6 +182,10 @@ async fn write_loop(
         }
         if !written {
             break;
+        }
+        if batch.capacity() > outbox::KEEP {
+            // A burst's buffer is not kept while the connection idles.
+            batch = VecDeque::new();
         }
         metrics.frames_out.inc_by(frames as u64);
         if !committed.is_empty() {
@@ -194,16 +198,22 @@ async fn write_loop(
             }
         }
     }
-    // Boxed: the closing is the largest state of the writer and runs once, at the end; inline,
-    // every open connection would carry its space (about 1 KB).
-    Box::pin(close(sink, rx, &kick, &answered, kick_deadline, plain)).await;
+    Box::pin(close(
+        sink,
+        (batch, rx),
+        &kick,
+        &answered,
+        kick_deadline,
+        plain,
+    ))
+    .await;
 }
 
 /// The end of a kicked or shut-down session's writer: the session's last answers (unless it
 /// was dropped as a slow consumer), the `shutdown` notice at a shutdown, then the close frame.
 async fn close(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: outbox::Receiver<Outbound>,
+    (mut unwritten, mut rx): (VecDeque<Outbound>, outbox::Receiver<Outbound>),
     kick: &Kick,
     answered: &CancellationToken,
     kick_deadline: Duration,
@@ -215,6 +225,7 @@ async fn close(
     let (close, farewell) = match &reason {
         Some(k) => {
             if !k.drain {
+                unwritten.clear();
                 while rx.try_recv().is_ok() {}
             }
             (
@@ -248,6 +259,12 @@ async fn close(
     let goodbye = async {
         let shown =
             |item: &Outbound| !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_)));
+        // What a write cut short by the kick left, first.
+        for item in unwritten {
+            if shown(&item) {
+                sink.feed(to_message(item)).await?;
+            }
+        }
         if answers {
             // What the session still queues until it ends (within half the deadline, so that
             // the close frame keeps its time).
