@@ -30,10 +30,11 @@
 //! - [`redis_keys`] — every Redis key and channel, with what it holds.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
-//! - [`metrics`] — `/metrics` (Prometheus text format).
+//! - [`metrics`] — `/metrics` (Prometheus text format); [`histogram`], the delivery histogram
+//!   every writer observes without a shared lock.
 //! - [`limits`] — Origin allowlist, connection caps, token buckets (per connection, per address).
 //! - [`client_addr`] — the client's address, through trusted proxies (`--trusted-proxies`).
-//! - [`kick`] — closing a session with a code from anywhere.
+//! - [`kick`] — closing a session with a code from anywhere, and every session at a shutdown.
 //! - [`telemetry`] — logging.
 
 pub mod app;
@@ -42,6 +43,7 @@ pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod feed;
+pub mod histogram;
 pub mod hub;
 pub mod kick;
 pub mod limits;

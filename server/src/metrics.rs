@@ -9,8 +9,10 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
+
+use crate::histogram::AtomicHistogram;
 
 /// One label: what kind of frame (`chat`, `legacy`, `typing`, `feed`, `invalid`, `binary`).
 pub type KindLabel = [(&'static str, &'static str); 1];
@@ -55,7 +57,8 @@ pub struct Metrics {
     /// User tokens refreshed in band.
     pub tokens_refreshed: Counter,
     /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
-    pub delivery_seconds: Histogram,
+    /// Lock-free: observed for every chat frame delivered (see `histogram.rs`).
+    pub delivery_seconds: AtomicHistogram,
     connections: Gauge,
     /// Open HTTP sessions, by transport (`sse`, `poll`).
     http_sessions: Family<KindLabel, Gauge>,
@@ -81,7 +84,7 @@ impl Metrics {
             tokens_expired: Counter::default(),
             tokens_refreshed: Counter::default(),
             // 50 µs .. ~1.6 s
-            delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            delivery_seconds: AtomicHistogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             connections: Gauge::default(),
             http_sessions: Family::default(),
             sessions: Gauge::default(),
