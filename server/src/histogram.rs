@@ -17,7 +17,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 /// Shards: more than the cores this server is meant for, so threads rarely share one.
 const SHARDS: usize = 8;
 /// Buckets a histogram may have, the overflow bucket included.
-const MAX_BUCKETS: usize = 32;
+const MAX_BUCKETS: usize = 24;
 
 /// Cloneable: clones observe into the same counts (one is registered, others observe).
 #[derive(Debug, Clone)]
@@ -35,8 +35,9 @@ struct Inner {
 struct Shard {
     /// Observations per bucket (not cumulative); index `bounds.len()` is the overflow.
     counts: [AtomicU64; MAX_BUCKETS],
-    /// The sum of the observations, in nanoseconds (an integer, so one `fetch_add`).
-    sum_nanos: AtomicU64,
+    /// The sum of the observations (the bits of an `f64`: seconds, like prometheus-client's;
+    /// an integer count of nanoseconds would wrap within days under heavy fan-out).
+    sum: AtomicU64,
 }
 
 impl AtomicHistogram {
@@ -44,7 +45,7 @@ impl AtomicHistogram {
     /// bounds are dropped: the overflow bucket is always there.
     ///
     /// # Panics
-    /// With more than 31 finite bounds, or bounds out of order: a programming error.
+    /// With more than 23 finite bounds, or bounds out of order: a programming error.
     pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
         let bounds: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();
         assert!(bounds.len() < MAX_BUCKETS, "too many histogram buckets");
@@ -60,9 +61,12 @@ impl AtomicHistogram {
         let bucket = self.0.bounds.partition_point(|bound| *bound < seconds);
         let shard = &self.0.shards[shard_of_this_thread()];
         shard.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        // `as` saturates: a negative or huge value cannot wrap.
-        let nanos = (seconds * 1e9) as u64;
-        shard.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        // Only threads that share this shard race here (rarely): the loop is one pass.
+        let _ = shard
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + seconds).to_bits())
+            });
     }
 
     /// The sum, the count, and each bucket's upper bound with its (non-cumulative) count, as
@@ -76,15 +80,15 @@ impl AtomicHistogram {
             .chain(std::iter::once(f64::INFINITY))
             .map(|bound| (bound, 0))
             .collect();
-        let mut sum_nanos = 0u64;
+        let mut sum = 0.0;
         for shard in &inner.shards {
             for (bucket, count) in buckets.iter_mut().zip(&shard.counts) {
                 bucket.1 += count.load(Ordering::Relaxed);
             }
-            sum_nanos = sum_nanos.wrapping_add(shard.sum_nanos.load(Ordering::Relaxed));
+            sum += f64::from_bits(shard.sum.load(Ordering::Relaxed));
         }
         let count = buckets.iter().map(|(_, n)| n).sum();
-        (sum_nanos as f64 / 1e9, count, buckets)
+        (sum, count, buckets)
     }
 }
 

@@ -227,7 +227,15 @@ impl<T> Receiver<T> {
     ) -> Result<usize, TryRecvError> {
         self.take(|items| {
             let moved = items.len().min(limit.max(1));
-            if moved == items.len() && batch.is_empty() {
+            if items.is_empty() {
+                // Nothing to take: the receiver is about to wait. One buffer is kept while
+                // idle, the queue's: `batch`'s goes to the queue if it has none, or is let go.
+                if batch.is_empty() && items.capacity() == 0 && batch.capacity() <= KEEP {
+                    std::mem::swap(items, batch);
+                } else if batch.is_empty() {
+                    *batch = VecDeque::new();
+                }
+            } else if moved == items.len() && batch.is_empty() {
                 // All of it: the buffers trade places (the queue keeps `batch`'s empty one).
                 std::mem::swap(items, batch);
             } else {
@@ -401,5 +409,32 @@ mod tests {
         tx.try_send(10).unwrap();
         drop(tx);
         assert_eq!(within_a_second(waiting).await, (1, VecDeque::from([10]), 0));
+    }
+
+    /// A receiver that takes batches into its own buffer and waits in between holds one buffer
+    /// while idle (the queue's), and allocates none per message once it has it.
+    #[tokio::test]
+    async fn an_idle_receiver_taking_batches_keeps_one_buffer() {
+        let (tx, mut rx) = channel(64);
+        let mut batch = VecDeque::new();
+        let held = |rx: &Receiver<u32>, batch: &VecDeque<u32>| {
+            (rx.shared.items().capacity() > 0) as usize + (batch.capacity() > 0) as usize
+        };
+        for i in 0..5 {
+            tx.try_send(i).unwrap();
+            assert_eq!(rx.recv_many(&mut batch, 64).await, 1);
+            assert_eq!(batch.pop_front(), Some(i));
+            // Waiting again (nothing queued) hands the buffer back.
+            assert!(matches!(
+                rx.try_recv_many(&mut batch, 64),
+                Err(TryRecvError::Empty)
+            ));
+            assert_eq!(held(&rx, &batch), 1, "buffers held while idle, after {i}");
+        }
+        // The next message finds room in the buffer the queue kept.
+        let kept = rx.shared.items().capacity();
+        assert!(kept > 0 && kept <= KEEP, "{kept}");
+        tx.try_send(9).unwrap();
+        assert_eq!(rx.shared.items().capacity(), kept);
     }
 }

@@ -14,7 +14,9 @@ use std::future::poll_fn;
 
 use super::*;
 
-/// Frames a writer feeds before one flush.
+/// Queue items a writer takes at once, and writes before one flush. Taken items no longer count
+/// against the queue's bound, so a session's frames in memory are at most the queue's capacity
+/// plus this.
 const MAX_BATCH: usize = 64;
 /// How long a writer may take to deliver its last frames and the close frame, and how long a
 /// closing session waits for the peer's close frame.
@@ -154,14 +156,20 @@ async fn write_loop(
         committed.clear();
         let mut frames = 0;
         let write = async {
-            // Taken one at a time: a write cut short by a kick leaves the rest in `batch`.
-            while let Some(item) = batch.pop_front() {
+            // A frame leaves `batch` only once the sink has room for it: a write cut short by a
+            // kick leaves every unsent frame in `batch`, in order, for `close`.
+            while let Some(front) = batch.front() {
+                // A plain client is sent only what it can display.
+                let shown = !(plain && matches!(front, Outbound::Frame(_) | Outbound::Data(_)));
+                if shown {
+                    poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
+                }
+                let Some(item) = batch.pop_front() else { break };
                 if let Outbound::Chat(_, at) = &item {
                     committed.push(*at);
                 }
-                // A plain client is sent only what it can display.
-                if !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_))) {
-                    sink.feed(to_message(item)).await?;
+                if shown {
+                    sink.start_send_unpin(to_message(item))?;
                     frames += 1;
                 }
             }
@@ -183,9 +191,12 @@ async fn write_loop(
         if !written {
             break;
         }
+        // A burst's buffers are not kept while the connection idles.
         if batch.capacity() > outbox::KEEP {
-            // A burst's buffer is not kept while the connection idles.
             batch = VecDeque::new();
+        }
+        if committed.capacity() > outbox::KEEP {
+            committed = Vec::new();
         }
         metrics.frames_out.inc_by(frames as u64);
         if !committed.is_empty() {
