@@ -30,8 +30,8 @@
 //! - [`redis_keys`] — every Redis key and channel, with what it holds.
 //! - [`feed`] — the once-a-second live stats feed.
 //! - [`listener`] — the accept loop, with hyper's header-read timeout (slowloris).
-//! - [`metrics`] — `/metrics` (Prometheus text format); [`histogram`], the delivery histogram
-//!   every writer observes without a shared lock.
+//! - [`metrics`] — `/metrics` (Prometheus text format); [`sharded`], the counter and histogram
+//!   every writer updates without a lock or a cache line shared between cores.
 //! - [`limits`] — Origin allowlist, connection caps, token buckets (per connection, per address).
 //! - [`client_addr`] — the client's address, through trusted proxies (`--trusted-proxies`).
 //! - [`kick`] — closing a session with a code from anywhere, and every session at a shutdown.
@@ -43,7 +43,6 @@ pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod feed;
-pub mod histogram;
 pub mod hub;
 pub mod kick;
 pub mod limits;
@@ -54,6 +53,7 @@ pub mod redis_keys;
 pub mod resume;
 pub mod routes;
 pub mod session;
+pub mod sharded;
 pub mod store;
 pub mod telemetry;
 

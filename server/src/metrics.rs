@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
-use crate::histogram::AtomicHistogram;
+use crate::sharded;
 
 /// One label: what kind of frame (`chat`, `legacy`, `typing`, `feed`, `invalid`, `binary`).
 pub type KindLabel = [(&'static str, &'static str); 1];
@@ -31,8 +31,9 @@ pub struct Metrics {
     registry: Registry,
     /// Frames received on chat sessions, by kind.
     pub frames_in: Family<KindLabel, Counter>,
-    /// Frames written to WebSocket clients (chat sessions).
-    pub frames_out: Counter,
+    /// Frames written to WebSocket clients (chat sessions): one add per batch by every writer,
+    /// so sharded (see `sharded.rs`).
+    pub frames_out: sharded::Counter,
     /// Chat messages durably stored.
     pub persisted: Counter,
     /// Frames refused by a rate limit.
@@ -57,8 +58,8 @@ pub struct Metrics {
     /// User tokens refreshed in band.
     pub tokens_refreshed: Counter,
     /// Seconds from a chat message's commit to its frame being flushed to a member's socket.
-    /// Lock-free: observed for every chat frame delivered (see `histogram.rs`).
-    pub delivery_seconds: AtomicHistogram,
+    /// Lock-free: observed for every chat frame delivered (see `sharded.rs`).
+    pub delivery_seconds: sharded::Histogram,
     connections: Gauge,
     /// Open HTTP sessions, by transport (`sse`, `poll`).
     http_sessions: Family<KindLabel, Gauge>,
@@ -71,7 +72,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("switchboard");
         let m = Self {
             frames_in: Family::default(),
-            frames_out: Counter::default(),
+            frames_out: sharded::Counter::default(),
             persisted: Counter::default(),
             rate_limited: Counter::default(),
             slow_consumers: Counter::default(),
@@ -84,7 +85,7 @@ impl Metrics {
             tokens_expired: Counter::default(),
             tokens_refreshed: Counter::default(),
             // 50 µs .. ~1.6 s
-            delivery_seconds: AtomicHistogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            delivery_seconds: sharded::Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             connections: Gauge::default(),
             http_sessions: Family::default(),
             sessions: Gauge::default(),
