@@ -230,10 +230,12 @@ impl<T> Receiver<T> {
             if items.is_empty() {
                 // Nothing to take: the receiver is about to wait. One buffer is kept while
                 // idle, the queue's: `batch`'s goes to the queue if it has none, or is let go.
-                if batch.is_empty() && items.capacity() == 0 && batch.capacity() <= KEEP {
-                    std::mem::swap(items, batch);
-                } else if batch.is_empty() {
-                    *batch = VecDeque::new();
+                if batch.is_empty() {
+                    if items.capacity() == 0 && batch.capacity() <= KEEP {
+                        std::mem::swap(items, batch);
+                    } else {
+                        *batch = VecDeque::new();
+                    }
                 }
             } else if moved == items.len() && batch.is_empty() {
                 // All of it: the buffers trade places (the queue keeps `batch`'s empty one).

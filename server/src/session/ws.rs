@@ -159,8 +159,7 @@ async fn write_loop(
             // A frame leaves `batch` only once the sink has room for it: a write cut short by a
             // kick leaves every unsent frame in `batch`, in order, for `close`.
             while let Some(front) = batch.front() {
-                // A plain client is sent only what it can display.
-                let shown = !(plain && matches!(front, Outbound::Frame(_) | Outbound::Data(_)));
+                let shown = shown_to(plain, front);
                 if shown {
                     poll_fn(|cx| sink.poll_ready_unpin(cx)).await?;
                 }
@@ -191,10 +190,8 @@ async fn write_loop(
         if !written {
             break;
         }
-        // A burst's buffers are not kept while the connection idles.
-        if batch.capacity() > outbox::KEEP {
-            batch = VecDeque::new();
-        }
+        // A burst's buffers are not kept while the connection idles (`batch`'s goes back to
+        // the queue, or is let go, when `recv_many` finds nothing to take).
         if committed.capacity() > outbox::KEEP {
             committed = Vec::new();
         }
@@ -209,6 +206,8 @@ async fn write_loop(
             }
         }
     }
+    // Boxed: the closing is the largest state of the writer and runs once, at the end; inline,
+    // every open connection would carry its space (about 1 KB).
     Box::pin(close(
         sink,
         (batch, rx),
@@ -268,8 +267,7 @@ async fn close(
     // A slow consumer's backlog was discarded above: nothing more goes to it but the close.
     let answers = reason.as_ref().is_none_or(|k| k.drain);
     let goodbye = async {
-        let shown =
-            |item: &Outbound| !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_)));
+        let shown = |item: &Outbound| shown_to(plain, item);
         // What a write cut short by the kick left, first.
         for item in unwritten {
             if shown(&item) {
@@ -309,6 +307,11 @@ async fn close(
     if !delivered {
         debug!("the close frame could not be delivered");
     }
+}
+
+/// Whether `item` goes to the client: a plain client is sent only what it can display.
+fn shown_to(plain: bool, item: &Outbound) -> bool {
+    !(plain && matches!(item, Outbound::Frame(_) | Outbound::Data(_)))
 }
 
 fn to_message(item: Outbound) -> Message {
